@@ -1,0 +1,166 @@
+import type * as RPC from 'etcd3/lib/rpc.js';
+import { parseCidr } from '../../../domain/cidr.js';
+import { DatastoreUnavailableError } from '../../../domain/errors.js';
+import type { AllocationBlock, BlockAffinity, IpamConfig, IpamHandle, IpPool } from '../../../domain/ipam-model.js';
+import type {
+  CommitResult,
+  CreationGuard,
+  IpamChange,
+  IpamSnapshot,
+  IpamStore,
+  IpamTarget,
+  IpamValues,
+  IpamWatch,
+  IpamWrite,
+  Stored,
+} from '../../../ports/ipam-store.js';
+import { decodeBlock, decodeJson, encodeValue } from './codec.js';
+import type { EtcdClient } from './etcd-client.js';
+import {
+  affinityFromKey,
+  blockCidrFromKey,
+  blockPrefix,
+  CONFIG_KEY,
+  HANDLE_PREFIX,
+  hostPrefix,
+  keyOf,
+  POOL_PREFIX,
+  prefixEnd,
+} from './keys.js';
+
+const prefixRange = (prefix: string): RPC.IRangeRequest => ({ key: Buffer.from(prefix), range_end: prefixEnd(prefix) });
+
+function decode(kind: IpamTarget['kind'], text: string): unknown {
+  switch (kind) {
+    case 'block':
+      return decodeBlock(text);
+    case 'affinity':
+      return decodeJson<BlockAffinity>(text, { state: 'confirmed' });
+    default:
+      return decodeJson<unknown>(text, {});
+  }
+}
+
+function stored<T>(kind: IpamTarget['kind'], kv: RPC.IKeyValue): Stored<T> {
+  return { value: decode(kind, kv.value.toString()) as T, modRevision: kv.mod_revision, createRevision: kv.create_revision };
+}
+
+function compareFor(key: Buffer, expect: IpamWrite['expect']): RPC.ICompare[] {
+  if ('any' in expect) return [];
+  return [compareOne(key, expect)];
+}
+
+function compareOne(key: Buffer, expect: Exclude<IpamWrite['expect'], { any: true }>): RPC.ICompare {
+  if ('absent' in expect) return { key, target: 'Version', result: 'Equal', version: 0 };
+  if ('modRevision' in expect) return { key, target: 'Mod', result: 'Equal', mod_revision: expect.modRevision };
+  return { key, target: 'Value', result: 'Equal', value: Buffer.from(encodeValue(expect.value)) };
+}
+
+function guardPrefix(guard: CreationGuard): string {
+  return guard.kind === 'pool' ? POOL_PREFIX : blockPrefix(guard.family);
+}
+
+export class EtcdIpamStore implements IpamStore {
+  constructor(private readonly etcd: EtcdClient) {}
+
+  async snapshot(): Promise<IpamSnapshot> {
+    const response = await this.etcd.txn({
+      success: [
+        { request_range: prefixRange(POOL_PREFIX) },
+        { request_range: prefixRange(blockPrefix()) },
+        { request_range: { key: Buffer.from(CONFIG_KEY) } },
+      ],
+    });
+    const [pools, blocks, config] = response.responses.map((r) => r.response_range.kvs);
+    return {
+      revision: response.header.revision,
+      pools: pools!.map((kv) => stored<IpPool>('pool', kv)),
+      blocks: blocks!.filter((kv) => blockCidrFromKey(kv.key.toString())).map((kv) => stored<AllocationBlock>('block', kv)),
+      config: config!.length ? stored<IpamConfig>('config', config![0]!) : null,
+    };
+  }
+
+  async get<K extends IpamTarget['kind']>(target: Extract<IpamTarget, { kind: K }>): Promise<Stored<IpamValues[K]> | null> {
+    const response = await this.etcd.range({ key: Buffer.from(keyOf(target)) });
+    const kv = response.kvs[0];
+    return kv ? stored<IpamValues[K]>(target.kind, kv) : null;
+  }
+
+  async listHandles(): Promise<Map<string, Stored<IpamHandle>>> {
+    const response = await this.etcd.range(prefixRange(HANDLE_PREFIX));
+    return new Map(response.kvs.map((kv) => [kv.key.toString().slice(HANDLE_PREFIX.length), stored<IpamHandle>('handle', kv)]));
+  }
+
+  async listAffinities(node?: string): Promise<{ node: string; cidr: ReturnType<typeof parseCidr>; stored: Stored<BlockAffinity> }[]> {
+    const response = await this.etcd.range(prefixRange(hostPrefix(node)));
+    return response.kvs.flatMap((kv) => {
+      const parsed = affinityFromKey(kv.key.toString());
+      return parsed ? [{ ...parsed, stored: stored<BlockAffinity>('affinity', kv) }] : [];
+    });
+  }
+
+  async commit(writes: IpamWrite[], guard?: CreationGuard): Promise<CommitResult> {
+    const keys = writes.map((w) => Buffer.from(keyOf(w.target)));
+    const compare = writes.flatMap((w, i) => compareFor(keys[i]!, w.expect));
+    const failure: RPC.IRequestOp[] = keys.map((key) => ({ request_range: { key } }));
+    if (guard) {
+      const range = prefixRange(guardPrefix(guard));
+      // True when every key in the range was created at or before the guard's revision.
+      compare.push({ ...range, target: 'Create', result: 'Less', create_revision: String(BigInt(guard.revision) + 1n) });
+      failure.push({ request_range: { ...range, min_create_revision: String(BigInt(guard.revision) + 1n) } });
+    }
+    const success: RPC.IRequestOp[] = writes.map((w, i) =>
+      w.value === null
+        ? { request_delete_range: { key: keys[i]! } }
+        : { request_put: { key: keys[i]!, value: Buffer.from(encodeValue(w.value)) } },
+    );
+    const response = await this.etcd.txn({ compare, success, failure });
+    const result: CommitResult = { succeeded: response.succeeded, revision: response.header.revision, current: new Map(), created: [] };
+    if (!response.succeeded) {
+      writes.forEach((w, i) => {
+        const kv = response.responses[i]?.response_range.kvs[0];
+        result.current.set(w, kv ? stored(w.target.kind, kv) : null);
+      });
+      if (guard) {
+        const kvs = response.responses[writes.length]?.response_range.kvs ?? [];
+        result.created = kvs
+          .filter((kv) => guard.kind === 'pool' || blockCidrFromKey(kv.key.toString()))
+          .map((kv) => stored(guard.kind, kv));
+      }
+    }
+    return result;
+  }
+
+  async watch(revision: string, onChange: (change: IpamChange) => void, onLost: (error: Error) => void): Promise<IpamWatch> {
+    const start = String(BigInt(revision) + 1n);
+    const watchers = await Promise.all(
+      [POOL_PREFIX, blockPrefix(), CONFIG_KEY].map(async (prefix) => {
+        const builder = this.etcd.raw.watch().startRevision(start);
+        const watcher = await (prefix === CONFIG_KEY ? builder.key(prefix) : builder.prefix(prefix)).create();
+        watcher.on('data', (response: RPC.IWatchResponse) => {
+          for (const event of response.events) {
+            const change = toChange(event);
+            if (change) onChange(change);
+          }
+        });
+        watcher.on('error', (error: Error) => onLost(new DatastoreUnavailableError(`etcd watch of ${prefix} ended: ${error.message}`, error)));
+        return watcher;
+      }),
+    );
+    return { cancel: async () => void (await Promise.all(watchers.map((w) => w.cancel()))) };
+  }
+}
+
+function toChange(event: RPC.IEvent): IpamChange | undefined {
+  const kv = event.kv;
+  const key = kv.key.toString();
+  const deleted = event.type === 'Delete';
+  const revision = kv.mod_revision;
+  if (key.startsWith(POOL_PREFIX)) {
+    return { kind: 'pool', name: key.slice(POOL_PREFIX.length), stored: deleted ? null : stored<IpPool>('pool', kv), revision };
+  }
+  if (key === CONFIG_KEY) return { kind: 'config', stored: deleted ? null : stored<IpamConfig>('config', kv), revision };
+  const cidr = blockCidrFromKey(key);
+  if (cidr) return { kind: 'block', cidr, stored: deleted ? null : stored<AllocationBlock>('block', kv), revision };
+  return undefined;
+}

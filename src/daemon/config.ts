@@ -1,0 +1,59 @@
+import { hostname } from 'node:os';
+import type { EtcdSettings } from '../adapters/datastore/etcd/etcd-client.js';
+
+export interface DaemonConfig {
+  etcd: EtcdSettings;
+  /** False when ETCD_ENDPOINTS was not set: the daemon may then run its own etcd. */
+  etcdConfigured: boolean;
+  embeddedEtcdDataDir: string;
+  etcdBinary: string;
+  nodeName: string;
+  pluginDir: string;
+  logLevel: string;
+  defaultPools: { ipv4?: string; ipv6?: string };
+}
+
+const DEFAULT_ETCD = 'http://127.0.0.1:2379';
+
+/** The node name, from one source for everything: NODENAME, else HOSTNAME, else the OS hostname. */
+export function nodeNameFrom(env: NodeJS.ProcessEnv): string {
+  const name = (env.NODENAME || env.HOSTNAME || hostname()).trim();
+  if (name === '' || /[/\s]/.test(name)) throw new Error(`invalid node name ${JSON.stringify(name)}: set NODENAME to a name without '/' or spaces`);
+  return name;
+}
+
+export function etcdSettingsFrom(env: NodeJS.ProcessEnv): EtcdSettings {
+  const endpoints = (env.ETCD_ENDPOINTS || DEFAULT_ETCD)
+    .split(',')
+    .map((e) => e.trim())
+    .filter((e) => e !== '');
+  for (const endpoint of endpoints) {
+    if (!/^https?:\/\/[^/]+\/?$/.test(endpoint)) throw new Error(`invalid ETCD_ENDPOINTS entry ${JSON.stringify(endpoint)}: expected http://host:port or https://host:port`);
+  }
+  return {
+    endpoints: endpoints.map((e) => e.replace(/\/$/, '')),
+    ...(env.ETCD_CA_CERT_FILE ? { caCertFile: env.ETCD_CA_CERT_FILE } : {}),
+    ...(env.ETCD_CERT_FILE ? { certFile: env.ETCD_CERT_FILE } : {}),
+    ...(env.ETCD_KEY_FILE ? { keyFile: env.ETCD_KEY_FILE } : {}),
+    ...(env.ETCD_USERNAME ? { username: env.ETCD_USERNAME } : {}),
+    ...(env.ETCD_PASSWORD ? { password: env.ETCD_PASSWORD } : {}),
+  };
+}
+
+const isTrue = (value: string | undefined): boolean => /^(true|1|yes)$/i.test(value ?? '');
+
+export function configFrom(env: NodeJS.ProcessEnv): DaemonConfig {
+  const noDefaults = isTrue(env.NO_DEFAULT_POOLS);
+  return {
+    etcd: etcdSettingsFrom(env),
+    etcdConfigured: Boolean(env.ETCD_ENDPOINTS),
+    embeddedEtcdDataDir: env.CALICO_ETCD_DATA_DIR || '/var/lib/calico/etcd',
+    etcdBinary: env.CALICO_ETCD_BINARY || 'etcd',
+    nodeName: nodeNameFrom(env),
+    pluginDir: env.CALICO_LIBNETWORK_PLUGIN_DIR || '/run/docker/plugins',
+    logLevel: env.CALICO_LIBNETWORK_LOG_LEVEL || (env.CALICO_DEBUG ? 'debug' : 'info'),
+    defaultPools: noDefaults
+      ? {}
+      : { ipv4: env.CALICO_IPV4POOL_CIDR || '192.168.0.0/16', ipv6: env.CALICO_IPV6POOL_CIDR || 'fd80:24e2:f998:72d6::/64' },
+  };
+}

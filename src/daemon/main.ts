@@ -1,0 +1,70 @@
+#!/usr/bin/env node
+import { pino } from 'pino';
+import { EtcdClient } from '../adapters/datastore/etcd/etcd-client.js';
+import { EtcdIpamStore } from '../adapters/datastore/etcd/etcd-ipam-store.js';
+import { buildDockerPlugin } from '../plugin/docker-plugin.js';
+import { ipamMethods } from '../plugin/ipam-methods.js';
+import { DockerIpamDriver } from '../services/ipam/docker-ipam-driver.js';
+import { IpamService } from '../services/ipam/ipam-service.js';
+import { PoolService } from '../services/ipam/pool-service.js';
+import { configFrom } from './config.js';
+import { EmbeddedEtcd, somethingListens } from './embedded-etcd.js';
+import { listenOnSocket } from './sockets.js';
+
+async function main(): Promise<void> {
+  const config = configFrom(process.env);
+  const log = pino({ level: config.logLevel, base: { node: config.nodeName } });
+
+  let embedded: EmbeddedEtcd | undefined;
+  if (!config.etcdConfigured && !(await somethingListens('127.0.0.1', 2379))) {
+    embedded = new EmbeddedEtcd(config.etcdBinary, config.embeddedEtcdDataDir, log);
+    await embedded.start();
+  }
+
+  const etcd = new EtcdClient(config.etcd);
+  const store = new EtcdIpamStore(etcd);
+  const pools = new PoolService(store, log);
+  const ipam = new IpamService(store, { node: config.nodeName, log });
+  const ipamDriver = new DockerIpamDriver(ipam, pools);
+
+  const ipamApp = buildDockerPlugin({ implements: ['IpamDriver'], methods: ipamMethods(ipamDriver), logger: log.child({ socket: 'calico-ipam' }) });
+  const networkApp = buildDockerPlugin({ implements: ['IpamDriver'], methods: ipamMethods(ipamDriver), logger: log.child({ socket: 'calico' }) });
+  await listenOnSocket(ipamApp, `${config.pluginDir}/calico-ipam.sock`);
+  await listenOnSocket(networkApp, `${config.pluginDir}/calico.sock`);
+  log.info({ pluginDir: config.pluginDir, etcd: config.etcd.endpoints, embeddedEtcd: Boolean(embedded) }, 'calico-libnetwork serving');
+
+  void prepareDatastore(pools, ipam, config.defaultPools, log);
+
+  let closing = false;
+  const shutdown = async (signal: string): Promise<void> => {
+    if (closing) return;
+    closing = true;
+    log.info({ signal }, 'shutting down');
+    await Promise.allSettled([ipamApp.close(), networkApp.close()]);
+    await ipam.stop();
+    etcd.close();
+    await embedded?.stop();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+/** Creates the default pools and loads the IPAM cache, retrying until etcd answers; requests meanwhile get a clear error. */
+async function prepareDatastore(pools: PoolService, ipam: IpamService, defaults: { ipv4?: string; ipv6?: string }, log: pino.Logger): Promise<void> {
+  for (let delay = 500; ; delay = Math.min(delay * 2, 5000)) {
+    try {
+      await pools.ensureDefaults(defaults);
+      await ipam.start();
+      return;
+    } catch (error) {
+      log.warn({ err: error, retryInMs: delay }, 'datastore not ready');
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`calico-libnetwork: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,66 @@
+/**
+ * Every error the daemon and CLI raise on purpose. Callers branch on `code`, never on `message`;
+ * `message` is written for an operator, because Docker shows it as `<Subsystem>.<Method>: <message>`.
+ */
+export type ErrorCode =
+  | 'E_INVALID_REQUEST'
+  | 'E_NOT_FOUND'
+  | 'E_CONFLICT'
+  | 'E_POOL_EXHAUSTED'
+  | 'E_ADDRESS_IN_USE'
+  | 'E_DATASTORE_UNAVAILABLE'
+  | 'E_IN_USE';
+
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** The request itself is wrong: bad CIDR, unsupported option, wrong type. */
+export class InvalidRequestError extends AppError {
+  constructor(message: string) {
+    super('E_INVALID_REQUEST', message);
+  }
+}
+
+export class NotFoundError extends AppError {
+  constructor(message: string) {
+    super('E_NOT_FOUND', message);
+  }
+}
+
+/** A compare-and-swap lost too many times in a row. */
+export class ConflictError extends AppError {
+  constructor(message: string) {
+    super('E_CONFLICT', message);
+  }
+}
+
+export class PoolExhaustedError extends AppError {
+  constructor(message: string) {
+    super('E_POOL_EXHAUSTED', message);
+  }
+}
+
+export class AddressInUseError extends AppError {
+  constructor(message: string) {
+    super('E_ADDRESS_IN_USE', message);
+  }
+}
+
+/** Something still uses the object the caller wants removed. */
+export class InUseError extends AppError {
+  constructor(message: string) {
+    super('E_IN_USE', message);
+  }
+}
+
+export class DatastoreUnavailableError extends AppError {
+  constructor(message: string, cause?: unknown) {
+    super('E_DATASTORE_UNAVAILABLE', message, { cause });
+  }
+}

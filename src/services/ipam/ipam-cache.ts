@@ -1,0 +1,116 @@
+import { Cidr, cidrContains, cidrsOverlap, formatCidr, IpAddr, IpFamily, parseCidr } from '../../domain/cidr.js';
+import { AllocationBlock, DEFAULT_IPAM_CONFIG, IpamConfig, IpPool } from '../../domain/ipam-model.js';
+import type { IpamChange, IpamSnapshot, Stored } from '../../ports/ipam-store.js';
+import { PoolView, viewOf } from './pool-view.js';
+
+export interface CachedBlock {
+  cidr: Cidr;
+  stored: Stored<AllocationBlock>;
+}
+
+const newer = (incoming: string, cached: string | undefined): boolean => cached === undefined || BigInt(incoming) >= BigInt(cached);
+
+/**
+ * Pools, IPAM config and every allocation block, kept current by an etcd watch. It is only a hint:
+ * every write made from it is a compare-and-swap, so a stale entry costs a retry, never a duplicate.
+ */
+export class IpamCache {
+  private readonly pools = new Map<string, PoolView>();
+  private readonly blocks = new Map<string, CachedBlock>();
+  /** Every block created up to this revision is in the cache: the guard revision for new claims. */
+  blocksKnownRevision = '0';
+  config: IpamConfig = DEFAULT_IPAM_CONFIG;
+  /** Revisions of deletions seen, so a late watch event cannot resurrect a deleted block. */
+  private readonly deletedAt = new Map<string, string>();
+
+  load(snapshot: IpamSnapshot): void {
+    this.pools.clear();
+    this.blocks.clear();
+    this.deletedAt.clear();
+    for (const pool of snapshot.pools) this.putPool(pool.value);
+    for (const block of snapshot.blocks) this.putBlock(block);
+    this.config = { ...DEFAULT_IPAM_CONFIG, ...(snapshot.config?.value ?? {}) };
+    this.blocksKnownRevision = snapshot.revision;
+  }
+
+  apply(change: IpamChange): void {
+    switch (change.kind) {
+      case 'pool':
+        if (change.stored) this.putPool(change.stored.value);
+        else this.pools.delete(change.name);
+        return;
+      case 'config':
+        this.config = { ...DEFAULT_IPAM_CONFIG, ...(change.stored?.value ?? {}) };
+        return;
+      case 'block':
+        if (change.stored) this.putBlock(change.stored);
+        else this.removeBlock(change.cidr, change.revision);
+        return;
+    }
+  }
+
+  private putPool(pool: IpPool): void {
+    const view = viewOf(pool);
+    if (view) this.pools.set(view.name, view);
+  }
+
+  /** Stores a block value unless the cache already holds a newer one. */
+  putBlock(stored: Stored<AllocationBlock>): void {
+    let cidr: Cidr;
+    try {
+      cidr = parseCidr(stored.value.cidr);
+    } catch {
+      return;
+    }
+    const key = formatCidr(cidr);
+    const deleted = this.deletedAt.get(key);
+    if (deleted && BigInt(deleted) >= BigInt(stored.modRevision)) return;
+    if (!newer(stored.modRevision, this.blocks.get(key)?.stored.modRevision)) return;
+    this.blocks.set(key, { cidr, stored });
+  }
+
+  removeBlock(cidr: Cidr, revision: string): void {
+    const key = formatCidr(cidr);
+    const cached = this.blocks.get(key);
+    if (cached && !newer(revision, cached.stored.modRevision)) return;
+    this.blocks.delete(key);
+    this.deletedAt.set(key, revision);
+  }
+
+  learnBlocksUpTo(revision: string): void {
+    if (BigInt(revision) > BigInt(this.blocksKnownRevision)) this.blocksKnownRevision = revision;
+  }
+
+  allPools(): PoolView[] {
+    return [...this.pools.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  pool(name: string): PoolView | undefined {
+    return this.pools.get(name);
+  }
+
+  enabledPools(family: IpFamily): PoolView[] {
+    return this.allPools().filter((p) => p.cidr.family === family && !p.disabled);
+  }
+
+  poolContaining(ip: IpAddr): PoolView | undefined {
+    return this.allPools().find((p) => !p.disabled && cidrContains(p.cidr, ip));
+  }
+
+  allBlocks(): CachedBlock[] {
+    return [...this.blocks.values()];
+  }
+
+  block(cidr: Cidr): CachedBlock | undefined {
+    return this.blocks.get(formatCidr(cidr));
+  }
+
+  blockContaining(ip: IpAddr): CachedBlock | undefined {
+    for (const block of this.blocks.values()) if (cidrContains(block.cidr, ip)) return block;
+    return undefined;
+  }
+
+  blocksOverlapping(cidr: Cidr): CachedBlock[] {
+    return this.allBlocks().filter((b) => cidrsOverlap(b.cidr, cidr));
+  }
+}

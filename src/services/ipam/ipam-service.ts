@@ -1,0 +1,561 @@
+import { randomBytes } from 'node:crypto';
+import {
+  blockContaining,
+  Cidr,
+  cidrContains,
+  formatCidr,
+  formatIp,
+  IpAddr,
+  IpFamily,
+  addressAt,
+  ordinalOf,
+} from '../../domain/cidr.js';
+import {
+  allocateFromBlock,
+  allocateOrdinal,
+  AllocationInfo,
+  freeCount,
+  isEmpty,
+  newBlock,
+  releaseFromBlock,
+} from '../../domain/allocation-block.js';
+import {
+  AddressInUseError,
+  AppError,
+  ConflictError,
+  DatastoreUnavailableError,
+  InvalidRequestError,
+  PoolExhaustedError,
+} from '../../domain/errors.js';
+import { AllocationAttribute, AllocationBlock, BlockAffinity, hostAffinity, IpamHandle } from '../../domain/ipam-model.js';
+import type { IpamStore, IpamWatch, IpamWrite, Stored } from '../../ports/ipam-store.js';
+import { Logger, silentLogger } from '../../ports/logger.js';
+import { findFreeBlock } from './block-search.js';
+import { CachedBlock, IpamCache } from './ipam-cache.js';
+import { describePool, PoolView } from './pool-view.js';
+
+export interface Allocation {
+  address: IpAddr;
+  handleId: string;
+  block: Cidr;
+  poolName: string;
+}
+
+export interface AutoRequest {
+  family: IpFamily;
+  /** Restrict to this pool; otherwise any enabled pool of the family. */
+  poolName?: string;
+  attributes?: Record<string, string>;
+}
+
+export interface ExplicitRequest {
+  address: IpAddr;
+  attributes?: Record<string, string>;
+}
+
+export interface ReleaseRequest {
+  address: IpAddr;
+  handleId?: string;
+  sequenceNumber?: bigint;
+}
+
+export interface IpamServiceOptions {
+  node: string;
+  log?: Logger;
+  now?: () => Date;
+  /** A request that has not finished by then fails; Docker must hear back within 10 s. */
+  requestTimeoutMs?: number;
+}
+
+/** One txn holds at most this many allocations: etcd's default limit is 128 operations per txn. */
+const MAX_BATCH = 100;
+/** Compare-and-swap attempts before a request gives up, as Calico's datastoreRetries. */
+const MAX_ATTEMPTS = 100;
+
+interface Job<T> {
+  resolve(value: T): void;
+  reject(error: unknown): void;
+  settled: boolean;
+}
+interface AutoJob extends Job<Allocation> {
+  type: 'auto';
+  request: AutoRequest;
+}
+interface ExplicitJob extends Job<Allocation> {
+  type: 'explicit';
+  request: ExplicitRequest;
+}
+interface ReleaseJob extends Job<AllocationInfo | undefined> {
+  type: 'release';
+  request: ReleaseRequest;
+}
+type AnyJob = AutoJob | ExplicitJob | ReleaseJob;
+
+/** Result of one attempt at a write: done, or lost a compare-and-swap (the cache is refreshed; try again). */
+type Attempt<T> = { done: true; value: T } | { done: false };
+const retry = { done: false } as const;
+
+/**
+ * This node's IPAM: hands out addresses from blocks affine to the node, claims new blocks, borrows
+ * from other nodes' blocks when the pool has no block left, and releases. All requests of the node go
+ * through one queue, so they never race each other for the same block; requests waiting together
+ * are served by one etcd transaction per block (block and handles change atomically).
+ */
+export class IpamService {
+  readonly cache = new IpamCache();
+  private readonly node: string;
+  private readonly log: Logger;
+  private readonly now: () => Date;
+  private readonly requestTimeoutMs: number;
+  private queue: AnyJob[] = [];
+  private draining = false;
+  private watch: IpamWatch | undefined;
+  private loaded: Promise<void> | undefined;
+  private stopped = false;
+  /** Affinity keys learnt from failed claims (a left-over affinity whose block is gone). */
+  private readonly knownAffinities = new Map<string, Stored<BlockAffinity> | null>();
+
+  constructor(
+    private readonly store: IpamStore,
+    options: IpamServiceOptions,
+  ) {
+    this.node = options.node;
+    this.log = options.log ?? silentLogger;
+    this.now = options.now ?? (() => new Date());
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 9000;
+  }
+
+  /** Loads the cache and starts the watch. Safe to call again after a failure. */
+  async start(): Promise<void> {
+    this.loaded ??= this.load().catch((error) => {
+      this.loaded = undefined;
+      throw error;
+    });
+    return this.loaded;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.watch?.cancel().catch(() => undefined);
+  }
+
+  private async load(): Promise<void> {
+    const snapshot = await this.store.snapshot();
+    await this.watch?.cancel().catch(() => undefined);
+    this.cache.load(snapshot);
+    this.watch = await this.store.watch(
+      snapshot.revision,
+      (change) => {
+        this.cache.apply(change);
+        if (change.kind === 'block') this.cache.learnBlocksUpTo(change.revision);
+      },
+      (error) => this.onWatchLost(error),
+    );
+    await this.recoverAffinities();
+    this.log.info({ pools: this.cache.allPools().length, blocks: this.cache.allBlocks().length, revision: snapshot.revision }, 'IPAM cache loaded');
+  }
+
+  private onWatchLost(error: Error): void {
+    if (this.stopped) return;
+    this.log.warn({ err: error }, 'IPAM watch lost; reloading');
+    this.loaded = undefined;
+    const reload = (): void => {
+      if (this.stopped) return;
+      this.start().catch(() => setTimeout(reload, 1000).unref());
+    };
+    reload();
+  }
+
+  /**
+   * Settles this node's affinities left half-way by a crashed Calico tool: pending ones whose block is
+   * ours are confirmed, the rest (block gone or someone else's) are deleted.
+   */
+  private async recoverAffinities(): Promise<void> {
+    for (const affinity of await this.store.listAffinities(this.node)) {
+      const block = this.cache.block(affinity.cidr);
+      const ours = block?.stored.value.affinity === hostAffinity(this.node);
+      if (ours && affinity.stored.value.state === 'confirmed') continue;
+      const value: BlockAffinity | null = ours ? { state: 'confirmed', deleted: false } : null;
+      await this.store.commit([
+        { target: { kind: 'affinity', node: this.node, cidr: affinity.cidr }, expect: { modRevision: affinity.stored.modRevision }, value },
+      ]);
+      this.log.info({ block: formatCidr(affinity.cidr), state: affinity.stored.value.state, action: value ? 'confirmed' : 'deleted' }, 'settled left-over block affinity');
+    }
+  }
+
+  requestAuto(request: AutoRequest): Promise<Allocation> {
+    return this.submit<Allocation>((job) => ({ ...job, type: 'auto', request }) as AutoJob);
+  }
+
+  requestExplicit(request: ExplicitRequest): Promise<Allocation> {
+    return this.submit<Allocation>((job) => ({ ...job, type: 'explicit', request }) as ExplicitJob);
+  }
+
+  /** Frees one address. Resolves with what was freed, or undefined when it was not allocated. */
+  release(request: ReleaseRequest): Promise<AllocationInfo | undefined> {
+    return this.submit<AllocationInfo | undefined>((job) => ({ ...job, type: 'release', request }) as ReleaseJob);
+  }
+
+  private async submit<T>(make: (job: Job<T>) => AnyJob): Promise<T> {
+    await this.start();
+    return new Promise<T>((resolve, reject) => {
+      const job = make({
+        resolve: (value) => {
+          job.settled = true;
+          clearTimeout(timer);
+          resolve(value);
+        },
+        reject: (error) => {
+          job.settled = true;
+          clearTimeout(timer);
+          reject(error);
+        },
+        settled: false,
+      }) as unknown as Job<T>;
+      const timer = setTimeout(() => {
+        if (job.settled) return;
+        job.settled = true;
+        reject(new DatastoreUnavailableError(`IPAM request timed out after ${this.requestTimeoutMs} ms: etcd is slow or unreachable`));
+      }, this.requestTimeoutMs);
+      this.queue.push(job as unknown as AnyJob);
+      void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.filter((j) => !j.settled);
+        this.queue = [];
+        await this.process(batch);
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private async process(batch: AnyJob[]): Promise<void> {
+    const releases = batch.filter((j): j is ReleaseJob => j.type === 'release');
+    const explicit = batch.filter((j): j is ExplicitJob => j.type === 'explicit');
+    const autos = batch.filter((j): j is AutoJob => j.type === 'auto');
+    for (const group of groupBy(releases, (j) => this.cache.blockContaining(j.request.address)?.cidr)) {
+      await settleAll(group.items, () => this.releaseGroup(group.key, group.items));
+    }
+    for (const job of explicit) await settleAll([job], () => this.explicitJob(job));
+    for (const group of groupBy(autos, (j) => `${j.request.family}/${j.request.poolName ?? ''}`)) {
+      await settleAll(group.items, () => this.autoGroup(group.items));
+    }
+  }
+
+  // ---- automatic assignment ----
+
+  private async autoGroup(jobs: AutoJob[]): Promise<void> {
+    const { family, poolName } = jobs[0]!.request;
+    for (let attempt = 0; ; attempt++) {
+      const pending = jobs.filter((j) => !j.settled).slice(0, MAX_BATCH);
+      if (pending.length === 0) return;
+      if (attempt >= MAX_ATTEMPTS) throw new ConflictError('Max retries hit - excessive concurrent IPAM requests');
+      const pools = this.eligiblePools(family, poolName);
+      const result = await this.assignSomewhere(pools, pending);
+      if (result === 'exhausted') throw exhausted(family, pools);
+      if (result.done) attempt = -1;
+    }
+  }
+
+  private async assignSomewhere(pools: PoolView[], jobs: AutoJob[]): Promise<Attempt<void> | 'exhausted'> {
+    const affine = this.affineBlockWithSpace(pools);
+    if (affine) return this.assignInBlock(affine, poolOf(pools, affine.cidr)!, jobs);
+    const claim = this.claimCandidate(pools);
+    if (claim) return this.claimBlock(claim.pool, claim.cidr, jobs);
+    const borrowed = this.cache.config.strict_affinity ? undefined : this.borrowCandidate(pools);
+    if (borrowed) return this.assignInBlock(borrowed, poolOf(pools, borrowed.cidr)!, jobs);
+    return 'exhausted';
+  }
+
+  private eligiblePools(family: IpFamily, poolName?: string): PoolView[] {
+    if (poolName === undefined) {
+      const pools = this.cache.enabledPools(family);
+      if (pools.length === 0) throw new PoolExhaustedError(`IP assignment error: no configured Calico IPv${family} pools`);
+      return pools;
+    }
+    const pool = this.cache.pool(poolName);
+    if (!pool) throw new InvalidRequestError(`Invalid Pool - ${poolName}: IP pool ${poolName} does not exist`);
+    if (pool.disabled) throw new PoolExhaustedError(`IP assignment error: IP pool ${describePool(pool)} is disabled`);
+    if (pool.cidr.family !== family) throw new InvalidRequestError(`Invalid Pool - ${poolName}: it is an IPv${pool.cidr.family} pool`);
+    return [pool];
+  }
+
+  private affineBlockWithSpace(pools: PoolView[]): CachedBlock | undefined {
+    const mine = hostAffinity(this.node);
+    return this.cache
+      .allBlocks()
+      .filter((b) => b.stored.value.affinity === mine && freeCount(b.stored.value) > 0 && poolOf(pools, b.cidr))
+      .sort((a, b) => (a.cidr.base < b.cidr.base ? -1 : 1))[0];
+  }
+
+  private claimCandidate(pools: PoolView[]): { pool: PoolView; cidr: Cidr } | undefined {
+    const config = this.cache.config;
+    if (config.auto_allocate_blocks === false) return undefined;
+    const mine = hostAffinity(this.node);
+    const existing = this.cache.allBlocks();
+    const owned = existing.filter((b) => b.stored.value.affinity === mine).length;
+    if (config.maxBlocksPerHost > 0 && owned >= config.maxBlocksPerHost) return undefined;
+    const cidrs = existing.map((b) => b.cidr);
+    for (const pool of pools) {
+      const cidr = findFreeBlock(pool, this.node, cidrs);
+      if (cidr) return { pool, cidr };
+    }
+    return undefined;
+  }
+
+  /** Another node's (or no node's) block with free addresses. */
+  private borrowCandidate(pools: PoolView[]): CachedBlock | undefined {
+    const candidates = this.cache
+      .allBlocks()
+      .filter((b) => freeCount(b.stored.value) > 0 && poolOf(pools, b.cidr))
+      .sort((a, b) => (a.cidr.base < b.cidr.base ? -1 : 1));
+    if (candidates.length === 0) return undefined;
+    // A random pick, so several borrowing nodes do not all queue on the same block's revision.
+    return candidates[Math.floor(Math.random() * candidates.length)];
+  }
+
+  private async assignInBlock(cached: CachedBlock, pool: PoolView, jobs: AutoJob[]): Promise<Attempt<void>> {
+    const take = jobs.slice(0, freeCount(cached.stored.value));
+    const attributes = take.map((job) => this.attributesFor(pool, job.request.attributes));
+    const { block, ordinals } = allocateFromBlock(cached.stored.value, attributes);
+    const writes = [this.blockWrite(cached.cidr, { modRevision: cached.stored.modRevision }, block), ...attributes.map((a) => handleCreate(a, cached.cidr))];
+    const committed = await this.commitBlock(cached.cidr, writes, block, attributes);
+    if (!committed) return retry;
+    take.forEach((job, i) => job.resolve(this.allocation(cached.cidr, ordinals[i]!, attributes[i]!, pool)));
+    return { done: true, value: undefined };
+  }
+
+  /**
+   * Claims a free block for this node and allocates from it, all in one transaction: the block is
+   * created only if its key is absent and no block was created since the cache last saw all of them
+   * (so no overlapping block can slip in), and the affinity is written confirmed in the same commit,
+   * so no pending or orphaned affinity can ever be left behind.
+   */
+  private async claimBlock(pool: PoolView, cidr: Cidr, jobs: AutoJob[]): Promise<Attempt<void>> {
+    const empty = newBlock(cidr, hostAffinity(this.node), this.nowNanos());
+    const take = jobs.slice(0, freeCount(empty));
+    const attributes = take.map((job) => this.attributesFor(pool, job.request.attributes));
+    const { block, ordinals } = allocateFromBlock(empty, attributes);
+    const committed = await this.commitClaim(cidr, block, attributes);
+    if (!committed) return retry;
+    this.log.info({ block: formatCidr(cidr), pool: pool.name }, 'claimed block');
+    take.forEach((job, i) => job.resolve(this.allocation(cidr, ordinals[i]!, attributes[i]!, pool)));
+    return { done: true, value: undefined };
+  }
+
+  private async commitClaim(cidr: Cidr, block: AllocationBlock, attributes: AllocationAttribute[]): Promise<boolean> {
+    const affinityKey = formatCidr(cidr);
+    const knownAffinity = this.knownAffinities.get(affinityKey);
+    const affinityWrite: IpamWrite = {
+      target: { kind: 'affinity', node: this.node, cidr },
+      expect: knownAffinity ? { modRevision: knownAffinity.modRevision } : { absent: true },
+      value: { state: 'confirmed', deleted: false } satisfies BlockAffinity,
+    };
+    const writes = [this.blockWrite(cidr, { absent: true }, block), affinityWrite, ...attributes.map((a) => handleCreate(a, cidr))];
+    const guard = { kind: 'block' as const, family: cidr.family, revision: this.cache.blocksKnownRevision };
+    const result = await this.store.commit(writes, guard).catch((error) => this.recoverAmbiguous(error, cidr, attributes));
+    if (result === 'recovered') return true;
+    if (result.succeeded) {
+      this.cache.putBlock({ value: block, modRevision: result.revision, createRevision: result.revision });
+      this.knownAffinities.delete(affinityKey);
+      return true;
+    }
+    for (const created of result.created) this.cache.putBlock(created as Stored<AllocationBlock>);
+    this.cache.learnBlocksUpTo(result.revision);
+    const currentBlock = result.current.get(writes[0]!);
+    if (currentBlock) this.cache.putBlock(currentBlock as Stored<AllocationBlock>);
+    this.knownAffinities.set(affinityKey, (result.current.get(affinityWrite) ?? null) as Stored<BlockAffinity> | null);
+    return false;
+  }
+
+  // ---- explicit assignment (docker run --ip) ----
+
+  private async explicitJob(job: ExplicitJob): Promise<void> {
+    const ip = job.request.address;
+    for (let attempt = 0; attempt < MAX_ATTEMPTS && !job.settled; attempt++) {
+      const pool = this.cache.poolContaining(ip);
+      if (!pool) throw new InvalidRequestError(`IP assignment error: The provided IP address ${formatIp(ip)} is not in a configured pool`);
+      const attribute = this.attributesFor(pool, job.request.attributes);
+      const cached = this.cache.blockContaining(ip);
+      if (cached) {
+        const affinity = cached.stored.value.affinity;
+        if (this.cache.config.strict_affinity && affinity !== hostAffinity(this.node)) {
+          throw new AddressInUseError(`IP assignment error: ${formatIp(ip)} is in block ${formatCidr(cached.cidr)} owned by ${affinity ?? 'no host'} and strict affinity is on`);
+        }
+        const ordinal = ordinalOf(cached.cidr, ip);
+        const block = allocateOrdinal(cached.stored.value, ordinal, attribute, formatIp(ip));
+        const writes = [this.blockWrite(cached.cidr, { modRevision: cached.stored.modRevision }, block), handleCreate(attribute, cached.cidr)];
+        if (await this.commitBlock(cached.cidr, writes, block, [attribute])) return job.resolve(this.allocation(cached.cidr, ordinal, attribute, pool));
+        continue;
+      }
+      const cidr = blockContaining(ip, pool.blockSize);
+      const ordinal = ordinalOf(cidr, ip);
+      const block = allocateOrdinal(newBlock(cidr, hostAffinity(this.node), this.nowNanos()), ordinal, attribute, formatIp(ip));
+      if (await this.commitClaim(cidr, block, [attribute])) return job.resolve(this.allocation(cidr, ordinal, attribute, pool));
+    }
+    if (!job.settled) throw new ConflictError('Max retries hit - excessive concurrent IPAM requests');
+  }
+
+  // ---- release ----
+
+  private async releaseGroup(cidr: Cidr | undefined, jobs: ReleaseJob[]): Promise<void> {
+    if (!cidr) return jobs.forEach((j) => j.resolve(undefined));
+    const handles = new Map<string, Stored<IpamHandle> | null>();
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const cached = this.cache.block(cidr);
+      if (!cached) return jobs.forEach((j) => j.resolve(undefined));
+      const requests = jobs.map((j) => ({
+        ordinal: ordinalOf(cidr, j.request.address),
+        ...(j.request.handleId !== undefined ? { handleId: j.request.handleId } : {}),
+        ...(j.request.sequenceNumber !== undefined ? { sequenceNumber: j.request.sequenceNumber } : {}),
+      }));
+      const { block, released } = releaseFromBlock(cached.stored.value, requests);
+      if (released.length === 0) return jobs.forEach((j) => j.resolve(undefined));
+      const drop = isEmpty(block) && block.affinity === null;
+      const blockWrite = this.blockWrite(cidr, { modRevision: cached.stored.modRevision }, drop ? null : block);
+      const handleWrites = handleReleases(released, cidr, handles);
+      const result = await this.store.commit([blockWrite, ...handleWrites]);
+      if (result.succeeded) {
+        if (drop) this.cache.removeBlock(cidr, result.revision);
+        else this.cache.putBlock({ value: block, modRevision: result.revision, createRevision: cached.stored.createRevision });
+        for (const job of jobs) job.resolve(released.find((r) => r.ordinal === ordinalOf(cidr, job.request.address)));
+        return;
+      }
+      this.refreshBlock(cidr, result.current.get(blockWrite) as Stored<AllocationBlock> | null, result.revision);
+      for (const write of handleWrites) {
+        if (write.target.kind === 'handle') handles.set(write.target.id, (result.current.get(write) ?? null) as Stored<IpamHandle> | null);
+      }
+    }
+    throw new ConflictError('Max retries hit - excessive concurrent IPAM requests');
+  }
+
+  // ---- shared pieces ----
+
+  private blockWrite(cidr: Cidr, expect: IpamWrite['expect'], value: AllocationBlock | null): IpamWrite {
+    return { target: { kind: 'block', cidr }, expect, value };
+  }
+
+  /** Commits a block update; on a lost compare-and-swap refreshes the cached block and returns false. */
+  private async commitBlock(cidr: Cidr, writes: IpamWrite[], block: AllocationBlock, attributes: AllocationAttribute[]): Promise<boolean> {
+    const previous = this.cache.block(cidr)!;
+    const result = await this.store.commit(writes).catch((error) => this.recoverAmbiguous(error, cidr, attributes));
+    if (result === 'recovered') return true;
+    if (result.succeeded) {
+      this.cache.putBlock({ value: block, modRevision: result.revision, createRevision: previous.stored.createRevision });
+      return true;
+    }
+    this.refreshBlock(cidr, result.current.get(writes[0]!) as Stored<AllocationBlock> | null, result.revision);
+    return false;
+  }
+
+  private refreshBlock(cidr: Cidr, current: Stored<AllocationBlock> | null, revision: string): void {
+    if (current) this.cache.putBlock(current);
+    else this.cache.removeBlock(cidr, revision);
+  }
+
+  /**
+   * A commit that failed in transit may still have been applied. Our handles are unique, so reading
+   * the block back tells which: if every new handle is in it, the allocation stands; otherwise the
+   * original error is reported and nothing of ours is in etcd.
+   */
+  private async recoverAmbiguous(error: unknown, cidr: Cidr, attributes: AllocationAttribute[]): Promise<'recovered'> {
+    const current = await this.store.get({ kind: 'block', cidr }).catch(() => undefined);
+    if (current === undefined) throw error;
+    if (current) this.cache.putBlock(current);
+    const handles = new Set(current?.value.attributes.map((a) => a.handle_id));
+    if (attributes.length > 0 && attributes.every((a) => handles.has(a.handle_id))) return 'recovered';
+    throw error;
+  }
+
+  private attributesFor(pool: PoolView, extra: Record<string, string> | undefined): AllocationAttribute {
+    return {
+      handle_id: `libnetwork.${randomBytes(12).toString('hex')}`,
+      secondary: { node: this.node, timestamp: this.now().toISOString(), poolID: pool.name, ...extra },
+    };
+  }
+
+  private allocation(cidr: Cidr, ordinal: number, attribute: AllocationAttribute, pool: PoolView): Allocation {
+    return { address: addressAt(cidr, ordinal), handleId: attribute.handle_id!, block: cidr, poolName: pool.name };
+  }
+
+  private nowNanos(): bigint {
+    return BigInt(this.now().getTime()) * 1_000_000n;
+  }
+}
+
+function handleCreate(attribute: AllocationAttribute, cidr: Cidr): IpamWrite {
+  return {
+    target: { kind: 'handle', id: attribute.handle_id! },
+    expect: { absent: true },
+    value: { block: { [formatCidr(cidr)]: 1 } } satisfies IpamHandle,
+  };
+}
+
+/**
+ * Handle updates for freed allocations. A handle we created holds exactly one allocation, so the
+ * first attempt expects that value and deletes it; when the handle turns out to be shared or
+ * written by another tool, the retry works from the value read back on failure.
+ */
+function handleReleases(released: AllocationInfo[], cidr: Cidr, known: Map<string, Stored<IpamHandle> | null>): IpamWrite[] {
+  const counts = new Map<string, number>();
+  for (const r of released) if (r.handleId) counts.set(r.handleId, (counts.get(r.handleId) ?? 0) + 1);
+  const blockKey = formatCidr(cidr);
+  const writes: IpamWrite[] = [];
+  for (const [id, count] of counts) {
+    const current = known.get(id);
+    if (current === null) continue;
+    if (current === undefined) {
+      writes.push({ target: { kind: 'handle', id }, expect: { value: { block: { [blockKey]: count } } }, value: null });
+      continue;
+    }
+    const blocks = { ...current.value.block };
+    const left = (blocks[blockKey] ?? 0) - count;
+    if (left > 0) blocks[blockKey] = left;
+    else delete blocks[blockKey];
+    const value = Object.keys(blocks).length === 0 ? null : { ...current.value, block: blocks };
+    writes.push({ target: { kind: 'handle', id }, expect: { modRevision: current.modRevision }, value });
+  }
+  return writes;
+}
+
+function poolOf(pools: PoolView[], cidr: Cidr): PoolView | undefined {
+  return pools.find((p) => cidrContains(p.cidr, { family: cidr.family, value: cidr.base }));
+}
+
+function exhausted(family: IpFamily, pools: PoolView[]): PoolExhaustedError {
+  const names = pools.map(describePool).join(', ');
+  return new PoolExhaustedError(
+    pools.length === 1
+      ? `IP assignment error: IP pool ${names} has no free addresses`
+      : `IP assignment error: all IPv${family} pools are exhausted: ${names}`,
+  );
+}
+
+function groupBy<T, K>(items: T[], keyOf: (item: T) => K): { key: K; items: T[] }[] {
+  const groups = new Map<string, { key: K; items: T[] }>();
+  for (const item of items) {
+    const key = keyOf(item);
+    const id = typeof key === 'object' && key !== null ? formatCidr(key as unknown as Cidr) : String(key);
+    const group = groups.get(id) ?? { key, items: [] };
+    group.items.push(item);
+    groups.set(id, group);
+  }
+  return [...groups.values()];
+}
+
+/** Runs `work`; any error it throws fails the jobs it has not settled. */
+async function settleAll(jobs: Job<never>[] | AnyJob[], work: () => Promise<void>): Promise<void> {
+  try {
+    await work();
+  } catch (error) {
+    const reported = error instanceof AppError ? error : new DatastoreUnavailableError(String(error), error);
+    for (const job of jobs as Job<unknown>[]) if (!job.settled) job.reject(reported);
+  }
+}

@@ -1,0 +1,166 @@
+import { cidrsOverlap, formatCidr, IpFamily, parseCidr } from '../../domain/cidr.js';
+import { inUseCount } from '../../domain/allocation-block.js';
+import { ConflictError, InUseError, InvalidRequestError, NotFoundError } from '../../domain/errors.js';
+import type { IpPool } from '../../domain/ipam-model.js';
+import type { IpamStore, IpamWrite } from '../../ports/ipam-store.js';
+import { Logger, silentLogger } from '../../ports/logger.js';
+import { defaultBlockSize, describePool, PoolView, viewOf } from './pool-view.js';
+
+export interface PoolOptions {
+  cidr: string;
+  name?: string;
+  blockSize?: number;
+  ipip?: boolean;
+  natOutgoing?: boolean;
+  disabled?: boolean;
+}
+
+const NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+const BLOCK_SIZE_RANGE: Record<IpFamily, [number, number]> = { 4: [20, 32], 6: [116, 128] };
+const MAX_ATTEMPTS = 20;
+/** Blocks deleted per transaction when a pool is removed (etcd allows 128 operations). */
+const DELETE_CHUNK = 50;
+
+/** Calico's name for a pool given only its CIDR: `10.1.0.0/16` becomes `pool-10-1-0-0-16`. */
+export const poolNameFor = (cidr: string): string => `pool-${cidr.replace(/[.:/]/g, '-').replace(/-+/g, '-').replace(/-$/, '')}`;
+
+/** Creating, listing and removing IP pools, with Calico's rules (no overlap, block size range). */
+export class PoolService {
+  constructor(
+    private readonly store: IpamStore,
+    private readonly log: Logger = silentLogger,
+  ) {}
+
+  async list(): Promise<PoolView[]> {
+    const snapshot = await this.store.snapshot();
+    return snapshot.pools.map((p) => viewOf(p.value)).filter((p): p is PoolView => p !== undefined);
+  }
+
+  /** Validates and creates a pool; refused when it overlaps a pool or existing blocks of another size. */
+  async add(options: PoolOptions): Promise<IpPool> {
+    const cidr = parseCidr(options.cidr, { strict: true });
+    const blockSize = options.blockSize ?? defaultBlockSize(cidr.family);
+    const [min, max] = BLOCK_SIZE_RANGE[cidr.family];
+    if (!Number.isInteger(blockSize) || blockSize < min || blockSize > max) {
+      throw new InvalidRequestError(`block size ${options.blockSize} is not valid for IPv${cidr.family}: it must be between ${min} and ${max}`);
+    }
+    if (blockSize < cidr.prefix) {
+      throw new InvalidRequestError(`block size /${blockSize} is larger than the pool ${formatCidr(cidr)}: use a block size of at least ${cidr.prefix}`);
+    }
+    const name = options.name ?? poolNameFor(formatCidr(cidr));
+    if (!NAME.test(name)) {
+      throw new InvalidRequestError(`invalid pool name ${JSON.stringify(name)}: use lower-case letters, digits, '-' and '.', starting and ending with a letter or digit`);
+    }
+    const pool: IpPool = {
+      kind: 'IPPool',
+      apiVersion: 'projectcalico.org/v3',
+      metadata: { name, creationTimestamp: new Date().toISOString() },
+      spec: {
+        cidr: formatCidr(cidr),
+        blockSize,
+        ipipMode: options.ipip ? 'Always' : 'Never',
+        vxlanMode: 'Never',
+        natOutgoing: options.natOutgoing === true,
+        disabled: options.disabled === true,
+        nodeSelector: 'all()',
+      },
+    };
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const snapshot = await this.store.snapshot();
+      for (const existing of snapshot.pools) {
+        const view = viewOf(existing.value);
+        if (existing.value.metadata.name === name) throw new ConflictError(`IP pool ${name} already exists`);
+        if (view && cidrsOverlap(view.cidr, cidr)) {
+          throw new ConflictError(`IP pool ${formatCidr(cidr)} overlaps IP pool ${describePool(view)}: remove that pool first or pick another CIDR`);
+        }
+      }
+      const conflicting = snapshot.blocks.find((b) => {
+        const block = parseCidr(b.value.cidr);
+        return cidrsOverlap(block, cidr) && block.prefix !== blockSize;
+      });
+      if (conflicting) {
+        throw new ConflictError(`IPPool blockSize conflicts with existing allocations: block ${conflicting.value.cidr} is in the way; release its addresses and remove it first`);
+      }
+      // Created only if no other pool appeared since the snapshot, so two overlapping adds cannot both win.
+      const result = await this.store.commit([{ target: { kind: 'pool', name }, expect: { absent: true }, value: pool }], { kind: 'pool', revision: snapshot.revision });
+      if (result.succeeded) {
+        this.log.info({ pool: name, cidr: pool.spec.cidr }, 'created IP pool');
+        return pool;
+      }
+    }
+    throw new ConflictError('Max retries hit - excessive concurrent pool changes');
+  }
+
+  /**
+   * Creates `default-ipv4-ippool` / `default-ipv6-ippool` when no pool of that family exists, as
+   * calico/node does at start. Safe when several daemons start at once: the pool guard lets one win.
+   */
+  async ensureDefaults(defaults: { ipv4?: string; ipv6?: string }): Promise<void> {
+    for (const [family, cidr] of [[4, defaults.ipv4], [6, defaults.ipv6]] as const) {
+      if (!cidr) continue;
+      for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+        const snapshot = await this.store.snapshot();
+        if (snapshot.pools.some((p) => viewOf(p.value)?.cidr.family === family)) break;
+        const pool: IpPool = {
+          kind: 'IPPool',
+          apiVersion: 'projectcalico.org/v3',
+          metadata: { name: `default-ipv${family}-ippool`, creationTimestamp: new Date().toISOString() },
+          spec: {
+            cidr: formatCidr(parseCidr(cidr, { strict: true })),
+            blockSize: defaultBlockSize(family),
+            ipipMode: 'Never',
+            vxlanMode: 'Never',
+            natOutgoing: true,
+            disabled: false,
+            nodeSelector: 'all()',
+          },
+        };
+        const target = { kind: 'pool' as const, name: pool.metadata.name };
+        const result = await this.store.commit([{ target, expect: { absent: true }, value: pool }], { kind: 'pool', revision: snapshot.revision });
+        if (result.succeeded) {
+          this.log.info({ pool: pool.metadata.name, cidr: pool.spec.cidr }, 'created default IP pool');
+          break;
+        }
+      }
+    }
+  }
+
+  /** Removes a pool by CIDR or name, with its empty blocks and their affinities; refused while any address is in use. */
+  async remove(cidrOrName: string): Promise<PoolView> {
+    const snapshot = await this.store.snapshot();
+    const pools = snapshot.pools.map((p) => ({ stored: p, view: viewOf(p.value) }));
+    const found = pools.find(
+      (p) => p.stored.value.metadata.name === cidrOrName || (p.view && cidrOrName.includes('/') && formatCidr(p.view.cidr) === safeFormat(cidrOrName)),
+    );
+    if (!found || !found.view) throw new NotFoundError(`IP pool ${cidrOrName} not found: 'calicoctl pool show' lists the pools`);
+    const pool = found.view;
+    const blocks = snapshot.blocks.filter((b) => cidrsOverlap(parseCidr(b.value.cidr), pool.cidr));
+    const inUse = blocks.reduce((sum, b) => sum + inUseCount(b.value), 0);
+    if (inUse > 0) {
+      throw new InUseError(`IP pool ${describePool(pool)} has ${inUse} address(es) in use: remove the containers using it or release them ('calicoctl ipam show' lists them), then try again`);
+    }
+    for (let i = 0; i < blocks.length; i += DELETE_CHUNK) {
+      const writes = blocks.slice(i, i + DELETE_CHUNK).flatMap((block): IpamWrite[] => {
+        const cidr = parseCidr(block.value.cidr);
+        const owner = block.value.affinity?.startsWith('host:') ? block.value.affinity.slice('host:'.length) : undefined;
+        const dropBlock: IpamWrite = { target: { kind: 'block', cidr }, expect: { modRevision: block.modRevision }, value: null };
+        // The affinity only names a block that is being deleted with it: no compare needed.
+        return owner ? [dropBlock, { target: { kind: 'affinity', node: owner, cidr }, expect: { any: true }, value: null }] : [dropBlock];
+      });
+      const result = await this.store.commit(writes);
+      if (!result.succeeded) throw new ConflictError(`IP pool ${describePool(pool)} changed while it was being removed (an address was just allocated?): try again`);
+    }
+    const result = await this.store.commit([{ target: { kind: 'pool', name: pool.name }, expect: { modRevision: found.stored.modRevision }, value: null }]);
+    if (!result.succeeded) throw new ConflictError(`IP pool ${pool.name} changed while it was being removed: try again`);
+    this.log.info({ pool: pool.name }, 'removed IP pool');
+    return pool;
+  }
+}
+
+function safeFormat(text: string): string {
+  try {
+    return formatCidr(parseCidr(text));
+  } catch {
+    return text;
+  }
+}
