@@ -136,7 +136,9 @@ export class IpamService {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    await this.watch?.cancel().catch(() => undefined);
+    const watch = this.watch;
+    this.watch = undefined;
+    await watch?.cancel().catch(() => undefined);
   }
 
   private async load(): Promise<void> {

@@ -1,0 +1,31 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { AppError } from '../domain/errors.js';
+import { CliContext, contextFromEnv } from './context.js';
+import { addIpamCommands } from './ipam-commands.js';
+import { addPoolCommands } from './pool-commands.js';
+
+let context: CliContext | undefined;
+const getContext = (): CliContext => (context ??= contextFromEnv(process.env));
+
+const program = new Command('calicoctl')
+  .description('Manage Calico networking for Docker: IP pools and IPAM.\nDatastore from ETCD_ENDPOINTS (default http://127.0.0.1:2379) and ETCD_CA_CERT_FILE / ETCD_CERT_FILE / ETCD_KEY_FILE.')
+  .exitOverride();
+addPoolCommands(program, getContext);
+addIpamCommands(program, getContext, (code) => {
+  process.exitCode = code;
+});
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    process.exitCode = error.exitCode;
+  } else {
+    const message = error instanceof AppError || error instanceof Error ? error.message : String(error);
+    process.stderr.write(`Error: ${message}\n`);
+    process.exitCode = 1;
+  }
+} finally {
+  context?.close();
+}

@@ -1,0 +1,122 @@
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const DAEMON = join(ROOT, 'dist/src/daemon/main.js');
+export const CALICOCTL = join(ROOT, 'dist/src/cli/main.js');
+
+export interface Reply {
+  status: number;
+  body: any;
+  text: string;
+}
+
+/** POSTs to a plugin socket exactly as Docker does: no Content-Type, empty body for argument-less calls. */
+export function post(socketPath: string, method: string, body?: unknown, rawBody?: string | Buffer): Promise<Reply> {
+  const payload = rawBody ?? (body === undefined ? '' : `${JSON.stringify(body)}\n`);
+  return new Promise((resolvePromise, reject) => {
+    const req = request(
+      { socketPath, path: `/${method}`, method: 'POST', headers: { Accept: 'application/vnd.docker.plugins.v1.2+json', 'Content-Length': Buffer.byteLength(payload) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString();
+          let parsed: unknown;
+          try {
+            parsed = JSON.parse(text);
+          } catch {
+            parsed = undefined;
+          }
+          resolvePromise({ status: res.statusCode ?? 0, body: parsed, text });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+export interface DaemonOptions {
+  node: string;
+  etcd?: string;
+  env?: Record<string, string>;
+  /** Wrap the daemon, e.g. ['unshare', '-n', ...] to give it a network namespace of its own. */
+  wrap?: string[];
+}
+
+/** The real daemon as a child process, serving in a plugin dir of its own. */
+export class TestDaemon {
+  readonly pluginDir = mkdtempSync(join(tmpdir(), 'calico-test-plugins-'));
+  child: ChildProcess | undefined;
+  log = '';
+
+  constructor(readonly options: DaemonOptions) {}
+
+  get ipamSocket(): string {
+    return join(this.pluginDir, 'calico-ipam.sock');
+  }
+
+  get networkSocket(): string {
+    return join(this.pluginDir, 'calico.sock');
+  }
+
+  async start(): Promise<void> {
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+      NODENAME: this.options.node,
+      CALICO_LIBNETWORK_PLUGIN_DIR: this.pluginDir,
+      NO_DEFAULT_POOLS: 'true',
+      ...(this.options.etcd ? { ETCD_ENDPOINTS: this.options.etcd } : {}),
+      ...this.options.env,
+    };
+    const wrap = this.options.wrap ?? [];
+    const command = [...wrap, process.execPath, DAEMON];
+    const child = spawn(command[0]!, command.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    child.stdout!.on('data', (c: Buffer) => (this.log += c.toString()));
+    child.stderr!.on('data', (c: Buffer) => (this.log += c.toString()));
+    const deadline = Date.now() + 20000;
+    while (!(existsSync(this.ipamSocket) && this.log.includes('calico-libnetwork serving'))) {
+      if (child.exitCode !== null) throw new Error(`daemon exited ${child.exitCode}: ${this.log}`);
+      if (Date.now() > deadline) throw new Error(`daemon did not start: ${this.log}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  /** Resolves once the daemon has loaded the IPAM cache from etcd. */
+  async ready(): Promise<void> {
+    const deadline = Date.now() + 20000;
+    while (!this.log.includes('IPAM cache loaded')) {
+      if (Date.now() > deadline) throw new Error(`daemon never loaded IPAM state: ${this.log}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return child?.exitCode ?? null;
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    child.kill(signal);
+    return exited;
+  }
+
+  async destroy(): Promise<void> {
+    await this.stop('SIGKILL');
+    rmSync(this.pluginDir, { recursive: true, force: true });
+  }
+}
+
+export interface CliResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function calicoctl(args: string[], env: Record<string, string>): CliResult {
+  const result = spawnSync(process.execPath, [CALICOCTL, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, encoding: 'utf8', timeout: 30000 });
+  return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+}

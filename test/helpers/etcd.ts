@@ -1,0 +1,83 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** A free TCP port on loopback, as the kernel picks it. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as { port: number }).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export interface EtcdTls {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+}
+
+/**
+ * A real single-member etcd (Debian's etcd-server) on loopback ports of its own, with its data in a
+ * temp dir: stop() and start() again keep the data, so tests can take etcd away under a daemon.
+ */
+export class TestEtcd {
+  readonly dataDir = mkdtempSync(join(tmpdir(), 'calico-test-etcd-'));
+  private child: ChildProcess | undefined;
+  clientPort = 0;
+  private peerPort = 0;
+
+  constructor(private readonly tls?: EtcdTls) {}
+
+  get endpoint(): string {
+    return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.clientPort}`;
+  }
+
+  async start(): Promise<void> {
+    if (this.clientPort === 0) {
+      this.clientPort = await freePort();
+      this.peerPort = await freePort();
+    }
+    const peer = `http://127.0.0.1:${this.peerPort}`;
+    const args = [
+      '--name', 'test',
+      '--data-dir', this.dataDir,
+      '--listen-client-urls', this.endpoint,
+      '--advertise-client-urls', this.endpoint,
+      '--listen-peer-urls', peer,
+      '--initial-advertise-peer-urls', peer,
+      '--initial-cluster', `test=${peer}`,
+      ...(this.tls ? ['--client-cert-auth', '--trusted-ca-file', this.tls.caFile, '--cert-file', this.tls.certFile, '--key-file', this.tls.keyFile] : []),
+    ];
+    const child = spawn('etcd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.child = child;
+    let log = '';
+    child.stderr!.on('data', (chunk: Buffer) => {
+      log += chunk.toString();
+    });
+    const deadline = Date.now() + 15000;
+    while (!log.includes('ready to serve client requests')) {
+      if (child.exitCode !== null) throw new Error(`etcd exited: ${log.slice(-2000)}`);
+      if (Date.now() > deadline) throw new Error(`etcd did not start: ${log.slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await exited;
+  }
+
+  async destroy(): Promise<void> {
+    await this.stop();
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
