@@ -4,6 +4,9 @@ import { AppError } from '../domain/errors.js';
 import { CliContext, contextFromEnv } from './context.js';
 import { addIpamCommands } from './ipam-commands.js';
 import { addPoolCommands } from './pool-commands.js';
+import { silenceGrpcTlsWarning } from '../daemon/warnings.js';
+
+silenceGrpcTlsWarning();
 
 let context: CliContext | undefined;
 const getContext = (): CliContext => (context ??= contextFromEnv(process.env));

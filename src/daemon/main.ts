@@ -10,6 +10,9 @@ import { PoolService } from '../services/ipam/pool-service.js';
 import { configFrom } from './config.js';
 import { EmbeddedEtcd, somethingListens } from './embedded-etcd.js';
 import { listenOnSocket } from './sockets.js';
+import { silenceGrpcTlsWarning } from './warnings.js';
+
+silenceGrpcTlsWarning();
 
 async function main(): Promise<void> {
   const config = configFrom(process.env);

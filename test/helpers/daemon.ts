@@ -73,6 +73,7 @@ export class TestDaemon {
       ...(this.options.etcd ? { ETCD_ENDPOINTS: this.options.etcd } : {}),
       ...this.options.env,
     };
+    this.log = '';
     const wrap = this.options.wrap ?? [];
     const command = [...wrap, process.execPath, DAEMON];
     const child = spawn(command[0]!, command.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] });
