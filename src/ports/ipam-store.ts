@@ -58,7 +58,8 @@ export interface IpamSnapshot {
 
 export type IpamChange =
   | { kind: 'pool'; name: string; stored: Stored<IpPool> | null; revision: string }
-  | { kind: 'block'; cidr: Cidr; stored: Stored<AllocationBlock> | null; revision: string }
+  /** `value()` decodes on demand: the cache skips it for the echo of its own writes. */
+  | { kind: 'block'; cidr: Cidr; deleted: boolean; revision: string; value(): Stored<AllocationBlock> }
   | { kind: 'config'; stored: Stored<IpamConfig> | null; revision: string };
 
 export interface IpamWatch {

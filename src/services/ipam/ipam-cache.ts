@@ -43,8 +43,8 @@ export class IpamCache {
         this.config = { ...DEFAULT_IPAM_CONFIG, ...(change.stored?.value ?? {}) };
         return;
       case 'block':
-        if (change.stored) this.putBlock(change.stored);
-        else this.removeBlock(change.cidr, change.revision);
+        if (change.deleted) this.removeBlock(change.cidr, change.revision);
+        else if (!this.holds(change.cidr, change.revision)) this.putBlock(change.value());
         return;
     }
   }
@@ -67,6 +67,12 @@ export class IpamCache {
     if (deleted && BigInt(deleted) >= BigInt(stored.modRevision)) return;
     if (!newer(stored.modRevision, this.blocks.get(key)?.stored.modRevision)) return;
     this.blocks.set(key, { cidr, stored });
+  }
+
+  /** True when the cache already has this block at `revision` or later (typically our own write). */
+  private holds(cidr: Cidr, revision: string): boolean {
+    const cached = this.blocks.get(formatCidr(cidr));
+    return cached !== undefined && BigInt(cached.stored.modRevision) >= BigInt(revision);
   }
 
   removeBlock(cidr: Cidr, revision: string): void {

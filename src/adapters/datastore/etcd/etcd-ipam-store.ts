@@ -161,6 +161,6 @@ function toChange(event: RPC.IEvent): IpamChange | undefined {
   }
   if (key === CONFIG_KEY) return { kind: 'config', stored: deleted ? null : stored<IpamConfig>('config', kv), revision };
   const cidr = blockCidrFromKey(key);
-  if (cidr) return { kind: 'block', cidr, stored: deleted ? null : stored<AllocationBlock>('block', kv), revision };
+  if (cidr) return { kind: 'block', cidr, deleted, revision, value: () => stored<AllocationBlock>('block', kv) };
   return undefined;
 }

@@ -1,0 +1,26 @@
+# calico-libnetwork as a container. Run it on the host network, privileged (it creates veths and
+# routes), with Docker's plugin folder and socket mounted:
+#   docker run -d --name calico-libnetwork --net=host --privileged --restart=always \
+#     -v /run/docker/plugins:/run/docker/plugins -v /var/run/docker.sock:/var/run/docker.sock \
+#     -v /var/lib/calico:/var/lib/calico -e ETCD_ENDPOINTS=http://127.0.0.1:2379 -e NODENAME=$(hostname) \
+#     calico-libnetwork
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY src ./src
+COPY plugin-spec ./plugin-spec
+COPY bench ./bench
+COPY test/helpers ./test/helpers
+RUN npm run build && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends iproute2 iptables ipset etcd-server \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+RUN ln -s /app/dist/src/cli/main.js /usr/local/bin/calicoctl && chmod +x /app/dist/src/cli/main.js /app/dist/src/daemon/main.js
+ENTRYPOINT ["node", "/app/dist/src/daemon/main.js"]
