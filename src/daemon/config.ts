@@ -11,6 +11,17 @@ export interface DaemonConfig {
   pluginDir: string;
   logLevel: string;
   defaultPools: { ipv4?: string; ipv6?: string };
+  network: {
+    containerInterfacePrefix: string;
+    vethMtu?: number;
+    scope: 'local' | 'global';
+    createProfiles: boolean;
+    labelEndpoints: boolean;
+    labelPollTimeoutMs: number;
+  };
+  dockerHost: string | undefined;
+  gcIntervalMs: number;
+  gcGraceMs: number;
 }
 
 const DEFAULT_ETCD = 'http://127.0.0.1:2379';
@@ -42,6 +53,23 @@ export function etcdSettingsFrom(env: NodeJS.ProcessEnv): EtcdSettings {
 
 const isTrue = (value: string | undefined): boolean => /^(true|1|yes)$/i.test(value ?? '');
 
+function positiveNumber(env: NodeJS.ProcessEnv, name: string, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
+  const text = env[name];
+  if (text === undefined || text === '') return fallback;
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0 || value > max) throw new Error(`invalid ${name}=${JSON.stringify(text)}: expected a number between 1 and ${max}`);
+  return value;
+}
+
+/** Go-style durations as Calico took them (`5s`, `500ms`), or plain seconds. */
+function durationMs(env: NodeJS.ProcessEnv, name: string, fallbackMs: number): number {
+  const text = env[name];
+  if (!text) return fallbackMs;
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
+  if (!match) throw new Error(`invalid ${name}=${JSON.stringify(text)}: expected a duration such as 5s or 500ms`);
+  return Number(match[1]) * (match[2] === 'ms' ? 1 : match[2] === 'm' ? 60_000 : 1000);
+}
+
 export function configFrom(env: NodeJS.ProcessEnv): DaemonConfig {
   const noDefaults = isTrue(env.NO_DEFAULT_POOLS);
   return {
@@ -52,6 +80,17 @@ export function configFrom(env: NodeJS.ProcessEnv): DaemonConfig {
     nodeName: nodeNameFrom(env),
     pluginDir: env.CALICO_LIBNETWORK_PLUGIN_DIR || '/run/docker/plugins',
     logLevel: env.CALICO_LIBNETWORK_LOG_LEVEL || (env.CALICO_DEBUG ? 'debug' : 'info'),
+    network: {
+      containerInterfacePrefix: env.CALICO_LIBNETWORK_IFPREFIX || 'cali',
+      ...(env.CALICO_LIBNETWORK_VETH_MTU ? { vethMtu: positiveNumber(env, 'CALICO_LIBNETWORK_VETH_MTU', 1500, 65535) } : {}),
+      scope: env.CALICO_LIBNETWORK_SCOPE === 'global' ? 'global' : 'local',
+      createProfiles: !/^false$/i.test(env.CALICO_LIBNETWORK_CREATE_PROFILES ?? ''),
+      labelEndpoints: isTrue(env.CALICO_LIBNETWORK_LABEL_ENDPOINTS),
+      labelPollTimeoutMs: durationMs(env, 'CALICO_LIBNETWORK_LABEL_POLL_TIMEOUT', 5000),
+    },
+    dockerHost: env.DOCKER_HOST,
+    gcIntervalMs: durationMs(env, 'CALICO_LIBNETWORK_GC_INTERVAL', 60_000),
+    gcGraceMs: durationMs(env, 'CALICO_LIBNETWORK_GC_GRACE', 300_000),
     defaultPools: noDefaults
       ? {}
       : { ipv4: env.CALICO_IPV4POOL_CIDR || '192.168.0.0/16', ipv6: env.CALICO_IPV6POOL_CIDR || 'fd80:24e2:f998:72d6::/64' },

@@ -1,18 +1,29 @@
 #!/usr/bin/env node
 import { pino } from 'pino';
 import { EtcdClient } from '../adapters/datastore/etcd/etcd-client.js';
+import { EtcdEndpointStore } from '../adapters/datastore/etcd/etcd-endpoint-store.js';
 import { EtcdIpamStore } from '../adapters/datastore/etcd/etcd-ipam-store.js';
+import { NetlinkDataplane } from '../adapters/dataplane/netlink/netlink-dataplane.js';
+import { IptablesFirewall } from '../adapters/dataplane/iptables/iptables-firewall.js';
+import { DockerHttpApi, dockerTarget } from '../adapters/docker/docker-http-api.js';
 import { buildDockerPlugin } from '../plugin/docker-plugin.js';
 import { ipamMethods } from '../plugin/ipam-methods.js';
+import { networkMethods } from '../plugin/network-methods.js';
 import { DockerIpamDriver } from '../services/ipam/docker-ipam-driver.js';
 import { IpamService } from '../services/ipam/ipam-service.js';
 import { PoolService } from '../services/ipam/pool-service.js';
+import { BlockRoutes } from '../services/network/block-routes.js';
+import { EndpointReconciler } from '../services/network/endpoint-reconciler.js';
+import { NetworkDriver } from '../services/network/network-driver.js';
 import { configFrom } from './config.js';
 import { EmbeddedEtcd, somethingListens } from './embedded-etcd.js';
 import { listenOnSocket } from './sockets.js';
 import { silenceGrpcTlsWarning } from './warnings.js';
 
 silenceGrpcTlsWarning();
+
+/** The name Docker knows the network driver by: the socket file's name. */
+const DRIVER_NAME = 'calico';
 
 async function main(): Promise<void> {
   const config = configFrom(process.env);
@@ -26,26 +37,49 @@ async function main(): Promise<void> {
 
   const etcd = new EtcdClient(config.etcd);
   const store = new EtcdIpamStore(etcd);
+  const endpointStore = new EtcdEndpointStore(etcd);
+  const dataplane = new NetlinkDataplane();
+  const docker = new DockerHttpApi(dockerTarget(config.dockerHost));
   const pools = new PoolService(store, log);
-  const ipam = new IpamService(store, { node: config.nodeName, log });
+  let blockRoutes: BlockRoutes | undefined;
+  const ipam = new IpamService(store, { node: config.nodeName, log, onOwnedBlocksChanged: () => void blockRoutes?.sync() });
+  blockRoutes = new BlockRoutes(ipam, dataplane, log);
   const ipamDriver = new DockerIpamDriver(ipam, pools);
+  const networkDriver = new NetworkDriver(endpointStore, dataplane, new IptablesFirewall(), docker, ipam, { node: config.nodeName, ...config.network }, log);
+  const reconciler = new EndpointReconciler(endpointStore, dataplane, docker, ipam, { node: config.nodeName, driverName: DRIVER_NAME, graceMs: config.gcGraceMs }, log);
 
   const ipamApp = buildDockerPlugin({ implements: ['IpamDriver'], methods: ipamMethods(ipamDriver), logger: log.child({ socket: 'calico-ipam' }) });
-  const networkApp = buildDockerPlugin({ implements: ['IpamDriver'], methods: ipamMethods(ipamDriver), logger: log.child({ socket: 'calico' }) });
+  const networkApp = buildDockerPlugin({
+    implements: ['NetworkDriver', 'IpamDriver'],
+    methods: { ...networkMethods(networkDriver), ...ipamMethods(ipamDriver) },
+    logger: log.child({ socket: 'calico' }),
+  });
   await listenOnSocket(ipamApp, `${config.pluginDir}/calico-ipam.sock`);
   await listenOnSocket(networkApp, `${config.pluginDir}/calico.sock`);
   log.info({ pluginDir: config.pluginDir, etcd: config.etcd.endpoints, embeddedEtcd: Boolean(embedded) }, 'calico-libnetwork serving');
 
-  void prepareDatastore(pools, ipam, config.defaultPools, log);
+  void prepareDatastore(pools, ipam, config.defaultPools, log).then(async () => {
+    await reconciler.reconcileDataplane().catch((error) => log.error({ err: error }, 'could not reconcile the dataplane'));
+    log.info({}, 'dataplane reconciled');
+  });
+  const gc = setInterval(() => {
+    reconciler
+      .collectGarbage()
+      .then((removed) => (removed.endpoints || removed.addresses) && log.info(removed, 'garbage collected'))
+      .catch((error) => log.warn({ err: error }, 'garbage collection failed'));
+  }, config.gcIntervalMs);
+  gc.unref();
 
   let closing = false;
   const shutdown = async (signal: string): Promise<void> => {
     if (closing) return;
     closing = true;
     log.info({ signal }, 'shutting down');
+    clearInterval(gc);
     await Promise.allSettled([ipamApp.close(), networkApp.close()]);
     await ipam.stop();
     etcd.close();
+    dataplane.close();
     await embedded?.stop();
     process.exit(0);
   };

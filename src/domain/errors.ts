@@ -9,7 +9,8 @@ export type ErrorCode =
   | 'E_POOL_EXHAUSTED'
   | 'E_ADDRESS_IN_USE'
   | 'E_DATASTORE_UNAVAILABLE'
-  | 'E_IN_USE';
+  | 'E_IN_USE'
+  | 'E_DATAPLANE';
 
 export class AppError extends Error {
   readonly code: ErrorCode;
@@ -62,5 +63,16 @@ export class InUseError extends AppError {
 export class DatastoreUnavailableError extends AppError {
   constructor(message: string, cause?: unknown) {
     super('E_DATASTORE_UNAVAILABLE', message, { cause });
+  }
+}
+
+/** The kernel refused a change (netlink, sysctl, iptables): what was tried, and the errno. */
+export class DataplaneError extends AppError {
+  constructor(
+    readonly op: string,
+    readonly errno: string,
+    detail: string,
+  ) {
+    super('E_DATAPLANE', `${op} failed: ${errno}${detail ? ` (${detail})` : ''}`);
   }
 }

@@ -68,6 +68,21 @@ export class TestEtcd {
     }
   }
 
+  private bridges: ChildProcess[] = [];
+
+  /**
+   * A unix socket that relays to this etcd, served by a child process (so a test blocked in a
+   * synchronous docker call does not stall it): test namespaces reach etcd through it over loopback.
+   */
+  async unixBridge(path: string): Promise<void> {
+    const relay = spawn(process.execPath, [join(import.meta.dirname, 'relay.mjs'), 'unix', path, `127.0.0.1:${this.clientPort}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    this.bridges.push(relay);
+    await new Promise<void>((resolve, reject) => {
+      relay.stdout!.once('data', () => resolve());
+      relay.once('exit', (code) => reject(new Error(`etcd bridge exited ${code}`)));
+    });
+  }
+
   async stop(): Promise<void> {
     const child = this.child;
     if (!child || child.exitCode !== null) return;
@@ -77,6 +92,7 @@ export class TestEtcd {
   }
 
   async destroy(): Promise<void> {
+    for (const bridge of this.bridges.splice(0)) bridge.kill('SIGKILL');
     await this.stop();
     rmSync(this.dataDir, { recursive: true, force: true });
   }

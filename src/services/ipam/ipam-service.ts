@@ -11,6 +11,7 @@ import {
   ordinalOf,
 } from '../../domain/cidr.js';
 import {
+  allocationAt,
   allocateFromBlock,
   allocateOrdinal,
   AllocationInfo,
@@ -65,6 +66,8 @@ export interface IpamServiceOptions {
   now?: () => Date;
   /** A request that has not finished by then fails; Docker must hear back within 10 s. */
   requestTimeoutMs?: number;
+  /** Called when a block becomes or stops being this node's (claims, releases, other tools). */
+  onOwnedBlocksChanged?: () => void;
 }
 
 /** One txn holds at most this many allocations: etcd's default limit is 128 operations per txn. */
@@ -107,6 +110,7 @@ export class IpamService {
   private readonly log: Logger;
   private readonly now: () => Date;
   private readonly requestTimeoutMs: number;
+  private readonly onOwnedBlocksChanged: () => void;
   private queue: AnyJob[] = [];
   private draining = false;
   private watch: IpamWatch | undefined;
@@ -123,6 +127,7 @@ export class IpamService {
     this.log = options.log ?? silentLogger;
     this.now = options.now ?? (() => new Date());
     this.requestTimeoutMs = options.requestTimeoutMs ?? 9000;
+    this.onOwnedBlocksChanged = options.onOwnedBlocksChanged ?? (() => undefined);
   }
 
   /** Loads the cache and starts the watch. Safe to call again after a failure. */
@@ -148,12 +153,17 @@ export class IpamService {
     this.watch = await this.store.watch(
       snapshot.revision,
       (change) => {
+        if (change.kind !== 'block') return this.cache.apply(change);
+        const mine = hostAffinity(this.node);
+        const before = this.cache.block(change.cidr)?.stored.value.affinity === mine;
         this.cache.apply(change);
-        if (change.kind === 'block') this.cache.learnBlocksUpTo(change.revision);
+        this.cache.learnBlocksUpTo(change.revision);
+        if (before !== (this.cache.block(change.cidr)?.stored.value.affinity === mine)) this.onOwnedBlocksChanged();
       },
       (error) => this.onWatchLost(error),
     );
     await this.recoverAffinities();
+    this.onOwnedBlocksChanged();
     this.log.info({ pools: this.cache.allPools().length, blocks: this.cache.allBlocks().length, revision: snapshot.revision }, 'IPAM cache loaded');
   }
 
@@ -191,6 +201,18 @@ export class IpamService {
 
   requestExplicit(request: ExplicitRequest): Promise<Allocation> {
     return this.submit<Allocation>((job) => ({ ...job, type: 'explicit', request }) as ExplicitJob);
+  }
+
+  /** What the cache knows of one address: its handle and attributes, or undefined when it is free. */
+  allocationOf(address: IpAddr): AllocationInfo | undefined {
+    const block = this.cache.blockContaining(address);
+    return block ? allocationAt(block.stored.value, ordinalOf(block.cidr, address)) : undefined;
+  }
+
+  /** The blocks affine to this node, for the dataplane's blackhole routes. */
+  ownedBlocks(): Cidr[] {
+    const mine = hostAffinity(this.node);
+    return this.cache.allBlocks().filter((b) => b.stored.value.affinity === mine).map((b) => b.cidr);
   }
 
   /** Frees one address. Resolves with what was freed, or undefined when it was not allocated. */
@@ -367,6 +389,7 @@ export class IpamService {
     if (result.succeeded) {
       this.cache.putBlock({ value: block, modRevision: result.revision, createRevision: result.revision });
       this.knownAffinities.delete(affinityKey);
+      this.onOwnedBlocksChanged();
       return true;
     }
     for (const created of result.created) this.cache.putBlock(created as Stored<AllocationBlock>);

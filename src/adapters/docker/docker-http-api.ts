@@ -1,0 +1,83 @@
+import { request } from 'node:http';
+import type { DockerApi } from '../../ports/docker-api.js';
+
+interface Target {
+  socketPath?: string;
+  host?: string;
+  port?: number;
+}
+
+/** DOCKER_HOST as the docker CLI reads it: unix:///path or tcp://host:port; default the local socket. */
+export function dockerTarget(dockerHost: string | undefined): Target {
+  if (!dockerHost) return { socketPath: '/var/run/docker.sock' };
+  if (dockerHost.startsWith('unix://')) return { socketPath: dockerHost.slice('unix://'.length) };
+  const url = new URL(dockerHost.replace(/^tcp:/, 'http:'));
+  return { host: url.hostname, port: Number(url.port || 2375) };
+}
+
+/** A small client of Docker's engine API, with a short deadline on every call. */
+export class DockerHttpApi implements DockerApi {
+  constructor(
+    private readonly target: Target,
+    private readonly timeoutMs = 3000,
+  ) {}
+
+  private get(path: string): Promise<{ status: number; body: any }> {
+    return new Promise((resolve, reject) => {
+      const req = request({ ...this.target, path: `/v1.40${path}`, method: 'GET', timeout: this.timeoutMs }, (res) => {
+        let text = '';
+        res.on('data', (c) => (text += c));
+        res.on('end', () => {
+          try {
+            resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : undefined });
+          } catch (error) {
+            reject(error);
+          }
+        });
+      });
+      req.on('timeout', () => req.destroy(new Error(`docker API ${path} timed out`)));
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  async networkName(networkId: string): Promise<string | undefined> {
+    try {
+      const reply = await this.get(`/networks/${encodeURIComponent(networkId)}`);
+      return reply.status === 200 && typeof reply.body?.Name === 'string' ? reply.body.Name : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async endpointContainerLabels(networkId: string, endpointId: string): Promise<Record<string, string> | undefined> {
+    try {
+      const network = await this.get(`/networks/${encodeURIComponent(networkId)}`);
+      const containers = (network.body?.Containers ?? {}) as Record<string, { EndpointID?: string }>;
+      const containerId = Object.entries(containers).find(([, c]) => c.EndpointID === endpointId)?.[0];
+      if (!containerId) return undefined;
+      const container = await this.get(`/containers/${encodeURIComponent(containerId)}/json`);
+      return container.status === 200 ? ((container.body?.Config?.Labels ?? {}) as Record<string, string>) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async knownEndpoints(driver: string): Promise<Set<string> | undefined> {
+    try {
+      const list = await this.get(`/networks?filters=${encodeURIComponent(JSON.stringify({ driver: [driver] }))}`);
+      if (list.status !== 200 || !Array.isArray(list.body)) return undefined;
+      const known = new Set<string>();
+      for (const summary of list.body as { Id: string }[]) {
+        const network = await this.get(`/networks/${encodeURIComponent(summary.Id)}`);
+        if (network.status !== 200) return undefined;
+        for (const c of Object.values((network.body?.Containers ?? {}) as Record<string, { EndpointID?: string }>)) {
+          if (c.EndpointID) known.add(c.EndpointID);
+        }
+      }
+      return known;
+    } catch {
+      return undefined;
+    }
+  }
+}

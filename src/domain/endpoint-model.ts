@@ -1,0 +1,80 @@
+/**
+ * Calico v3 WorkloadEndpoint and Profile, with the field names Calico writes
+ * (libcalico-go `api/pkg/apis/projectcalico/v3`), so Calico's tools can read them.
+ */
+
+export interface WorkloadEndpoint {
+  kind: 'WorkloadEndpoint';
+  apiVersion: 'projectcalico.org/v3';
+  metadata: {
+    name: string;
+    namespace: 'libnetwork';
+    labels: Record<string, string>;
+    annotations?: Record<string, string>;
+    creationTimestamp?: string;
+  };
+  spec: {
+    orchestrator: 'libnetwork';
+    workload: 'libnetwork';
+    node: string;
+    endpoint: string;
+    interfaceName: string;
+    ipNetworks: string[];
+    mac: string;
+    profiles: string[];
+  };
+}
+
+export interface RuleEntity {
+  selector?: string;
+  notSelector?: string;
+  nets?: string[];
+  notNets?: string[];
+  ports?: (number | string)[];
+  notPorts?: (number | string)[];
+}
+
+export interface Rule {
+  action: 'Allow' | 'Deny' | 'Log' | 'Pass';
+  ipVersion?: 4 | 6;
+  protocol?: string | number;
+  notProtocol?: string | number;
+  icmp?: { type?: number; code?: number };
+  notICMP?: { type?: number; code?: number };
+  source?: RuleEntity;
+  destination?: RuleEntity;
+}
+
+export interface Profile {
+  kind: 'Profile';
+  apiVersion: 'projectcalico.org/v3';
+  metadata: { name: string; annotations?: Record<string, string>; creationTimestamp?: string };
+  spec: { ingress: Rule[]; egress: Rule[]; labelsToApply: Record<string, string> };
+}
+
+/** Annotations of ours on Calico objects. */
+export const NETWORK_NAME_ANNOTATION = 'libnetwork.projectcalico.org/network-name';
+export const SANDBOX_ANNOTATION = 'libnetwork.projectcalico.org/sandbox';
+export const HANDLES_ANNOTATION = 'libnetwork.projectcalico.org/ipam-handles';
+
+/** Calico's name for a libnetwork endpoint: `<node>-libnetwork-libnetwork-<EndpointID>`, a `-` in the node doubled. */
+export const workloadEndpointName = (node: string, endpointId: string): string =>
+  `${node.replace(/-/g, '--')}-libnetwork-libnetwork-${endpointId}`;
+
+/** Host side of the veth, as Calico names it: IFNAMSIZ allows 15 characters. */
+export const hostInterfaceName = (endpointId: string): string => `cali${endpointId.slice(0, 11)}`;
+export const tempInterfaceName = (endpointId: string): string => `temp${endpointId.slice(0, 11)}`;
+
+/** The default profile of a Docker network: members may reach each other, and anything outbound. */
+export function defaultProfile(networkId: string, networkName: string): Profile {
+  return {
+    kind: 'Profile',
+    apiVersion: 'projectcalico.org/v3',
+    metadata: { name: networkId, annotations: { [NETWORK_NAME_ANNOTATION]: networkName }, creationTimestamp: new Date().toISOString() },
+    spec: {
+      ingress: [{ action: 'Allow', source: { selector: `has(${networkName})` } }],
+      egress: [{ action: 'Allow' }],
+      labelsToApply: { [networkName]: '' },
+    },
+  };
+}

@@ -1,0 +1,35 @@
+import type { Cidr, IpAddr } from '../domain/cidr.js';
+
+export interface LinkInfo {
+  name: string;
+  mac: string;
+  up: boolean;
+  peerNetns?: number;
+}
+
+export interface HostRoute {
+  address: IpAddr;
+  interfaceName: string;
+}
+
+/** What the network driver needs from the host kernel. The adapter owns netlink and /proc/sys. */
+export interface Dataplane {
+  /** Creates the veth pair, both ends up; returns the host end's MAC. Fails with EEXIST if it exists. */
+  createVeth(hostName: string, peerName: string, mtu?: number): Promise<{ hostMac: string }>;
+  /** Deletes a link (its peer and routes go with it); false when it did not exist. */
+  deleteLink(name: string): Promise<boolean>;
+  /** Links whose name starts with `prefix`; `peerNetns` is the netns id of a veth's peer, when it is elsewhere. */
+  listLinks(prefix: string): Promise<LinkInfo[]>;
+  /** proxy ARP, proxy_delay 0, forwarding, rp_filter strict, route_localnet; IPv6 proxy_ndp and forwarding. */
+  configureHostInterface(name: string, families: { ipv4: boolean; ipv6: boolean }): Promise<void>;
+  /** Turns on IPv4 (and IPv6 when available) forwarding for the host. */
+  enableForwarding(): Promise<void>;
+  /** Adds or replaces the /32 (/128) route to a workload through its veth. */
+  setHostRoute(route: HostRoute): Promise<void>;
+  removeHostRoute(address: IpAddr): Promise<void>;
+  /** Workload routes: /32 and /128 link routes through interfaces starting with `prefix`. */
+  listHostRoutes(prefix: string): Promise<HostRoute[]>;
+  /** Makes the blackhole routes inside `within` exactly `blocks`. */
+  syncBlackholes(blocks: Cidr[], within: Cidr[]): Promise<void>;
+  close(): void;
+}

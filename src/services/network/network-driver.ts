@@ -1,0 +1,276 @@
+import { formatIp, hostCidr, IpAddr, parseCidr, parseIp } from '../../domain/cidr.js';
+import {
+  defaultProfile,
+  HANDLES_ANNOTATION,
+  hostInterfaceName,
+  NETWORK_NAME_ANNOTATION,
+  tempInterfaceName,
+  WorkloadEndpoint,
+  workloadEndpointName,
+} from '../../domain/endpoint-model.js';
+import { AppError, InvalidRequestError, NotFoundError } from '../../domain/errors.js';
+import type { Dataplane } from '../../ports/dataplane.js';
+import type { DockerApi } from '../../ports/docker-api.js';
+import type { EndpointStore } from '../../ports/endpoint-store.js';
+import type { Firewall } from '../../ports/firewall.js';
+import { Logger, silentLogger } from '../../ports/logger.js';
+import type { IpamService } from '../ipam/ipam-service.js';
+import { checkCalicoIpam, checkNetworkOptions, IpamData } from './network-options.js';
+
+export interface NetworkDriverOptions {
+  node: string;
+  /** Docker names the container's interface `<prefix><n>` (CALICO_LIBNETWORK_IFPREFIX). */
+  containerInterfacePrefix: string;
+  vethMtu?: number;
+  scope: 'local' | 'global';
+  createProfiles: boolean;
+  labelEndpoints: boolean;
+  labelPollTimeoutMs: number;
+}
+
+export const GATEWAY_IPV4 = '169.254.1.1';
+/** The MAC the container side gets unless Docker was given --mac-address (Calico's fixed MAC). */
+export const WORKLOAD_MAC = 'ee:ee:ee:ee:ee:ee';
+const LABEL_PREFIX = 'org.projectcalico.label.';
+export const HOST_INTERFACE_PREFIX = 'cali';
+
+export interface JoinResult {
+  srcName: string;
+  dstPrefix: string;
+  gateway: string;
+  gatewayIPv6?: string;
+  staticRoutes: { destination: string; routeType: 0 | 1; nextHop: string }[];
+}
+
+export interface CreateEndpointRequest {
+  networkId: string;
+  endpointId: string;
+  address: string;
+  addressIPv6: string;
+  macAddress: string;
+}
+
+const endpointAddresses = (endpoint: WorkloadEndpoint): IpAddr[] => endpoint.spec.ipNetworks.map((n) => parseIp(n.split('/')[0]!));
+
+/** The IPv6 link-local address the kernel derives from a MAC (EUI-64), without waiting for it to appear. */
+export function linkLocalFromMac(mac: string): string {
+  const b = mac.split(':').map((h) => parseInt(h, 16));
+  const words = [(b[0]! ^ 0x02) * 256 + b[1]!, b[2]! * 256 + 0xff, 0xfe00 + b[3]!, b[4]! * 256 + b[5]!];
+  return formatIp({ family: 6, value: (0xfe80n << 112n) | words.reduce((acc, w) => (acc << 16n) | BigInt(w), 0n) });
+}
+
+/**
+ * Docker's NetworkDriver, Calico's way: a profile per network, a WorkloadEndpoint per endpoint, and
+ * at Join a `cali…` veth with a /32 (/128) route to the container, which reaches everything through
+ * the link-local gateway 169.254.1.1 answered by proxy ARP. Every step that fails half way undoes what
+ * it did, because Docker does not call Leave after a failed Join.
+ */
+export class NetworkDriver {
+  private readonly log: Logger;
+  /** Endpoints per sandbox in join order: a container's further Calico addresses route through its first veth. */
+  private readonly sandboxes = new Map<string, string[]>();
+  private baseRules: Promise<void> | undefined;
+
+  constructor(
+    private readonly endpoints: EndpointStore,
+    private readonly dataplane: Dataplane,
+    private readonly firewall: Firewall,
+    private readonly docker: DockerApi,
+    private readonly ipam: IpamService,
+    readonly options: NetworkDriverOptions,
+    log?: Logger,
+  ) {
+    this.log = log ?? silentLogger;
+  }
+
+  capabilities(): { Scope: string; ConnectivityScope: string } {
+    return { Scope: this.options.scope, ConnectivityScope: this.options.scope };
+  }
+
+  async createNetwork(networkId: string, options: Record<string, unknown>, ipv4: IpamData[], ipv6: IpamData[]): Promise<void> {
+    checkNetworkOptions(options);
+    checkCalicoIpam(ipv4, ipv6);
+    if (!this.options.createProfiles) return;
+    // Docker stores the network only after this call returns: its name is looked up afterwards.
+    await this.ensureProfile(networkId, networkId);
+    void this.nameProfileLater(networkId);
+  }
+
+  async deleteNetwork(networkId: string): Promise<void> {
+    if (this.options.createProfiles) await this.endpoints.deleteProfile(networkId);
+  }
+
+  async createEndpoint(request: CreateEndpointRequest): Promise<{ macAddress?: string }> {
+    if (request.address === '' && request.addressIPv6 === '') throw new InvalidRequestError('No address assigned for endpoint');
+    const ipNetworks: string[] = [];
+    for (const text of [request.address, request.addressIPv6]) {
+      if (text === '') continue;
+      let ip: IpAddr;
+      try {
+        ip = parseCidr(text) && parseIp(text.split('/')[0]!);
+      } catch {
+        throw new InvalidRequestError(`Parsing ${text} as CIDR failed`);
+      }
+      ipNetworks.push(hostCidr(ip));
+    }
+    const mac = request.macAddress === '' ? WORKLOAD_MAC : normaliseMac(request.macAddress);
+    let profiles: string[] = [];
+    if (this.options.createProfiles) {
+      const name = (await this.docker.networkName(request.networkId)) ?? request.networkId;
+      await this.ensureProfile(request.networkId, name);
+      profiles = [request.networkId];
+    }
+    const handles = ipNetworks.map((n) => this.ipam.allocationOf(parseIp(n.split('/')[0]!))?.handleId).filter((h): h is string => Boolean(h));
+    const endpoint: WorkloadEndpoint = {
+      kind: 'WorkloadEndpoint',
+      apiVersion: 'projectcalico.org/v3',
+      metadata: {
+        name: workloadEndpointName(this.options.node, request.endpointId),
+        namespace: 'libnetwork',
+        labels: { 'projectcalico.org/namespace': 'libnetwork', 'projectcalico.org/orchestrator': 'libnetwork' },
+        annotations: { [HANDLES_ANNOTATION]: handles.join(',') },
+        creationTimestamp: new Date().toISOString(),
+      },
+      spec: {
+        orchestrator: 'libnetwork',
+        workload: 'libnetwork',
+        node: this.options.node,
+        endpoint: request.endpointId,
+        interfaceName: hostInterfaceName(request.endpointId),
+        ipNetworks,
+        mac,
+        profiles,
+      },
+    };
+    if (!(await this.endpoints.createEndpoint(endpoint))) {
+      const existing = await this.endpoints.getEndpoint(endpoint.metadata.name);
+      // Docker retries a call whose answer it lost: the same endpoint again is not an error.
+      if (existing?.value.spec.endpoint !== request.endpointId || existing.value.spec.ipNetworks.join() !== ipNetworks.join()) {
+        throw new AppError('E_CONFLICT', `Workload endpoints creation error: endpoint ${endpoint.metadata.name} exists with other addresses`);
+      }
+    }
+    return request.macAddress === '' ? { macAddress: WORKLOAD_MAC } : {};
+  }
+
+  async deleteEndpoint(endpointId: string): Promise<void> {
+    await this.leaveDataplane(endpointId);
+    await this.endpoints.deleteEndpoint(workloadEndpointName(this.options.node, endpointId));
+  }
+
+  async join(networkId: string, endpointId: string, sandboxKey: string): Promise<JoinResult> {
+    const stored = await this.endpoints.getEndpoint(workloadEndpointName(this.options.node, endpointId));
+    if (!stored) throw new NotFoundError(`Endpoint ${endpointId} not found: CreateEndpoint was not called or failed`);
+    const endpoint = stored.value;
+    const hostName = hostInterfaceName(endpointId);
+    const tempName = tempInterfaceName(endpointId);
+    const addresses = endpointAddresses(endpoint);
+    const hasIpv6 = addresses.some((a) => a.family === 6);
+    this.baseRules ??= this.prepareHost().catch((error) => {
+      this.baseRules = undefined;
+      throw error;
+    });
+    await this.baseRules;
+    // A repeated Join (Docker retries) finds the veth of the first attempt: start over.
+    await this.dataplane.deleteLink(hostName);
+    const { hostMac } = await this.dataplane.createVeth(hostName, tempName, this.options.vethMtu);
+    const sandbox = this.sandboxes.get(sandboxKey) ?? [];
+    const routeVia = sandbox.length > 0 ? hostInterfaceName(sandbox[0]!) : hostName;
+    try {
+      await this.dataplane.configureHostInterface(hostName, { ipv4: true, ipv6: hasIpv6 });
+      for (const address of addresses) await this.dataplane.setHostRoute({ address, interfaceName: routeVia });
+    } catch (error) {
+      const rollback = await this.dataplane.deleteLink(hostName).then(
+        () => 'rolled back',
+        (e: Error) => `failed to roll back: ${e.message}`,
+      );
+      throw new AppError('E_DATAPLANE', `${(error as Error).message}; ${rollback}`, { cause: error });
+    }
+    this.sandboxes.set(sandboxKey, [...sandbox, endpointId]);
+    if (this.options.labelEndpoints) void this.copyLabels(endpoint.metadata.name, networkId, endpointId);
+    const first = sandbox.length === 0;
+    const result: JoinResult = {
+      srcName: tempName,
+      dstPrefix: this.options.containerInterfacePrefix,
+      gateway: GATEWAY_IPV4,
+      // The connected route to the gateway exists once per container; a second one fails with "file exists".
+      staticRoutes: first ? [{ destination: `${GATEWAY_IPV4}/32`, routeType: 1, nextHop: '' }] : [],
+    };
+    if (hasIpv6) {
+      const gateway = linkLocalFromMac(hostMac);
+      result.gatewayIPv6 = gateway;
+      if (first) result.staticRoutes.push({ destination: `${gateway}/128`, routeType: 1, nextHop: '' });
+    }
+    return result;
+  }
+
+  async leave(endpointId: string): Promise<void> {
+    await this.leaveDataplane(endpointId);
+  }
+
+  /** Removes the veth (its routes go with it) and moves the routes of a sandbox's other endpoints off it. */
+  private async leaveDataplane(endpointId: string): Promise<void> {
+    for (const [key, members] of this.sandboxes) {
+      if (!members.includes(endpointId)) continue;
+      const rest = members.filter((m) => m !== endpointId);
+      if (rest.length === 0) this.sandboxes.delete(key);
+      else this.sandboxes.set(key, rest);
+      if (members[0] === endpointId && rest.length > 0) {
+        await this.dataplane.deleteLink(hostInterfaceName(endpointId));
+        for (const member of rest) {
+          const stored = await this.endpoints.getEndpoint(workloadEndpointName(this.options.node, member));
+          for (const address of stored ? endpointAddresses(stored.value) : []) {
+            await this.dataplane.setHostRoute({ address, interfaceName: hostInterfaceName(rest[0]!) });
+          }
+        }
+      }
+    }
+    await this.dataplane.deleteLink(hostInterfaceName(endpointId));
+  }
+
+  private async prepareHost(): Promise<void> {
+    await this.dataplane.enableForwarding();
+    await this.firewall.allowWorkloadForwarding(HOST_INTERFACE_PREFIX);
+  }
+
+  private async ensureProfile(networkId: string, networkName: string): Promise<void> {
+    const existing = await this.endpoints.getProfile(networkId);
+    const current = existing?.value.metadata.annotations?.[NETWORK_NAME_ANNOTATION];
+    if (existing && (current === networkName || networkName === networkId)) return;
+    const profile = defaultProfile(networkId, networkName);
+    const written = existing ? await this.endpoints.updateProfile(profile, existing.modRevision) : await this.endpoints.createProfile(profile);
+    if (!written) this.log.debug({ networkId }, 'profile changed concurrently; keeping the other write');
+  }
+
+  /** Docker records the network after CreateNetwork returns; poll briefly for its name. */
+  private async nameProfileLater(networkId: string): Promise<void> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      await new Promise((r) => setTimeout(r, 250));
+      const name = await this.docker.networkName(networkId);
+      if (!name) continue;
+      await this.ensureProfile(networkId, name).catch((error) => this.log.warn({ err: error, networkId }, 'could not record network name'));
+      return;
+    }
+  }
+
+  /** Docker does not pass labels: ask its API once the join is recorded, and copy Calico's onto the endpoint. */
+  private async copyLabels(name: string, networkId: string, endpointId: string): Promise<void> {
+    const deadline = Date.now() + this.options.labelPollTimeoutMs;
+    while (Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      const stored = await this.endpoints.getEndpoint(name).catch(() => null);
+      if (!stored) return;
+      const labels = await this.docker.endpointContainerLabels(networkId, endpointId);
+      if (!labels) continue;
+      const calico = Object.fromEntries(Object.entries(labels).filter(([k]) => k.startsWith(LABEL_PREFIX)).map(([k, v]) => [k.slice(LABEL_PREFIX.length), v]));
+      if (Object.keys(calico).length === 0) return;
+      const updated = { ...stored.value, metadata: { ...stored.value.metadata, labels: { ...stored.value.metadata.labels, ...calico } } };
+      if (await this.endpoints.updateEndpoint(updated, stored.modRevision)) return;
+    }
+  }
+}
+
+function normaliseMac(mac: string): string {
+  const normal = mac.toLowerCase();
+  if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(normal)) throw new InvalidRequestError(`Error parsing MAC address: ${mac}`);
+  return normal;
+}

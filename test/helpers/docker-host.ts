@@ -1,0 +1,192 @@
+import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, copyFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DAEMON } from './daemon.js';
+import type { TestEtcd } from './etcd.js';
+
+const RELAY = join(import.meta.dirname, 'relay.mjs');
+/** Where a test host's daemon finds etcd: its own loopback, relayed to the shared etcd. */
+const ETCD_IN_HOST = '127.0.0.1:2379';
+
+export interface Run {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+function run(command: string, args: string[], options: { input?: string; timeout?: number } = {}): Run {
+  const result = spawnSync(command, args, { encoding: 'utf8', timeout: options.timeout ?? 60_000, ...(options.input !== undefined ? { input: options.input } : {}) });
+  return { status: result.status ?? -1, stdout: result.stdout ?? '', stderr: result.stderr ?? '' };
+}
+
+const BUSYBOX_TOOLS = ['sh', 'ip', 'ping', 'nc', 'sleep', 'cat', 'true', 'echo', 'ifconfig', 'route', 'ls', 'timeout'];
+
+/**
+ * A Docker host of its own for a test: a network namespace (with a default route, as real hosts
+ * have, so proxy ARP answers for 169.254.1.1), a mount namespace with its own /run/docker/plugins,
+ * a real dockerd, and our daemon in both namespaces. Nothing it does touches the machine's network.
+ */
+export class DockerHost {
+  readonly netns: string;
+  readonly dir = mkdtempSync(join(tmpdir(), 'calico-dockerhost-'));
+  private holder: ChildProcess | undefined;
+  private dockerd: ChildProcess | undefined;
+  daemon: ChildProcess | undefined;
+  daemonLog = '';
+
+  private relay: ChildProcess | undefined;
+
+  constructor(
+    readonly node: string,
+    readonly etcd: TestEtcd,
+    readonly daemonEnv: Record<string, string> = {},
+  ) {
+    this.netns = `calit-${process.pid}-${node}`.slice(0, 30);
+  }
+
+  get dockerSocket(): string {
+    return join(this.dir, 'docker.sock');
+  }
+
+  async start(): Promise<void> {
+    run('ip', ['netns', 'del', this.netns]);
+    execFileSync('ip', ['netns', 'add', this.netns]);
+    this.ip('link set lo up');
+    // An "uplink" whose far end stays inside the namespace: nothing leaves the machine.
+    this.ip('link add uplink type veth peer name uplink-peer');
+    this.ip('addr add 198.18.0.1/24 dev uplink');
+    this.ip('link set uplink up');
+    this.ip('link set uplink-peer up');
+    this.ip('route add default via 198.18.0.254 dev uplink');
+    const holder = spawn('nsenter', [`--net=/run/netns/${this.netns}`, 'unshare', '-m', '--', 'sh', '-c', 'mount --make-rprivate / && mkdir -p /run/docker/plugins && mount -t tmpfs tmpfs /run/docker/plugins && echo ready && exec sleep 100000'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    this.holder = holder;
+    await new Promise<void>((resolve, reject) => {
+      holder.stdout!.once('data', () => resolve());
+      holder.once('exit', (code) => reject(new Error(`namespace holder exited ${code}`)));
+    });
+    const bridge = join(this.dir, 'etcd.sock');
+    await this.etcd.unixBridge(bridge);
+    const relay = spawn('nsenter', [`--net=/run/netns/${this.netns}`, '--', process.execPath, RELAY, 'tcp', ETCD_IN_HOST, bridge], { stdio: ['ignore', 'pipe', 'inherit'] });
+    this.relay = relay;
+    await new Promise<void>((resolve, reject) => {
+      relay.stdout!.once('data', () => resolve());
+      relay.once('exit', (code) => reject(new Error(`etcd relay exited ${code}`)));
+    });
+    await this.startDaemon();
+    await this.startDockerd();
+    this.importBusybox();
+  }
+
+  /** Runs a command inside the host's network and mount namespaces. */
+  private enter(args: string[]): string[] {
+    return ['nsenter', '-t', String(this.holder!.pid), '-m', '-n', '--', ...args];
+  }
+
+  ip(args: string): Run {
+    const result = run('ip', ['-n', this.netns, ...args.split(' ')]);
+    if (result.status !== 0) throw new Error(`ip ${args}: ${result.stderr}`);
+    return result;
+  }
+
+  /** A command in the host's network namespace: what "the host" runs. */
+  onHost(command: string[], timeout = 20_000): Run {
+    return run('ip', ['netns', 'exec', this.netns, ...command], { timeout });
+  }
+
+  docker(args: string[], timeout = 60_000): Run {
+    return run('docker', ['-H', `unix://${this.dockerSocket}`, ...args], { timeout });
+  }
+
+  dockerOk(args: string[]): string {
+    const result = this.docker(args);
+    if (result.status !== 0) throw new Error(`docker ${args.join(' ')} failed: ${result.stderr}${result.stdout}`);
+    return result.stdout.trim();
+  }
+
+  async startDaemon(): Promise<void> {
+    this.daemonLog = '';
+    const [command, ...args] = this.enter([process.execPath, DAEMON]);
+    const daemon = spawn(command!, args, {
+      env: {
+        PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+        ETCD_ENDPOINTS: `http://${ETCD_IN_HOST}`,
+        NODENAME: this.node,
+        DOCKER_HOST: `unix://${this.dockerSocket}`,
+        NO_DEFAULT_POOLS: 'true',
+        ...this.daemonEnv,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.daemon = daemon;
+    daemon.stdout!.on('data', (c: Buffer) => (this.daemonLog += c.toString()));
+    daemon.stderr!.on('data', (c: Buffer) => (this.daemonLog += c.toString()));
+    const deadline = Date.now() + 20_000;
+    while (!this.daemonLog.includes('dataplane reconciled')) {
+      if (daemon.exitCode !== null) throw new Error(`daemon exited: ${this.daemonLog}`);
+      if (Date.now() > deadline) throw new Error(`daemon not ready: ${this.daemonLog}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async stopDaemon(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const daemon = this.daemon;
+    if (!daemon || daemon.exitCode !== null || daemon.signalCode !== null) return;
+    const exited = new Promise((r) => daemon.once('exit', r));
+    daemon.kill(signal);
+    await exited;
+  }
+
+  private async startDockerd(): Promise<void> {
+    const [command, ...args] = this.enter([
+      'dockerd',
+      '--data-root', join(this.dir, 'data'),
+      '--exec-root', join(this.dir, 'exec'),
+      '-H', `unix://${this.dockerSocket}`,
+      '--pidfile', join(this.dir, 'docker.pid'),
+      '--userland-proxy=false',
+    ]);
+    this.dockerd = spawn(command!, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    this.dockerd.stderr!.on('data', (c: Buffer) => (log += c.toString()));
+    const deadline = Date.now() + 60_000;
+    while (this.docker(['version', '--format', '{{.Server.Version}}'], 5000).status !== 0) {
+      if (this.dockerd.exitCode !== null) throw new Error(`dockerd exited: ${log.slice(-3000)}`);
+      if (Date.now() > deadline) throw new Error(`dockerd did not start: ${log.slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  private importBusybox(): void {
+    const root = join(this.dir, 'image');
+    mkdirSync(join(root, 'bin'), { recursive: true });
+    copyFileSync('/bin/busybox', join(root, 'bin/busybox'));
+    for (const tool of BUSYBOX_TOOLS) symlinkSync('busybox', join(root, 'bin', tool));
+    const imported = run('sh', ['-c', `tar -C '${root}' -c . | docker -H 'unix://${this.dockerSocket}' import - busybox:local`]);
+    if (imported.status !== 0) throw new Error(`docker import failed: ${imported.stderr}`);
+  }
+
+  async stop(): Promise<void> {
+    const ids = this.docker(['ps', '-aq']).stdout.split('\n').filter(Boolean);
+    if (ids.length) this.docker(['rm', '-f', ...ids]);
+    for (const network of this.docker(['network', 'ls', '--filter', 'driver=calico', '-q']).stdout.split('\n').filter(Boolean)) {
+      this.docker(['network', 'rm', network]);
+    }
+    if (this.dockerd && this.dockerd.exitCode === null) {
+      const exited = new Promise((r) => this.dockerd!.once('exit', r));
+      this.dockerd.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 20_000))]);
+      if (this.dockerd.exitCode === null) this.dockerd.kill('SIGKILL');
+    }
+    await this.stopDaemon('SIGKILL');
+    this.holder?.kill('SIGKILL');
+    this.relay?.kill('SIGKILL');
+    run('ip', ['netns', 'del', this.netns]);
+    // containerd shims of this host, if any survived dockerd.
+    const pidFile = join(this.dir, 'docker.pid');
+    if (existsSync(pidFile)) run('kill', ['-9', readFileSync(pidFile, 'utf8').trim()]);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
