@@ -6,6 +6,8 @@ import { DAEMON } from './daemon.js';
 import type { TestEtcd } from './etcd.js';
 
 const RELAY = join(import.meta.dirname, 'relay.mjs');
+/** The CLI of Debian's docker.io, matching its engine (a newer CLI on PATH refuses some flags against 20.10). */
+const DOCKER = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
 /** Where a test host's daemon finds etcd: its own loopback, relayed to the shared etcd. */
 const ETCD_IN_HOST = '127.0.0.1:2379';
 
@@ -97,7 +99,7 @@ export class DockerHost {
   }
 
   docker(args: string[], timeout = 60_000): Run {
-    return run('docker', ['-H', `unix://${this.dockerSocket}`, ...args], { timeout });
+    return run(DOCKER, ['-H', `unix://${this.dockerSocket}`, ...args], { timeout });
   }
 
   dockerOk(args: string[]): string {
@@ -164,7 +166,7 @@ export class DockerHost {
     mkdirSync(join(root, 'bin'), { recursive: true });
     copyFileSync('/bin/busybox', join(root, 'bin/busybox'));
     for (const tool of BUSYBOX_TOOLS) symlinkSync('busybox', join(root, 'bin', tool));
-    const imported = run('sh', ['-c', `tar -C '${root}' -c . | docker -H 'unix://${this.dockerSocket}' import - busybox:local`]);
+    const imported = run('sh', ['-c', `tar -C '${root}' -c . | ${DOCKER} -H 'unix://${this.dockerSocket}' import - busybox:local`]);
     if (imported.status !== 0) throw new Error(`docker import failed: ${imported.stderr}`);
   }
 

@@ -207,8 +207,13 @@ export class NetworkDriver {
     await this.leaveDataplane(endpointId);
   }
 
-  /** Removes the veth (its routes go with it) and moves the routes of a sandbox's other endpoints off it. */
+  /**
+   * Removes the veth (routes through it go with it), the routes of this endpoint's addresses that go
+   * through a sandbox sibling's veth, and moves the sandbox's other routes off a veth that goes away.
+   */
   private async leaveDataplane(endpointId: string): Promise<void> {
+    const stored = await this.endpoints.getEndpoint(workloadEndpointName(this.options.node, endpointId));
+    const own = stored ? endpointAddresses(stored.value) : [];
     for (const [key, members] of this.sandboxes) {
       if (!members.includes(endpointId)) continue;
       const rest = members.filter((m) => m !== endpointId);
@@ -225,6 +230,7 @@ export class NetworkDriver {
       }
     }
     await this.dataplane.deleteLink(hostInterfaceName(endpointId));
+    for (const address of own) await this.dataplane.removeHostRoute(address);
   }
 
   private async prepareHost(): Promise<void> {

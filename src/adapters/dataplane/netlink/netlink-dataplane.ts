@@ -28,10 +28,18 @@ const macText = (bytes: Buffer | undefined): string => (bytes ? [...bytes].map((
 /** The host kernel through rtnetlink (npm `netlink`) and /proc/sys; never by running `ip`. */
 export class NetlinkDataplane implements Dataplane {
   private readonly socket: RtSocket = createRtNetlink();
+  /**
+   * One request at a time on the socket: the kernel refuses a second dump while one is in progress
+   * on the same socket (EBUSY), and the library mixes up interleaved multipart replies. Docker calls
+   * Leave for several containers at once, so this is the normal case.
+   */
+  private tail: Promise<unknown> = Promise.resolve();
 
   private async run<T>(op: string, detail: string, work: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(work);
+    this.tail = result.catch(() => undefined);
     try {
-      return await work();
+      return await result;
     } catch (error) {
       const errno = /Request rejected: (\w+)/.exec((error as Error).message)?.[1] ?? (error as Error).message;
       throw new DataplaneError(op, errno, detail);
@@ -119,7 +127,7 @@ export class NetlinkDataplane implements Dataplane {
   async removeHostRoute(address: IpAddr): Promise<void> {
     try {
       await this.run('delete route', '', () =>
-        this.socket.delRoute({ family: AF[address.family], dstLen: familyBits(address.family), table: MAIN_TABLE }, { dst: addressBytes(address) }, TIMEOUT),
+        this.socket.delRoute({ family: AF[address.family], dstLen: familyBits(address.family), table: MAIN_TABLE, scope: 'NOWHERE' }, { dst: addressBytes(address) }, TIMEOUT),
       );
     } catch (error) {
       if (!(error instanceof DataplaneError && error.errno === 'ESRCH')) throw error;

@@ -1,0 +1,50 @@
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+const SCRIPT = join(import.meta.dirname, 'helpers/dataplane-scenarios.mjs');
+const netns = `calit-dp-${process.pid}`;
+const inNs = (args: string[]) => spawnSync('ip', ['netns', 'exec', netns, ...args], { encoding: 'utf8', timeout: 30_000 });
+
+function scenario(name: string): Record<string, any> {
+  const result = inNs([process.execPath, SCRIPT, name]);
+  return JSON.parse(result.stdout || '{}');
+}
+
+beforeEach(() => {
+  spawnSync('ip', ['netns', 'del', netns]);
+  expect(spawnSync('ip', ['netns', 'add', netns]).status).toBe(0);
+  inNs(['ip', 'link', 'set', 'lo', 'up']);
+});
+afterEach(() => {
+  spawnSync('ip', ['netns', 'del', netns]);
+});
+
+describe('netlink dataplane, in a namespace of its own', () => {
+  it('creates and deletes 20 veths with routes concurrently (one netlink request at a time)', () => {
+    const result = scenario('concurrent');
+    expect(result).toEqual({ created: 20, routes: 20, deleted: 20, left: 0, ok: true });
+    expect(inNs(['ip', '-o', 'link']).stdout).not.toContain('calitest');
+  });
+
+  it('adds and removes workload routes idempotently and keeps blackholes to the owned blocks', () => {
+    const result = scenario('routes');
+    expect(result.ok, result.error).toBe(true);
+    expect(result.hostMac).toMatch(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/);
+    expect(result.routes).toEqual(['10.78.0.5 calir1']);
+    expect(result.afterRemove).toBe(0);
+    expect(result.deletedMissing).toBe(false);
+    const routes = inNs(['ip', 'route']).stdout;
+    expect(routes).not.toContain('10.78.1.0/26');
+    expect(routes).toContain('blackhole 10.78.2.0/26 proto static');
+    expect(routes).toContain('blackhole 10.78.3.0/26 proto static');
+    const sysctl = (path: string) => inNs(['cat', `/proc/sys/net/${path}`]).stdout.trim();
+    expect([sysctl('ipv4/conf/calir1/proxy_arp'), sysctl('ipv4/neigh/calir1/proxy_delay'), sysctl('ipv4/conf/calir1/rp_filter'), sysctl('ipv4/conf/calir1/forwarding'), sysctl('ipv4/conf/calir1/route_localnet')]).toEqual(['1', '0', '1', '1', '1']);
+    expect(inNs(['ip', '-o', 'link', 'show', 'calir1']).stdout).toMatch(/state UP|LOWER_UP|UP/);
+  });
+
+  it('reports a duplicate veth as a dataplane error with its errno', () => {
+    const result = scenario('duplicate');
+    expect(result.error).toEqual({ name: 'DataplaneError', code: 'E_DATAPLANE', errno: 'EEXIST', message: 'create veth failed: EEXIST (calid1/tempd1)' });
+  });
+});
