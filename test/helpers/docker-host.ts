@@ -47,6 +47,11 @@ export class DockerHost {
     this.netns = `calit-${process.pid}-${node}`.slice(0, 30);
   }
 
+  /** The daemon's plugin sockets, seen from outside the host's mount namespace. */
+  pluginSocket(name: 'calico' | 'calico-ipam'): string {
+    return `/proc/${this.holder!.pid}/root/run/docker/plugins/${name}.sock`;
+  }
+
   get dockerSocket(): string {
     return join(this.dir, 'docker.sock');
   }
