@@ -202,7 +202,7 @@ describe('docker run on a Calico network', () => {
     await checkClean();
   });
 
-  it('connects a running container to a second Calico network and disconnects it', () => {
+  it('connects a running container to a second Calico network and disconnects it', async () => {
     host.dockerOk(['network', 'create', 'first', ...CALICO]);
     host.dockerOk(['network', 'create', 'second', ...CALICO]);
     host.dockerOk(['run', '-d', '--net', 'first', '--name', 'multi', 'busybox:local', 'sleep', '1000']);
@@ -211,11 +211,14 @@ describe('docker run on a Calico network', () => {
     const second = inspectNet('multi', 'second');
     expect(host.dockerOk(['exec', 'multi', 'ip', 'addr'])).toContain(`inet ${second.IPAddress}/32`);
     expect(host.docker(['exec', 'peer', 'ping', '-c', '1', '-W', '3', second.IPAddress]).status).toBe(0);
-    expect(host.docker(['exec', 'multi', 'ping', '-c', '1', '-W', '3', inspectNet('peer', 'second').IPAddress]).status).toBe(0);
+    // From its second-network address, as a member of that network (its default source is the first network's).
+    expect(host.docker(['exec', 'multi', 'ping', '-c', '1', '-W', '3', '-I', second.IPAddress, inspectNet('peer', 'second').IPAddress]).status).toBe(0);
     host.dockerOk(['network', 'disconnect', 'second', 'multi']);
-    expect(hostLinks()).not.toContain(vethOf(second.EndpointID));
+    await expect.poll(hostLinks, { timeout: 5000 }).not.toContain(vethOf(second.EndpointID));
     expect(hostRoutes()).not.toContain(`${second.IPAddress} dev`);
-    expect(host.docker(['exec', 'peer', 'ping', '-c', '1', '-W', '3', inspectNet('multi', 'first').IPAddress]).status).toBe(0);
+    // After the disconnect, its first network is all it has: still routed, and the second network cannot reach it.
+    expect(hostRoutes()).toContain(`${inspectNet('multi', 'first').IPAddress} dev`);
+    expect(host.docker(['exec', 'peer', 'ping', '-c', '1', '-W', '2', inspectNet('multi', 'first').IPAddress]).status).not.toBe(0);
   });
 });
 
@@ -224,13 +227,15 @@ describe('daemon options', () => {
     await host.stopDaemon();
     host.daemonEnv.CALICO_LIBNETWORK_IFPREFIX = 'test';
     host.daemonEnv.CALICO_LIBNETWORK_LABEL_ENDPOINTS = 'true';
+    host.daemonEnv.CALICO_LIBNETWORK_VETH_MTU = '1400';
     try {
       await host.startDaemon();
       host.dockerOk(['network', 'create', 'prefixed', ...CALICO]);
       host.dockerOk(['run', '-d', '--net', 'prefixed', '--name', 'pref', '--label', 'not=expected', '--label', 'org.projectcalico.label.foo=bar', '--label', 'org.projectcalico.label.baz=quux', 'busybox:local', 'sleep', '1000']);
       expect(host.docker(['exec', 'pref', 'ip', 'route']).stdout.trim()).toBe('default via 169.254.1.1 dev test0 \n169.254.1.1 dev test0 scope link');
       const net = inspectNet('pref', 'prefixed');
-      expect(hostLinks()).toContain(vethOf(net.EndpointID));
+      expect(hostLinks()).toMatch(new RegExp(`${vethOf(net.EndpointID)}@\\S+ <[^>]*> mtu 1400 `));
+      expect(host.dockerOk(['exec', 'pref', 'ip', 'link', 'show', 'test0'])).toContain('mtu 1400');
       await expect
         .poll(async () => (await endpoints.getEndpoint(workloadEndpointName(NODE, net.EndpointID)))?.value.metadata.labels, { timeout: 8000 })
         .toEqual({ 'projectcalico.org/namespace': 'libnetwork', 'projectcalico.org/orchestrator': 'libnetwork', foo: 'bar', baz: 'quux' });
@@ -238,6 +243,7 @@ describe('daemon options', () => {
       await host.stopDaemon();
       delete host.daemonEnv.CALICO_LIBNETWORK_IFPREFIX;
       delete host.daemonEnv.CALICO_LIBNETWORK_LABEL_ENDPOINTS;
+      delete host.daemonEnv.CALICO_LIBNETWORK_VETH_MTU;
       await host.startDaemon();
     }
   });
@@ -275,8 +281,13 @@ describe('daemon restarts under running containers', () => {
       const routesBefore = hostRoutes();
       await host.stopDaemon(signal);
       expect(host.docker(['exec', 'first-c', 'ping', '-c', '1', '-W', '3', b]).status).toBe(0);
+      // While the daemon is down, a veth and a route of an endpoint that no longer exists appear.
+      host.ip('link add cali0dead00000 type veth peer name temp0dead00000');
+      host.ip('link set cali0dead00000 up');
+      host.ip('route add 192.169.254.254/32 dev cali0dead00000');
       await host.startDaemon();
       expect(hostRoutes()).toBe(routesBefore);
+      expect(hostLinks()).not.toContain('cali0dead00000');
       expect(host.docker(['exec', 'first-c', 'ping', '-c', '1', '-W', '3', b]).status).toBe(0);
       host.dockerOk(['run', '-d', '--net', `live-${signal}`, '--name', 'third-c', 'busybox:local', 'sleep', '1000']);
       expect(host.docker(['exec', 'third-c', 'ping', '-c', '1', '-W', '3', b]).status).toBe(0);

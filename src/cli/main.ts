@@ -4,6 +4,7 @@ import { AppError } from '../domain/errors.js';
 import { CliContext, contextFromEnv } from './context.js';
 import { addIpamCommands } from './ipam-commands.js';
 import { addPoolCommands } from './pool-commands.js';
+import { addProfileCommands } from './profile-commands.js';
 import { silenceGrpcTlsWarning } from '../daemon/warnings.js';
 
 silenceGrpcTlsWarning();
@@ -12,9 +13,10 @@ let context: CliContext | undefined;
 const getContext = (): CliContext => (context ??= contextFromEnv(process.env));
 
 const program = new Command('calicoctl')
-  .description('Manage Calico networking for Docker: IP pools and IPAM.\nDatastore from ETCD_ENDPOINTS (default http://127.0.0.1:2379) and ETCD_CA_CERT_FILE / ETCD_CERT_FILE / ETCD_KEY_FILE.')
+  .description('Manage Calico networking for Docker: IP pools, IPAM and profiles.\nDatastore from ETCD_ENDPOINTS (default http://127.0.0.1:2379) and ETCD_CA_CERT_FILE / ETCD_CERT_FILE / ETCD_KEY_FILE.')
   .exitOverride();
 addPoolCommands(program, getContext);
+addProfileCommands(program, getContext);
 addIpamCommands(program, getContext, (code) => {
   process.exitCode = code;
 });

@@ -4,7 +4,9 @@ import { EtcdClient } from '../adapters/datastore/etcd/etcd-client.js';
 import { EtcdEndpointStore } from '../adapters/datastore/etcd/etcd-endpoint-store.js';
 import { EtcdIpamStore } from '../adapters/datastore/etcd/etcd-ipam-store.js';
 import { NetlinkDataplane } from '../adapters/dataplane/netlink/netlink-dataplane.js';
-import { IptablesFirewall } from '../adapters/dataplane/iptables/iptables-firewall.js';
+import { IptablesPolicyDataplane } from '../adapters/dataplane/iptables/policy-dataplane.js';
+import { EtcdPolicyStore } from '../adapters/datastore/etcd/etcd-policy-store.js';
+import { PolicyAgent } from '../services/policy/policy-agent.js';
 import { DockerHttpApi, dockerTarget } from '../adapters/docker/docker-http-api.js';
 import { buildDockerPlugin } from '../plugin/docker-plugin.js';
 import { ipamMethods } from '../plugin/ipam-methods.js';
@@ -45,7 +47,8 @@ async function main(): Promise<void> {
   const ipam = new IpamService(store, { node: config.nodeName, log, onOwnedBlocksChanged: () => void blockRoutes?.sync() });
   blockRoutes = new BlockRoutes(ipam, dataplane, log);
   const ipamDriver = new DockerIpamDriver(ipam, pools);
-  const networkDriver = new NetworkDriver(endpointStore, dataplane, new IptablesFirewall(), docker, ipam, { node: config.nodeName, ...config.network }, log);
+  const networkDriver = new NetworkDriver(endpointStore, dataplane, docker, ipam, { node: config.nodeName, ...config.network }, log);
+  const policy = new PolicyAgent(new EtcdPolicyStore(etcd), new IptablesPolicyDataplane(), config.nodeName, log.child({ component: 'policy' }));
   const reconciler = new EndpointReconciler(endpointStore, dataplane, docker, ipam, { node: config.nodeName, driverName: DRIVER_NAME, graceMs: config.gcGraceMs }, log);
 
   const ipamApp = buildDockerPlugin({ implements: ['IpamDriver'], methods: ipamMethods(ipamDriver), logger: log.child({ socket: 'calico-ipam' }) });
@@ -60,6 +63,7 @@ async function main(): Promise<void> {
 
   void prepareDatastore(pools, ipam, config.defaultPools, log).then(async () => {
     await reconciler.reconcileDataplane().catch((error) => log.error({ err: error }, 'could not reconcile the dataplane'));
+    await startPolicy(policy, log);
     log.info({}, 'dataplane reconciled');
   });
   const gc = setInterval(() => {
@@ -78,6 +82,7 @@ async function main(): Promise<void> {
     clearInterval(gc);
     await Promise.allSettled([ipamApp.close(), networkApp.close()]);
     await ipam.stop();
+    await policy.stop();
     etcd.close();
     dataplane.close();
     await embedded?.stop();
@@ -85,6 +90,17 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+async function startPolicy(policy: PolicyAgent, log: pino.Logger): Promise<void> {
+  for (let delay = 500; ; delay = Math.min(delay * 2, 5000)) {
+    try {
+      return await policy.start();
+    } catch (error) {
+      log.warn({ err: error, retryInMs: delay }, 'policy agent not ready');
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
 }
 
 /** Creates the default pools and loads the IPAM cache, retrying until etcd answers; requests meanwhile get a clear error. */
@@ -101,7 +117,13 @@ async function prepareDatastore(pools: PoolService, ipam: IpamService, defaults:
   }
 }
 
-main().catch((error: unknown) => {
+/** `calico-libnetwork uninstall`: removes every iptables chain, hook and ipset the daemon made. */
+async function uninstall(): Promise<void> {
+  await new IptablesPolicyDataplane().uninstall();
+  process.stdout.write('Removed the iptables chains, hooks and ipsets of calico-libnetwork.\n');
+}
+
+(process.argv[2] === 'uninstall' ? uninstall() : main()).catch((error: unknown) => {
   process.stderr.write(`calico-libnetwork: ${error instanceof Error ? error.message : String(error)}\n`);
   process.exit(1);
 });

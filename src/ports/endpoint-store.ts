@@ -12,6 +12,7 @@ export interface EndpointStore {
   deleteEndpoint(name: string): Promise<void>;
 
   getProfile(name: string): Promise<Stored<Profile> | null>;
+  listProfiles(): Promise<Stored<Profile>[]>;
   createProfile(profile: Profile): Promise<boolean>;
   updateProfile(profile: Profile, revision: string): Promise<boolean>;
   deleteProfile(name: string): Promise<void>;

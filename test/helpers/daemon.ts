@@ -4,7 +4,12 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
-export const ROOT = resolve(import.meta.dirname, '../..');
+/** The repository root, found upwards from here: this file also runs compiled, from dist/test/helpers. */
+function findRoot(dir: string): string {
+  return existsSync(join(dir, 'package.json')) ? dir : findRoot(resolve(dir, '..'));
+}
+
+export const ROOT = findRoot(import.meta.dirname);
 export const DAEMON = join(ROOT, 'dist/src/daemon/main.js');
 export const CALICOCTL = join(ROOT, 'dist/src/cli/main.js');
 

@@ -1,11 +1,11 @@
 import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, copyFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DAEMON } from './daemon.js';
+import { DAEMON, ROOT } from './daemon.js';
 import type { TestEtcd } from './etcd.js';
 
-const RELAY = join(import.meta.dirname, 'relay.mjs');
+const RELAY = join(ROOT, 'test/helpers/relay.mjs');
 /** The CLI of Debian's docker.io, matching its engine (a newer CLI on PATH refuses some flags against 20.10). */
 const DOCKER = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
 /** Where a test host's daemon finds etcd: its own loopback, relayed to the shared etcd. */
@@ -18,9 +18,11 @@ export interface Run {
 }
 
 function run(command: string, args: string[], options: { input?: string; timeout?: number } = {}): Run {
-  const result = spawnSync(command, args, { encoding: 'utf8', timeout: options.timeout ?? 60_000, ...(options.input !== undefined ? { input: options.input } : {}) });
+  const result = spawnSync(command, args, { encoding: 'utf8', timeout: options.timeout ?? 60_000, killSignal: 'SIGKILL', ...(options.input !== undefined ? { input: options.input } : {}) });
   return { status: result.status ?? -1, stdout: result.stdout ?? '', stderr: result.stderr ?? '' };
 }
+
+const readLog = (path: string): string => (existsSync(path) ? readFileSync(path, 'utf8') : '');
 
 const BUSYBOX_TOOLS = ['sh', 'ip', 'ping', 'nc', 'sleep', 'cat', 'true', 'echo', 'ifconfig', 'route', 'ls', 'timeout'];
 
@@ -35,7 +37,7 @@ export class DockerHost {
   private holder: ChildProcess | undefined;
   private dockerd: ChildProcess | undefined;
   daemon: ChildProcess | undefined;
-  daemonLog = '';
+  /** Extra environment for the daemon, read at each (re)start. */
 
   private relay: ChildProcess | undefined;
 
@@ -50,6 +52,18 @@ export class DockerHost {
   /** The daemon's plugin sockets, seen from outside the host's mount namespace. */
   pluginSocket(name: 'calico' | 'calico-ipam'): string {
     return `/proc/${this.holder!.pid}/root/run/docker/plugins/${name}.sock`;
+  }
+
+  /**
+   * The daemon's and dockerd's logs go to files, never to pipes: a test blocked in a synchronous
+   * docker call does not drain a pipe, and a daemon blocked on a full pipe stalls Docker itself.
+   */
+  get daemonLog(): string {
+    return readLog(join(this.dir, 'daemon.log'));
+  }
+
+  dockerdLog(): string {
+    return readLog(join(this.dir, 'dockerd.log'));
   }
 
   get dockerSocket(): string {
@@ -109,12 +123,14 @@ export class DockerHost {
 
   dockerOk(args: string[]): string {
     const result = this.docker(args);
-    if (result.status !== 0) throw new Error(`docker ${args.join(' ')} failed: ${result.stderr}${result.stdout}`);
+    if (result.status !== 0) throw new Error(`docker ${args.join(' ')} failed (exit ${result.status}): ${result.stderr}${result.stdout}`);
     return result.stdout.trim();
   }
 
   async startDaemon(): Promise<void> {
-    this.daemonLog = '';
+    const logFile = join(this.dir, 'daemon.log');
+    writeFileSync(logFile, '');
+    const logFd = openSync(logFile, 'a');
     const [command, ...args] = this.enter([process.execPath, DAEMON]);
     const daemon = spawn(command!, args, {
       env: {
@@ -125,11 +141,10 @@ export class DockerHost {
         NO_DEFAULT_POOLS: 'true',
         ...this.daemonEnv,
       },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['ignore', logFd, logFd],
     });
+    closeSync(logFd);
     this.daemon = daemon;
-    daemon.stdout!.on('data', (c: Buffer) => (this.daemonLog += c.toString()));
-    daemon.stderr!.on('data', (c: Buffer) => (this.daemonLog += c.toString()));
     const deadline = Date.now() + 20_000;
     while (!this.daemonLog.includes('dataplane reconciled')) {
       if (daemon.exitCode !== null) throw new Error(`daemon exited: ${this.daemonLog}`);
@@ -155,13 +170,14 @@ export class DockerHost {
       '--pidfile', join(this.dir, 'docker.pid'),
       '--userland-proxy=false',
     ]);
-    this.dockerd = spawn(command!, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let log = '';
-    this.dockerd.stderr!.on('data', (c: Buffer) => (log += c.toString()));
+    const logFd = openSync(join(this.dir, 'dockerd.log'), 'a');
+    this.dockerd = spawn(command!, args, { stdio: ['ignore', logFd, logFd] });
+    closeSync(logFd);
+    const log = (): string => this.dockerdLog().slice(-3000);
     const deadline = Date.now() + 60_000;
     while (this.docker(['version', '--format', '{{.Server.Version}}'], 5000).status !== 0) {
-      if (this.dockerd.exitCode !== null) throw new Error(`dockerd exited: ${log.slice(-3000)}`);
-      if (Date.now() > deadline) throw new Error(`dockerd did not start: ${log.slice(-3000)}`);
+      if (this.dockerd.exitCode !== null) throw new Error(`dockerd exited: ${log()}`);
+      if (Date.now() > deadline) throw new Error(`dockerd did not start: ${log()}`);
       await new Promise((r) => setTimeout(r, 200));
     }
   }

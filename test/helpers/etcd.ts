@@ -1,8 +1,11 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+
+/** Where relay.mjs lives: beside this file, also when this file runs compiled from dist/. */
+const RELAY_DIR = import.meta.dirname.replace(/\/dist\/test\/helpers$/, '/test/helpers');
 
 /** A free TCP port on loopback, as the kernel picks it. */
 export function freePort(): Promise<number> {
@@ -54,14 +57,17 @@ export class TestEtcd {
       '--initial-cluster', `test=${peer}`,
       ...(this.tls ? ['--client-cert-auth', '--trusted-ca-file', this.tls.caFile, '--cert-file', this.tls.certFile, '--key-file', this.tls.keyFile] : []),
     ];
-    const child = spawn('etcd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    // To a file, never a pipe: a test blocked in a synchronous call would not drain it, and etcd would stall.
+    const logFile = join(this.dataDir, '..', `${this.dataDir.split('/').pop()}.log`);
+    writeFileSync(logFile, '');
+    const fd = openSync(logFile, 'a');
+    const child = spawn('etcd', args, { stdio: ['ignore', 'ignore', fd] });
+    closeSync(fd);
     this.child = child;
-    let log = '';
-    child.stderr!.on('data', (chunk: Buffer) => {
-      log += chunk.toString();
-    });
+    this.logFile = logFile;
     const deadline = Date.now() + 15000;
-    while (!log.includes('ready to serve client requests')) {
+    let log = '';
+    while (!(log = readFileSync(logFile, 'utf8')).includes('ready to serve client requests')) {
       if (child.exitCode !== null) throw new Error(`etcd exited: ${log.slice(-2000)}`);
       if (Date.now() > deadline) throw new Error(`etcd did not start: ${log.slice(-2000)}`);
       await new Promise((r) => setTimeout(r, 50));
@@ -69,13 +75,14 @@ export class TestEtcd {
   }
 
   private bridges: ChildProcess[] = [];
+  private logFile: string | undefined;
 
   /**
    * A unix socket that relays to this etcd, served by a child process (so a test blocked in a
    * synchronous docker call does not stall it): test namespaces reach etcd through it over loopback.
    */
   async unixBridge(path: string): Promise<void> {
-    const relay = spawn(process.execPath, [join(import.meta.dirname, 'relay.mjs'), 'unix', path, `127.0.0.1:${this.clientPort}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const relay = spawn(process.execPath, [join(RELAY_DIR, 'relay.mjs'), 'unix', path, `127.0.0.1:${this.clientPort}`], { stdio: ['ignore', 'pipe', 'inherit'] });
     this.bridges.push(relay);
     await new Promise<void>((resolve, reject) => {
       relay.stdout!.once('data', () => resolve());
@@ -95,5 +102,6 @@ export class TestEtcd {
     for (const bridge of this.bridges.splice(0)) bridge.kill('SIGKILL');
     await this.stop();
     rmSync(this.dataDir, { recursive: true, force: true });
+    if (this.logFile) rmSync(this.logFile, { force: true });
   }
 }

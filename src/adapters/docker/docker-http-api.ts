@@ -41,13 +41,23 @@ export class DockerHttpApi implements DockerApi {
     });
   }
 
-  async networkName(networkId: string): Promise<string | undefined> {
+  private async network(ref: string): Promise<{ Id?: string; Name?: string } | undefined> {
     try {
-      const reply = await this.get(`/networks/${encodeURIComponent(networkId)}`);
-      return reply.status === 200 && typeof reply.body?.Name === 'string' ? reply.body.Name : undefined;
+      const reply = await this.get(`/networks/${encodeURIComponent(ref)}`);
+      return reply.status === 200 ? reply.body : undefined;
     } catch {
       return undefined;
     }
+  }
+
+  async networkName(networkId: string): Promise<string | undefined> {
+    const name = (await this.network(networkId))?.Name;
+    return typeof name === 'string' ? name : undefined;
+  }
+
+  async networkId(nameOrId: string): Promise<string | undefined> {
+    const id = (await this.network(nameOrId))?.Id;
+    return typeof id === 'string' ? id : undefined;
   }
 
   async endpointContainerLabels(networkId: string, endpointId: string): Promise<Record<string, string> | undefined> {

@@ -12,7 +12,6 @@ import { AppError, InvalidRequestError, NotFoundError } from '../../domain/error
 import type { Dataplane } from '../../ports/dataplane.js';
 import type { DockerApi } from '../../ports/docker-api.js';
 import type { EndpointStore } from '../../ports/endpoint-store.js';
-import type { Firewall } from '../../ports/firewall.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
 import type { IpamService } from '../ipam/ipam-service.js';
 import { checkCalicoIpam, checkNetworkOptions, IpamData } from './network-options.js';
@@ -50,7 +49,8 @@ export interface CreateEndpointRequest {
   macAddress: string;
 }
 
-const endpointAddresses = (endpoint: WorkloadEndpoint): IpAddr[] => endpoint.spec.ipNetworks.map((n) => parseIp(n.split('/')[0]!));
+const endpointAddresses = (endpoint: WorkloadEndpoint | undefined): IpAddr[] =>
+  (endpoint?.spec.ipNetworks ?? []).map((n) => parseIp(n.split('/')[0]!));
 
 /** The IPv6 link-local address the kernel derives from a MAC (EUI-64), without waiting for it to appear. */
 export function linkLocalFromMac(mac: string): string {
@@ -70,11 +70,14 @@ export class NetworkDriver {
   /** Endpoints per sandbox in join order: a container's further Calico addresses route through its first veth. */
   private readonly sandboxes = new Map<string, string[]>();
   private baseRules: Promise<void> | undefined;
+  /** Networks whose profile already carries the network's name: nothing to check again. */
+  private readonly namedProfiles = new Set<string>();
+  /** This node's endpoints as last written, so Join, Leave and DeleteEndpoint need no etcd read. */
+  private readonly known = new Map<string, WorkloadEndpoint>();
 
   constructor(
     private readonly endpoints: EndpointStore,
     private readonly dataplane: Dataplane,
-    private readonly firewall: Firewall,
     private readonly docker: DockerApi,
     private readonly ipam: IpamService,
     readonly options: NetworkDriverOptions,
@@ -97,6 +100,7 @@ export class NetworkDriver {
   }
 
   async deleteNetwork(networkId: string): Promise<void> {
+    this.namedProfiles.delete(networkId);
     if (this.options.createProfiles) await this.endpoints.deleteProfile(networkId);
   }
 
@@ -116,8 +120,9 @@ export class NetworkDriver {
     const mac = request.macAddress === '' ? WORKLOAD_MAC : normaliseMac(request.macAddress);
     let profiles: string[] = [];
     if (this.options.createProfiles) {
-      const name = (await this.docker.networkName(request.networkId)) ?? request.networkId;
-      await this.ensureProfile(request.networkId, name);
+      if (!this.namedProfiles.has(request.networkId)) {
+        await this.ensureProfile(request.networkId, (await this.docker.networkName(request.networkId)) ?? request.networkId);
+      }
       profiles = [request.networkId];
     }
     const handles = ipNetworks.map((n) => this.ipam.allocationOf(parseIp(n.split('/')[0]!))?.handleId).filter((h): h is string => Boolean(h));
@@ -149,18 +154,28 @@ export class NetworkDriver {
         throw new AppError('E_CONFLICT', `Workload endpoints creation error: endpoint ${endpoint.metadata.name} exists with other addresses`);
       }
     }
+    this.known.set(request.endpointId, endpoint);
     return request.macAddress === '' ? { macAddress: WORKLOAD_MAC } : {};
   }
 
   async deleteEndpoint(endpointId: string): Promise<void> {
     await this.leaveDataplane(endpointId);
     await this.endpoints.deleteEndpoint(workloadEndpointName(this.options.node, endpointId));
+    this.known.delete(endpointId);
+  }
+
+  /** The endpoint as this daemon wrote it, else as etcd has it (after a restart). */
+  private async endpoint(endpointId: string): Promise<WorkloadEndpoint | undefined> {
+    const cached = this.known.get(endpointId);
+    if (cached) return cached;
+    const stored = await this.endpoints.getEndpoint(workloadEndpointName(this.options.node, endpointId));
+    if (stored) this.known.set(endpointId, stored.value);
+    return stored?.value;
   }
 
   async join(networkId: string, endpointId: string, sandboxKey: string): Promise<JoinResult> {
-    const stored = await this.endpoints.getEndpoint(workloadEndpointName(this.options.node, endpointId));
-    if (!stored) throw new NotFoundError(`Endpoint ${endpointId} not found: CreateEndpoint was not called or failed`);
-    const endpoint = stored.value;
+    const endpoint = await this.endpoint(endpointId);
+    if (!endpoint) throw new NotFoundError(`Endpoint ${endpointId} not found: CreateEndpoint was not called or failed`);
     const hostName = hostInterfaceName(endpointId);
     const tempName = tempInterfaceName(endpointId);
     const addresses = endpointAddresses(endpoint);
@@ -212,8 +227,7 @@ export class NetworkDriver {
    * through a sandbox sibling's veth, and moves the sandbox's other routes off a veth that goes away.
    */
   private async leaveDataplane(endpointId: string): Promise<void> {
-    const stored = await this.endpoints.getEndpoint(workloadEndpointName(this.options.node, endpointId));
-    const own = stored ? endpointAddresses(stored.value) : [];
+    const own = endpointAddresses(await this.endpoint(endpointId));
     for (const [key, members] of this.sandboxes) {
       if (!members.includes(endpointId)) continue;
       const rest = members.filter((m) => m !== endpointId);
@@ -222,8 +236,7 @@ export class NetworkDriver {
       if (members[0] === endpointId && rest.length > 0) {
         await this.dataplane.deleteLink(hostInterfaceName(endpointId));
         for (const member of rest) {
-          const stored = await this.endpoints.getEndpoint(workloadEndpointName(this.options.node, member));
-          for (const address of stored ? endpointAddresses(stored.value) : []) {
+          for (const address of endpointAddresses(await this.endpoint(member))) {
             await this.dataplane.setHostRoute({ address, interfaceName: hostInterfaceName(rest[0]!) });
           }
         }
@@ -235,16 +248,17 @@ export class NetworkDriver {
 
   private async prepareHost(): Promise<void> {
     await this.dataplane.enableForwarding();
-    await this.firewall.allowWorkloadForwarding(HOST_INTERFACE_PREFIX);
   }
 
   private async ensureProfile(networkId: string, networkName: string): Promise<void> {
     const existing = await this.endpoints.getProfile(networkId);
     const current = existing?.value.metadata.annotations?.[NETWORK_NAME_ANNOTATION];
+    if (existing && current === networkName && networkName !== networkId) this.namedProfiles.add(networkId);
     if (existing && (current === networkName || networkName === networkId)) return;
     const profile = defaultProfile(networkId, networkName);
     const written = existing ? await this.endpoints.updateProfile(profile, existing.modRevision) : await this.endpoints.createProfile(profile);
     if (!written) this.log.debug({ networkId }, 'profile changed concurrently; keeping the other write');
+    if (networkName !== networkId) this.namedProfiles.add(networkId);
   }
 
   /** Docker records the network after CreateNetwork returns; poll briefly for its name. */

@@ -69,10 +69,9 @@ export class NetlinkDataplane implements Dataplane {
   }
 
   async deleteLink(name: string): Promise<boolean> {
-    const index = await this.linkIndex(name);
-    if (index === undefined) return false;
     try {
-      await this.run('delete link', name, () => this.socket.delLink({ index }, {}, TIMEOUT));
+      // By name: RTM_DELLINK takes IFLA_IFNAME, so no dump of every link is needed.
+      await this.run('delete link', name, () => this.socket.delLink({}, { ifname: name }, TIMEOUT));
     } catch (error) {
       if (error instanceof DataplaneError && error.errno === 'ENODEV') return false;
       throw error;

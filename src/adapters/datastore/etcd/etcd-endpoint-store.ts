@@ -47,9 +47,17 @@ export class EtcdEndpointStore implements EndpointStore {
     return this.get<WorkloadEndpoint>(ENDPOINT_PREFIX + name);
   }
 
-  async listEndpoints(): Promise<Stored<WorkloadEndpoint>[]> {
-    const response = await this.etcd.range({ key: Buffer.from(ENDPOINT_PREFIX), range_end: prefixEnd(ENDPOINT_PREFIX) });
-    return response.kvs.map((kv) => stored<WorkloadEndpoint>(kv));
+  private async list<T>(prefix: string): Promise<Stored<T>[]> {
+    const response = await this.etcd.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix) });
+    return response.kvs.map((kv) => stored<T>(kv));
+  }
+
+  listEndpoints() {
+    return this.list<WorkloadEndpoint>(ENDPOINT_PREFIX);
+  }
+
+  listProfiles() {
+    return this.list<Profile>(PROFILE_PREFIX);
   }
 
   createEndpoint(endpoint: WorkloadEndpoint) {

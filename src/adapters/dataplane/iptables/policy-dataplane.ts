@@ -1,0 +1,161 @@
+import { IpFamily } from '../../../domain/cidr.js';
+import { DataplaneError } from '../../../domain/errors.js';
+import type { Chains, DesiredDataplane, IpSet } from '../../../calc/policy.js';
+import { HOOKS } from '../../../calc/policy.js';
+import type { PolicyDataplane, PolicyApplyResult } from '../../../ports/policy-dataplane.js';
+import { CommandRunner, runCommand } from '../command.js';
+
+type Table = 'filter' | 'nat';
+const TABLES: Table[] = ['filter', 'nat'];
+const FAMILIES: IpFamily[] = [4, 6];
+const tool = (family: IpFamily): string => (family === 4 ? 'iptables' : 'ip6tables');
+const OUR_CHAIN = /^:(cali-[^ ]+) /;
+const OUR_SET = /^cali[46][-t]/;
+const setKey = (set: IpSet): string => `${set.type} ${set.family} ${set.members.join(',')}`;
+const HOOK_RECHECK_MS = 30_000;
+const tempName = (name: string): string => name.replace(/^cali([46])-/, 'cali$1t');
+
+/**
+ * Writes the desired policy dataplane with `ipset restore` and `iptables-restore --noflush`: each
+ * table of each family in one atomic restore, only the chains and sets that changed since the last
+ * apply. Sets are written before the rules that use them and destroyed after the rules that used
+ * them are gone, so there is never a moment with a rule pointing at nothing.
+ */
+export class IptablesPolicyDataplane implements PolicyDataplane {
+  private chains: Record<IpFamily, Record<Table, Map<string, string>>> | undefined;
+  private sets: Map<string, string> | undefined;
+  private readonly families = new Set<IpFamily>();
+  /** Hooks are checked at the first apply and then now and then: another tool may have flushed a kernel chain. */
+  private readonly hooksCheckedAt = new Map<IpFamily, number>();
+
+  constructor(private readonly run: CommandRunner = runCommand) {}
+
+  private async exec(command: string, args: string[], input?: string): Promise<string> {
+    const result = await this.run(command, args, input);
+    if (result.code !== 0) {
+      const line = /line:? (\d+)/i.exec(result.stderr)?.[1];
+      const failing = line && input ? ` at "${input.split('\n')[Number(line) - 1]}"` : '';
+      throw new DataplaneError(command, `exit ${result.code}`, `${result.stderr.trim()}${failing}`);
+    }
+    return result.stdout;
+  }
+
+  /** What is in the kernel now: our chains (by name, content unknown) and sets. Run once, at the first apply. */
+  private async readKernel(): Promise<void> {
+    this.chains = { 4: { filter: new Map(), nat: new Map() }, 6: { filter: new Map(), nat: new Map() } };
+    for (const family of FAMILIES) {
+      for (const table of TABLES) {
+        const saved = await this.run(`${tool(family)}-save`, ['-t', table]);
+        if (saved.code !== 0) continue;
+        this.families.add(family);
+        for (const line of saved.stdout.split('\n')) {
+          const chain = OUR_CHAIN.exec(line)?.[1];
+          // Unknown content: rewritten on first apply, which also makes a restart converge.
+          if (chain) this.chains[family][table].set(chain, '\u0000unknown');
+        }
+      }
+    }
+    this.sets = new Map();
+    const listed = await this.run('ipset', ['list', '-n']);
+    for (const name of listed.stdout.split('\n')) if (OUR_SET.test(name)) this.sets.set(name, '\u0000unknown');
+  }
+
+  async apply(desired: DesiredDataplane): Promise<PolicyApplyResult> {
+    if (!this.chains || !this.sets) await this.readKernel();
+    const result: PolicyApplyResult = { chainsWritten: 0, setsWritten: 0, rules: 0 };
+    const sets = this.sets!;
+    const wantedSets = new Map([...desired.ipsets].filter(([, set]) => this.families.has(set.family)));
+    const changedSets = [...wantedSets].filter(([name, set]) => sets.get(name) !== setKey(set));
+    if (changedSets.length > 0) {
+      await this.exec('ipset', ['restore'], changedSets.map(([name, set]) => restoreSet(name, set)).join(''));
+      for (const [name, set] of changedSets) sets.set(name, setKey(set));
+      result.setsWritten = changedSets.length;
+    }
+    for (const family of this.families) {
+      // Both tables of a family in one restore: one process per change, not one per table.
+      const scripts = TABLES.map((table) => ({ table, script: restoreScript(table, desired.tables[family][table], this.chains![family][table]) }));
+      for (const table of TABLES) result.rules += [...desired.tables[family][table].values()].reduce((n, rules) => n + rules.length, 0);
+      const text = scripts.map((s) => s.script?.text ?? '').join('');
+      if (text !== '') {
+        await this.exec(`${tool(family)}-restore`, ['--noflush', '-w', '5'], text);
+        for (const { table, script } of scripts) {
+          if (!script) continue;
+          result.chainsWritten += script.written;
+          const applied = this.chains![family][table];
+          applied.clear();
+          for (const [chain, rules] of desired.tables[family][table]) applied.set(chain, rules.join('\n'));
+        }
+      }
+      if (Date.now() - (this.hooksCheckedAt.get(family) ?? 0) > HOOK_RECHECK_MS) {
+        await this.ensureHooks(family);
+        this.hooksCheckedAt.set(family, Date.now());
+      }
+    }
+    const staleSets = [...sets.keys()].filter((name) => !wantedSets.has(name));
+    if (staleSets.length > 0) {
+      await this.exec('ipset', ['restore'], staleSets.map((name) => `destroy ${name}\n`).join(''));
+      for (const name of staleSets) sets.delete(name);
+    }
+    return result;
+  }
+
+  private async ensureHooks(family: IpFamily): Promise<void> {
+    for (const hook of HOOKS) {
+      const exists = await this.run(tool(family), ['-w', '5', '-t', hook.table, '-C', hook.chain, '-j', hook.target]);
+      if (exists.code !== 0) await this.exec(tool(family), ['-w', '5', '-t', hook.table, '-I', hook.chain, '1', '-j', hook.target]);
+    }
+  }
+
+  /** Removes every hook, chain and set this daemon made. */
+  async uninstall(): Promise<void> {
+    await this.readKernel();
+    for (const family of this.families) {
+      for (const hook of HOOKS) {
+        while ((await this.run(tool(family), ['-w', '5', '-t', hook.table, '-D', hook.chain, '-j', hook.target])).code === 0);
+      }
+      for (const table of TABLES) {
+        const chains = [...this.chains![family][table].keys()];
+        if (chains.length === 0) continue;
+        const text = [`*${table}`, ...chains.map((c) => `-F ${c}`), ...chains.map((c) => `-X ${c}`), 'COMMIT', ''].join('\n');
+        await this.exec(`${tool(family)}-restore`, ['--noflush', '-w', '5'], text);
+      }
+    }
+    const sets = [...this.sets!.keys()];
+    if (sets.length > 0) await this.exec('ipset', ['restore'], sets.map((name) => `destroy ${name}\n`).join(''));
+    this.chains = undefined;
+    this.sets = undefined;
+    this.hooksCheckedAt.clear();
+  }
+}
+
+/** Full rewrite through a temporary set and an atomic swap: members never flicker. */
+function restoreSet(name: string, set: IpSet): string {
+  const temp = tempName(name);
+  const family = set.family === 4 ? 'inet' : 'inet6';
+  return [
+    `create ${name} ${set.type} family ${family} maxelem 1048576 -exist`,
+    `create ${temp} ${set.type} family ${family} maxelem 1048576 -exist`,
+    `flush ${temp}`,
+    ...set.members.map((m) => `add ${temp} ${m}`),
+    `swap ${temp} ${name}`,
+    `destroy ${temp}`,
+    '',
+  ].join('\n');
+}
+
+/** The restore input for one table: changed and new chains rewritten, chains no longer wanted deleted. */
+function restoreScript(table: Table, wanted: Chains, applied: Map<string, string>): { text: string; written: number } | undefined {
+  const changed = [...wanted].filter(([chain, rules]) => applied.get(chain) !== rules.join('\n'));
+  const removed = [...applied.keys()].filter((chain) => !wanted.has(chain));
+  if (changed.length === 0 && removed.length === 0) return undefined;
+  const lines = [`*${table}`];
+  for (const [chain] of changed) lines.push(`:${chain} - [0:0]`);
+  for (const [chain, rules] of changed) {
+    lines.push(`-F ${chain}`);
+    for (const rule of rules) lines.push(`-A ${chain} ${rule}`);
+  }
+  for (const chain of removed) lines.push(`-F ${chain}`);
+  for (const chain of removed) lines.push(`-X ${chain}`);
+  lines.push('COMMIT', '');
+  return { text: lines.join('\n'), written: changed.length + removed.length };
+}

@@ -1,0 +1,60 @@
+import type * as RPC from 'etcd3/lib/rpc.js';
+import type { Profile, WorkloadEndpoint } from '../../../domain/endpoint-model.js';
+import { DatastoreUnavailableError } from '../../../domain/errors.js';
+import type { IpPool } from '../../../domain/ipam-model.js';
+import type { PolicyChange, PolicySnapshot, PolicyStore } from '../../../ports/policy-store.js';
+import type { EtcdClient } from './etcd-client.js';
+import { ENDPOINT_PREFIX, PROFILE_PREFIX } from './etcd-endpoint-store.js';
+import { POOL_PREFIX, prefixEnd } from './keys.js';
+
+const RESOURCES = '/calico/resources/v3/projectcalico.org/';
+const KINDS: [string, PolicyChange['kind']][] = [
+  [PROFILE_PREFIX, 'profile'],
+  [ENDPOINT_PREFIX, 'endpoint'],
+  [POOL_PREFIX, 'pool'],
+];
+
+function classify(key: string): { kind: PolicyChange['kind']; name: string } | undefined {
+  for (const [prefix, kind] of KINDS) if (key.startsWith(prefix)) return { kind, name: key.slice(prefix.length) };
+  return undefined;
+}
+
+const parse = (kv: RPC.IKeyValue): unknown => {
+  try {
+    return JSON.parse(kv.value.toString());
+  } catch {
+    return null;
+  }
+};
+
+/** The Calico v3 resources policy depends on, read and watched under one prefix. */
+export class EtcdPolicyStore implements PolicyStore {
+  constructor(private readonly etcd: EtcdClient) {}
+
+  async snapshot(): Promise<PolicySnapshot> {
+    const response = await this.etcd.range({ key: Buffer.from(RESOURCES), range_end: prefixEnd(RESOURCES) });
+    const snapshot: PolicySnapshot = { revision: response.header.revision, profiles: [], endpoints: [], pools: [] };
+    for (const kv of response.kvs) {
+      const found = classify(kv.key.toString());
+      const value = parse(kv);
+      if (!found || !value) continue;
+      if (found.kind === 'profile') snapshot.profiles.push(value as Profile);
+      else if (found.kind === 'endpoint') snapshot.endpoints.push(value as WorkloadEndpoint);
+      else snapshot.pools.push(value as IpPool);
+    }
+    return snapshot;
+  }
+
+  async watch(revision: string, onChange: (change: PolicyChange) => void, onLost: (error: Error) => void): Promise<{ cancel(): Promise<void> }> {
+    const watcher = await this.etcd.raw.watch().prefix(RESOURCES).startRevision(String(BigInt(revision) + 1n)).create();
+    watcher.on('data', (response: RPC.IWatchResponse) => {
+      for (const event of response.events) {
+        const found = classify(event.kv.key.toString());
+        if (!found) continue;
+        onChange({ ...found, value: event.type === 'Delete' ? null : (parse(event.kv) as never) } as PolicyChange);
+      }
+    });
+    watcher.on('error', (error: Error) => onLost(new DatastoreUnavailableError(`etcd watch of ${RESOURCES} ended: ${error.message}`, error)));
+    return { cancel: () => watcher.cancel() };
+  }
+}

@@ -1,0 +1,118 @@
+import { desiredDataplane } from '../../calc/policy.js';
+import type { Profile, WorkloadEndpoint } from '../../domain/endpoint-model.js';
+import type { IpPool } from '../../domain/ipam-model.js';
+import type { PolicyDataplane } from '../../ports/policy-dataplane.js';
+import type { PolicyChange, PolicyStore } from '../../ports/policy-store.js';
+import { Logger, silentLogger } from '../../ports/logger.js';
+
+/** Changes arriving together are applied together: one write for a burst. */
+const DEBOUNCE_MS = 20;
+const RETRY_MS = 1000;
+
+/**
+ * Keeps this host's iptables and ipsets in line with the profiles, the endpoints of every node (tag
+ * membership spans hosts) and the pools in etcd. Nothing is written before the first full snapshot is
+ * in, so a restart never programs a half-loaded view.
+ */
+export class PolicyAgent {
+  private readonly profiles = new Map<string, Profile>();
+  private readonly endpoints = new Map<string, WorkloadEndpoint>();
+  private readonly pools = new Map<string, IpPool>();
+  private synced = false;
+  private timer: NodeJS.Timeout | undefined;
+  private applying: Promise<void> | undefined;
+  private dirty = false;
+  private watch: { cancel(): Promise<void> } | undefined;
+  private stopped = false;
+  /** Resolved after each successful apply: lets callers (tests, benchmarks) wait for the kernel. */
+  lastApply: { at: number; ms: number; rules: number; chainsWritten: number; setsWritten: number } | undefined;
+
+  constructor(
+    private readonly store: PolicyStore,
+    private readonly dataplane: PolicyDataplane,
+    private readonly node: string,
+    private readonly log: Logger = silentLogger,
+  ) {}
+
+  async start(): Promise<void> {
+    const snapshot = await this.store.snapshot();
+    this.profiles.clear();
+    this.endpoints.clear();
+    this.pools.clear();
+    for (const p of snapshot.profiles) this.profiles.set(p.metadata.name, p);
+    for (const e of snapshot.endpoints) this.endpoints.set(e.metadata.name, e);
+    for (const p of snapshot.pools) this.pools.set(p.metadata.name, p);
+    await this.watch?.cancel().catch(() => undefined);
+    this.watch = await this.store.watch(snapshot.revision, (change) => this.onChange(change), (error) => this.onLost(error));
+    this.synced = true;
+    await this.applyNow();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    const watch = this.watch;
+    this.watch = undefined;
+    await watch?.cancel().catch(() => undefined);
+    await this.applying;
+  }
+
+  private onChange(change: PolicyChange): void {
+    const map: Map<string, unknown> = change.kind === 'profile' ? this.profiles : change.kind === 'endpoint' ? this.endpoints : this.pools;
+    if (change.value === null) map.delete(change.name);
+    else map.set(change.name, change.value);
+    this.schedule(DEBOUNCE_MS);
+  }
+
+  private onLost(error: Error): void {
+    if (this.stopped) return;
+    this.log.warn({ err: error }, 'policy watch lost; reloading');
+    this.synced = false;
+    const retry = (): void => {
+      if (!this.stopped) this.start().catch(() => setTimeout(retry, RETRY_MS).unref());
+    };
+    retry();
+  }
+
+  private schedule(delay: number): void {
+    if (!this.synced || this.stopped) return;
+    this.dirty = true;
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.applyNow();
+    }, delay);
+  }
+
+  /** Computes and writes the whole desired state; the dataplane writes only what changed. */
+  async applyNow(): Promise<void> {
+    if (this.applying) {
+      this.dirty = true;
+      return this.applying;
+    }
+    this.dirty = false;
+    this.applying = (async () => {
+      const started = performance.now();
+      try {
+        const desired = desiredDataplane({
+          node: this.node,
+          profiles: [...this.profiles.values()],
+          endpoints: [...this.endpoints.values()],
+          pools: [...this.pools.values()].map((p) => ({ cidr: p.spec.cidr, natOutgoing: p.spec.natOutgoing === true })),
+        });
+        const result = await this.dataplane.apply(desired);
+        const ms = performance.now() - started;
+        this.lastApply = { at: Date.now(), ms, ...result };
+        if (result.chainsWritten || result.setsWritten) this.log.info({ ...result, ms: Number(ms.toFixed(1)) }, 'policy programmed');
+      } catch (error) {
+        this.log.error({ err: error }, 'could not program policy; retrying');
+        this.dirty = false;
+        setTimeout(() => this.schedule(0), RETRY_MS).unref();
+      }
+    })().finally(() => {
+      this.applying = undefined;
+      if (this.dirty) this.schedule(0);
+    });
+    return this.applying;
+  }
+}

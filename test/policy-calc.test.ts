@@ -1,0 +1,121 @@
+import { describe, expect, it } from 'vitest';
+import { ALL_POOLS, chainName, desiredDataplane, MASQ_POOLS, selectorSetName } from '../src/calc/policy.js';
+import { parseSelector } from '../src/calc/selector.js';
+import { defaultProfile, Profile, WorkloadEndpoint } from '../src/domain/endpoint-model.js';
+
+const endpoint = (node: string, id: string, ips: string[], profiles: string[], labels: Record<string, string> = {}): WorkloadEndpoint => ({
+  kind: 'WorkloadEndpoint',
+  apiVersion: 'projectcalico.org/v3',
+  metadata: { name: `${node}-libnetwork-libnetwork-${id}`, namespace: 'libnetwork', labels },
+  spec: { orchestrator: 'libnetwork', workload: 'libnetwork', node, endpoint: id, interfaceName: `cali${id.slice(0, 11)}`, ipNetworks: ips, mac: 'ee:ee:ee:ee:ee:ee', profiles },
+});
+
+describe('selectors', () => {
+  it('evaluates has, equality, negation, && and || with parentheses', () => {
+    const labels = { web: '', tier: 'front' };
+    const cases: [string, boolean][] = [
+      ['has(web)', true], ['!has(web)', false], ['has(db)', false], ['all()', true], ["tier == 'front'", true], ['tier != "front"', false],
+      ['has(web) && has(db)', false], ['has(web) || has(db)', true], ["!(has(db) || tier == 'back')", true],
+    ];
+    for (const [text, expected] of cases) expect(parseSelector(text)(labels), text).toBe(expected);
+  });
+
+  it('refuses malformed selectors', () => {
+    for (const bad of ['', 'has(', 'web ==', 'has(a) &&', '(has(a)', "x = 'y'", 'has(a) has(b)']) expect(() => parseSelector(bad), bad).toThrow(/invalid selector/);
+  });
+});
+
+describe('policy rendering', () => {
+  const web = defaultProfile('net-web', 'web');
+  const db: Profile = {
+    ...defaultProfile('net-db', 'db'),
+    spec: {
+      labelsToApply: { db: '' },
+      egress: [{ action: 'Allow' }],
+      ingress: [
+        { action: 'Deny', protocol: 'tcp', source: { selector: 'has(web)' }, destination: { ports: [22] } },
+        { action: 'Allow', protocol: 'tcp', source: { selector: 'has(web)', nets: ['10.0.0.0/8', '192.168.0.0/16', 'fd00::/8'] }, destination: { ports: [3306, '8000:8080'] } },
+        { action: 'Allow', protocol: 'icmp', icmp: { type: 8, code: 0 } },
+        { action: 'Allow', protocol: 'icmpv6' },
+        { action: 'Log', notProtocol: 'udp', source: { notNets: ['1.2.3.0/24', '5.6.0.0/16'], notSelector: 'has(db)' } },
+      ],
+    },
+  };
+  const input = {
+    node: 'h1',
+    profiles: [web, db],
+    pools: [{ cidr: '10.0.0.0/16', natOutgoing: true }, { cidr: '10.1.0.0/16', natOutgoing: false }, { cidr: 'fd00::/64', natOutgoing: false }],
+    endpoints: [
+      endpoint('h1', 'aaaaaaaaaaaaaaaa', ['10.0.0.1/32', 'fd00::1/128'], ['net-web']),
+      endpoint('h1', 'bbbbbbbbbbbbbbbb', ['10.0.0.2/32'], ['net-db']),
+      endpoint('h2', 'cccccccccccccccc', ['10.0.1.1/32'], ['net-web']),
+    ],
+  };
+  const desired = desiredDataplane(input);
+  const filter = desired.tables[4].filter;
+
+  it('dispatches by workload address to per-endpoint chains that end in DROP', () => {
+    expect(filter.get('cali-to-wl-dispatch')).toEqual(['-d 10.0.0.1/32 -g cali-tw-caliaaaaaaaaaaa', '-d 10.0.0.2/32 -g cali-tw-calibbbbbbbbbbb', '-j DROP']);
+    expect(filter.get('cali-from-wl-dispatch')).toEqual(['-s 10.0.0.1/32 -g cali-fw-caliaaaaaaaaaaa', '-s 10.0.0.2/32 -g cali-fw-calibbbbbbbbbbb', '-j DROP']);
+    expect(filter.get('cali-tw-caliaaaaaaaaaaa')).toEqual([
+      '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+      '-m conntrack --ctstate INVALID -j DROP',
+      '-j MARK --set-mark 0x0/0x1000000',
+      `-j ${chainName('cali-pri-', 'net-web')}`,
+      '-m mark --mark 0x1000000/0x1000000 -j RETURN',
+      '-j DROP',
+    ]);
+    // Remote endpoints get no chains here, only set membership.
+    expect([...filter.keys()].some((c) => c.includes('ccccccc'))).toBe(false);
+  });
+
+  it('renders the default profile as "inbound from its own tag, outbound anywhere" through one ipset of every member', () => {
+    const set = selectorSetName(4, 'has(web)');
+    expect(filter.get('cali-pri-net-web')).toEqual([`-m set --match-set ${set} src -j MARK --set-mark 0x1000000/0x1000000`, '-m mark --mark 0x1000000/0x1000000 -j RETURN']);
+    expect(filter.get('cali-pro-net-web')).toEqual(['-j MARK --set-mark 0x1000000/0x1000000', '-m mark --mark 0x1000000/0x1000000 -j RETURN']);
+    expect(desired.ipsets.get(set)).toEqual({ family: 4, type: 'hash:ip', members: ['10.0.0.1', '10.0.1.1'] });
+    expect(desired.ipsets.get(selectorSetName(6, 'has(web)'))?.members).toEqual(['fd00::1']);
+  });
+
+  it('renders ports, icmp, nets of the right family, negations, deny before allow, and log', () => {
+    const rules = filter.get('cali-pri-net-db')!;
+    const web = selectorSetName(4, 'has(web)');
+    expect(rules[0]).toBe(`-p tcp -m set --match-set ${web} src -m multiport --dports 22 -j DROP`);
+    expect(rules.slice(1, 5)).toEqual([
+      `-p tcp -s 10.0.0.0/8 -m set --match-set ${web} src -m multiport --dports 3306,8000:8080 -j MARK --set-mark 0x1000000/0x1000000`,
+      '-m mark --mark 0x1000000/0x1000000 -j RETURN',
+      `-p tcp -s 192.168.0.0/16 -m set --match-set ${web} src -m multiport --dports 3306,8000:8080 -j MARK --set-mark 0x1000000/0x1000000`,
+      '-m mark --mark 0x1000000/0x1000000 -j RETURN',
+    ]);
+    expect(rules[5]).toBe('-p icmp -m icmp --icmp-type 8/0 -j MARK --set-mark 0x1000000/0x1000000');
+    expect(rules.some((r) => r.includes('ipv6-icmp'))).toBe(false);
+    expect(rules.at(-1)).toMatch(/^! -p udp -m set ! --match-set cali4-n:\S+ src -m set ! --match-set cali4-s:\S+ src -j LOG --log-prefix "calico-packet: " --log-level 5$/);
+    expect(desired.tables[6].filter.get('cali-pri-net-db')!.some((r) => r.startsWith('-p ipv6-icmp'))).toBe(true);
+    expect(desired.tables[6].filter.get('cali-pri-net-db')!.some((r) => r.includes('-s fd00::/8'))).toBe(true);
+  });
+
+  it('masquerades from natOutgoing pools to anything outside every pool, and never pool to pool', () => {
+    expect(desired.tables[4].nat.get('cali-nat-outgoing')).toEqual([`-m set --match-set ${MASQ_POOLS(4)} src -m set ! --match-set ${ALL_POOLS(4)} dst -j MASQUERADE`]);
+    expect(desired.ipsets.get(MASQ_POOLS(4))?.members).toEqual(['10.0.0.0/16']);
+    expect(desired.ipsets.get(ALL_POOLS(4))?.members).toEqual(['10.0.0.0/16', '10.1.0.0/16']);
+    expect(desired.tables[6].nat.get('cali-nat-outgoing')).toEqual([]);
+  });
+
+  it('keeps chain names within 28 characters and is deterministic', () => {
+    const long = chainName('cali-pri-', 'f'.repeat(64));
+    expect(long.length).toBeLessThanOrEqual(28);
+    expect(long.startsWith('cali-pri-')).toBe(true);
+    expect(desiredDataplane(input)).toEqual(desired);
+  });
+
+  it('grows linearly: rules per endpoint and per profile rule, not per tag member', () => {
+    const many = (n: number) => {
+      const endpoints = Array.from({ length: n }, (_, i) => endpoint('h1', `${String(i).padStart(11, '0')}fffff`, [`10.0.${Math.floor(i / 250)}.${(i % 250) + 1}/32`], ['net-web']));
+      const d = desiredDataplane({ ...input, endpoints });
+      return [...d.tables[4].filter.values()].reduce((sum, rules) => sum + rules.length, 0);
+    };
+    const per = (many(200) - many(100)) / 100;
+    expect(per).toBe((many(400) - many(300)) / 100);
+    expect(per).toBe(14); // 6 per endpoint chain x 2 + one dispatch rule each way
+  });
+});
