@@ -1,31 +1,23 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { parseCidr, parseIp } from '../src/domain/cidr.js';
 import { IpamService } from '../src/services/ipam/ipam-service.js';
-import { TestEtcd } from './helpers/etcd.js';
 import { calicoctl } from './helpers/daemon.js';
-import { storeOn } from './helpers/ipam.js';
+import { etcdForSuite } from './helpers/ipam.js';
 
-const etcd = new TestEtcd();
-let ctx: ReturnType<typeof storeOn>;
+const suite = etcdForSuite();
+const etcd = suite.etcd;
 let env: Record<string, string>;
 const ctl = (...args: string[]) => calicoctl(args, env);
 
 beforeAll(async () => {
-  await etcd.start();
-  ctx = storeOn(etcd.endpoint);
   env = { ETCD_ENDPOINTS: etcd.endpoint, NODENAME: 'cli-node' };
 });
-afterAll(async () => {
-  ctx.etcd.close();
-  await etcd.destroy();
-});
-beforeEach(async () => ctx.wipe());
 
 describe('calicoctl pool', () => {
   it('adds, shows and removes pools in Calico v3 form', async () => {
     expect(ctl('pool', 'add', '10.11.0.0/16', '--nat-outgoing', '--ipip')).toMatchObject({ status: 0, stdout: 'Successfully created IP pool pool-10-11-0-0-16 (10.11.0.0/16)\n' });
     expect(ctl('pool', 'add', 'fd00:11::/64', '--name', 'six', '--block-size', '120', '--disabled').status).toBe(0);
-    const stored = await ctx.store.get({ kind: 'pool', name: 'pool-10-11-0-0-16' });
+    const stored = await suite.ctx.store.get({ kind: 'pool', name: 'pool-10-11-0-0-16' });
     expect(stored!.value).toMatchObject({
       kind: 'IPPool',
       apiVersion: 'projectcalico.org/v3',
@@ -38,7 +30,7 @@ describe('calicoctl pool', () => {
     expect(show.stdout).toMatch(/\| six\s+\| fd00:11::\/64\s+\| 120\s+\| disabled/);
     expect(ctl('pool', 'remove', '10.11.0.0/16')).toMatchObject({ status: 0, stdout: 'Successfully removed IP pool pool-10-11-0-0-16 (10.11.0.0/16)\n' });
     expect(ctl('pool', 'remove', 'six').status).toBe(0);
-    expect((await ctx.store.snapshot()).pools).toHaveLength(0);
+    expect((await suite.ctx.store.snapshot()).pools).toHaveLength(0);
   });
 
   it('refuses bad input with an error that says what to do, and changes nothing', async () => {
@@ -57,12 +49,12 @@ describe('calicoctl pool', () => {
       expect(result.status, args.join(' ')).toBe(1);
       expect(result.stderr).toMatch(message);
     }
-    expect((await ctx.store.snapshot()).pools.map((p) => p.value.spec.cidr)).toEqual(['10.12.0.0/16']);
+    expect((await suite.ctx.store.snapshot()).pools.map((p) => p.value.spec.cidr)).toEqual(['10.12.0.0/16']);
   });
 
   it('refuses to remove a pool with addresses in use', async () => {
     ctl('pool', 'add', '10.14.0.0/24', '--name', 'busy');
-    const ipam = new IpamService(ctx.store, { node: 'n1' });
+    const ipam = new IpamService(suite.ctx.store, { node: 'n1' });
     await ipam.requestExplicit({ address: parseIp('10.14.0.3') });
     await ipam.stop();
     const result = ctl('pool', 'remove', 'busy');
@@ -74,7 +66,7 @@ describe('calicoctl pool', () => {
 describe('calicoctl ipam', () => {
   it('shows use per pool and block, one address, and releases it', async () => {
     ctl('pool', 'add', '10.15.0.0/24', '--name', 'shown');
-    const ipam = new IpamService(ctx.store, { node: 'host-1' });
+    const ipam = new IpamService(suite.ctx.store, { node: 'host-1' });
     await ipam.requestExplicit({ address: parseIp('10.15.0.9') });
     await ipam.stop();
     const show = ctl('ipam', 'show');
@@ -91,15 +83,15 @@ describe('calicoctl ipam', () => {
 
   it('check is clean on healthy data and exits 1 naming each broken invariant', async () => {
     ctl('pool', 'add', '10.16.0.0/24', '--name', 'checked');
-    const ipam = new IpamService(ctx.store, { node: 'host-2' });
+    const ipam = new IpamService(suite.ctx.store, { node: 'host-2' });
     const a = await ipam.requestAuto({ family: 4 });
     await ipam.stop();
     const clean = ctl('ipam', 'check');
     expect(clean).toMatchObject({ status: 0 });
     expect(clean.stdout).toMatch(/Checked 1 blocks, 1 allocations, 1 handles\.\nNo problems found\./);
     // Break it the ways Calico's own bugs did: a leaked handle, a missing one, an overlapping block, a bad ordinal.
-    const block = (await ctx.store.get({ kind: 'block', cidr: a.block }))!;
-    await ctx.store.commit([
+    const block = (await suite.ctx.store.get({ kind: 'block', cidr: a.block }))!;
+    await suite.ctx.store.commit([
       { target: { kind: 'handle', id: 'leaked' }, expect: { absent: true }, value: { block: { '10.16.0.0/26': 1 } } },
       { target: { kind: 'handle', id: a.handleId }, expect: { any: true }, value: null },
       { target: { kind: 'block', cidr: parseCidr('10.16.0.0/28') }, expect: { absent: true }, value: { ...block.value, cidr: '10.16.0.0/28', allocations: new Array(16).fill(null), unallocated: Array.from({ length: 16 }, (_, i) => i), attributes: [], affinity: null } },

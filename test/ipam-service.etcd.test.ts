@@ -1,56 +1,46 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { formatCidr, formatIp, parseCidr, parseIp } from '../src/domain/cidr.js';
 import { encodeValue } from '../src/adapters/datastore/etcd/codec.js';
 import { IpamService } from '../src/services/ipam/ipam-service.js';
 import { IpamReport } from '../src/services/ipam/ipam-report.js';
 import { PoolService } from '../src/services/ipam/pool-service.js';
-import { TestEtcd } from './helpers/etcd.js';
-import { storeOn } from './helpers/ipam.js';
+import { etcdForSuite } from './helpers/ipam.js';
 
-const etcd = new TestEtcd();
-let ctx: ReturnType<typeof storeOn>;
+const suite = etcdForSuite();
+const etcd = suite.etcd;
 const services: IpamService[] = [];
 
 function node(name: string): IpamService {
-  const service = new IpamService(ctx.store, { node: name });
+  const service = new IpamService(suite.ctx.store, { node: name });
   services.push(service);
   return service;
 }
 
 async function expectClean(): Promise<void> {
-  const check = await new IpamReport(ctx.store).check();
+  const check = await new IpamReport(suite.ctx.store).check();
   expect(check.problems).toEqual([]);
 }
 
-beforeAll(async () => {
-  await etcd.start();
-  ctx = storeOn(etcd.endpoint);
-});
-afterAll(async () => {
-  ctx.etcd.close();
-  await etcd.destroy();
-});
-beforeEach(async () => ctx.wipe());
 afterEach(async () => {
   await Promise.all(services.splice(0).map((s) => s.stop()));
 });
 
 describe('IPAM against a real etcd', () => {
   it('gives one node 200 concurrent distinct addresses from exactly the blocks it needs', async () => {
-    await new PoolService(ctx.store).add({ cidr: '10.10.0.0/16', name: 'p' });
+    await new PoolService(suite.ctx.store).add({ cidr: '10.10.0.0/16', name: 'p' });
     const n1 = node('n1');
-    const rounds = ctx.etcd.roundTrips;
+    const rounds = suite.ctx.etcd.roundTrips;
     const allocations = await Promise.all(Array.from({ length: 200 }, () => n1.requestAuto({ family: 4 })));
     expect(new Set(allocations.map((a) => formatIp(a.address))).size).toBe(200);
-    const affinities = await ctx.store.listAffinities('n1');
+    const affinities = await suite.ctx.store.listAffinities('n1');
     expect(affinities).toHaveLength(4);
     // Batched: far fewer transactions than requests.
-    expect(ctx.etcd.roundTrips - rounds).toBeLessThan(40);
+    expect(suite.ctx.etcd.roundTrips - rounds).toBeLessThan(40);
     await expectClean();
   });
 
   it('assigns an explicit address once, refuses it the second time, and refuses one outside every pool', async () => {
-    await new PoolService(ctx.store).add({ cidr: '10.20.0.0/24', name: 'p' });
+    await new PoolService(suite.ctx.store).add({ cidr: '10.20.0.0/24', name: 'p' });
     const n1 = node('n1');
     const first = await n1.requestExplicit({ address: parseIp('10.20.0.77') });
     expect(formatIp(first.address)).toBe('10.20.0.77');
@@ -61,18 +51,18 @@ describe('IPAM against a real etcd', () => {
   });
 
   it('never hands out an address from a leftover block of another size', async () => {
-    const pools = new PoolService(ctx.store);
+    const pools = new PoolService(suite.ctx.store);
     await pools.add({ cidr: '10.30.0.0/24', name: 'p', blockSize: 26 });
     const n1 = node('n1');
     await n1.requestExplicit({ address: parseIp('10.30.0.5') });
     await n1.stop();
     // A pool re-created with another block size is refused while the old block holds addresses.
     await expect(pools.remove('p')).rejects.toThrow(/in use/);
-    const leftover = (await ctx.store.snapshot()).blocks[0]!;
-    await ctx.store.commit([{ target: { kind: 'pool', name: 'p' }, expect: { any: true }, value: null }]);
+    const leftover = (await suite.ctx.store.snapshot()).blocks[0]!;
+    await suite.ctx.store.commit([{ target: { kind: 'pool', name: 'p' }, expect: { any: true }, value: null }]);
     await expect(pools.add({ cidr: '10.30.0.0/24', name: 'p2', blockSize: 28 })).rejects.toThrow(/blockSize conflicts with existing allocations/);
     // Even if the datastore has such a pool (written by another tool), new /28 blocks avoid the old /26.
-    await ctx.store.commit([
+    await suite.ctx.store.commit([
       {
         target: { kind: 'pool', name: 'p2' },
         expect: { absent: true },
@@ -89,30 +79,30 @@ describe('IPAM against a real etcd', () => {
   });
 
   it('keeps node1 and node10 apart', async () => {
-    await new PoolService(ctx.store).add({ cidr: '10.40.0.0/24', name: 'p' });
+    await new PoolService(suite.ctx.store).add({ cidr: '10.40.0.0/24', name: 'p' });
     await node('node1').requestAuto({ family: 4 });
     await node('node10').requestAuto({ family: 4 });
-    expect((await ctx.store.listAffinities('node1')).map((a) => a.node)).toEqual(['node1']);
-    expect((await ctx.store.listAffinities('node10')).map((a) => a.node)).toEqual(['node10']);
+    expect((await suite.ctx.store.listAffinities('node1')).map((a) => a.node)).toEqual(['node1']);
+    expect((await suite.ctx.store.listAffinities('node10')).map((a) => a.node)).toEqual(['node10']);
   });
 
   it('borrows when no block is left, and not under strict affinity', async () => {
-    await new PoolService(ctx.store).add({ cidr: '10.50.0.0/26', name: 'tiny' });
+    await new PoolService(suite.ctx.store).add({ cidr: '10.50.0.0/26', name: 'tiny' });
     await node('a').requestAuto({ family: 4 });
     const borrowed = await node('b').requestAuto({ family: 4 });
     expect(formatCidr(borrowed.block)).toBe('10.50.0.0/26');
-    expect((await ctx.store.listAffinities('b'))).toHaveLength(0);
-    await ctx.store.commit([{ target: { kind: 'config' }, expect: { any: true }, value: { strict_affinity: true, auto_allocate_blocks: true, maxBlocksPerHost: 0 } }]);
+    expect((await suite.ctx.store.listAffinities('b'))).toHaveLength(0);
+    await suite.ctx.store.commit([{ target: { kind: 'config' }, expect: { any: true }, value: { strict_affinity: true, auto_allocate_blocks: true, maxBlocksPerHost: 0 } }]);
     const c = node('c');
     await c.start();
     await expect(c.requestAuto({ family: 4 })).rejects.toThrow(/IP pool tiny \(10\.50\.0\.0\/26\) has no free addresses/);
   });
 
   it('a release with a stale sequence number leaves the new owner its address (no ABA)', async () => {
-    await new PoolService(ctx.store).add({ cidr: '10.60.0.0/24', name: 'p' });
+    await new PoolService(suite.ctx.store).add({ cidr: '10.60.0.0/24', name: 'p' });
     const n1 = node('n1');
     const first = await n1.requestExplicit({ address: parseIp('10.60.0.9') });
-    const block = (await ctx.store.get({ kind: 'block', cidr: first.block }))!;
+    const block = (await suite.ctx.store.get({ kind: 'block', cidr: first.block }))!;
     const staleSequence = block.value.sequenceNumberForAllocation!['9']!;
     await n1.release({ address: first.address });
     const second = await n1.requestExplicit({ address: parseIp('10.60.0.9') });
@@ -124,67 +114,67 @@ describe('IPAM against a real etcd', () => {
   });
 
   it('settles a pending affinity a crashed tool left: confirmed when the block is ours, deleted when it is gone', async () => {
-    await new PoolService(ctx.store).add({ cidr: '10.70.0.0/24', name: 'p' });
+    await new PoolService(suite.ctx.store).add({ cidr: '10.70.0.0/24', name: 'p' });
     const n1 = node('n1');
     const a = await n1.requestAuto({ family: 4 });
     await n1.stop();
-    await ctx.store.commit([
+    await suite.ctx.store.commit([
       { target: { kind: 'affinity', node: 'n1', cidr: a.block }, expect: { any: true }, value: { state: 'pending' } },
       { target: { kind: 'affinity', node: 'n1', cidr: parseCidr('10.70.0.192/26') }, expect: { absent: true }, value: { state: 'pending' } },
     ]);
     await node('n1').start();
-    const affinities = await ctx.store.listAffinities('n1');
+    const affinities = await suite.ctx.store.listAffinities('n1');
     expect(affinities.map((x) => [formatCidr(x.cidr), x.stored.value.state])).toEqual([[formatCidr(a.block), 'confirmed']]);
     await expectClean();
   });
 
   it('releases idempotently and deletes the handle with the allocation', async () => {
-    await new PoolService(ctx.store).add({ cidr: '10.80.0.0/24', name: 'p' });
+    await new PoolService(suite.ctx.store).add({ cidr: '10.80.0.0/24', name: 'p' });
     const n1 = node('n1');
     const a = await n1.requestAuto({ family: 4 });
-    expect(await ctx.store.get({ kind: 'handle', id: a.handleId })).not.toBeNull();
+    expect(await suite.ctx.store.get({ kind: 'handle', id: a.handleId })).not.toBeNull();
     expect((await n1.release({ address: a.address }))?.handleId).toBe(a.handleId);
     expect(await n1.release({ address: a.address })).toBeUndefined();
-    expect(await ctx.store.get({ kind: 'handle', id: a.handleId })).toBeNull();
+    expect(await suite.ctx.store.get({ kind: 'handle', id: a.handleId })).toBeNull();
     await expectClean();
   });
 
   it('handles a block changed behind its back (stale cache) with one retry, not a duplicate', async () => {
-    await new PoolService(ctx.store).add({ cidr: '10.90.0.0/24', name: 'p' });
+    await new PoolService(suite.ctx.store).add({ cidr: '10.90.0.0/24', name: 'p' });
     const n1 = node('n1');
     const a = await n1.requestAuto({ family: 4 });
     // Another writer takes the next free ordinal directly in etcd.
-    const stored = (await ctx.store.get({ kind: 'block', cidr: a.block }))!;
+    const stored = (await suite.ctx.store.get({ kind: 'block', cidr: a.block }))!;
     const next = stored.value.unallocated[0]!;
     const changed = { ...stored.value, allocations: stored.value.allocations.map((x, i) => (i === next ? 0 : x)), unallocated: stored.value.unallocated.slice(1) };
     expect(encodeValue(changed)).toContain('"cidr"');
-    await ctx.store.commit([{ target: { kind: 'block', cidr: a.block }, expect: { modRevision: stored.modRevision }, value: changed }]);
+    await suite.ctx.store.commit([{ target: { kind: 'block', cidr: a.block }, expect: { modRevision: stored.modRevision }, value: changed }]);
     const b = await n1.requestAuto({ family: 4 });
     expect(formatIp(b.address)).not.toBe(formatIp({ family: 4, value: a.block.base + BigInt(next) }));
     expect(formatIp(b.address)).not.toBe(formatIp(a.address));
   });
 
   it('uses IPv6 /122 blocks from an IPv6 pool', async () => {
-    await new PoolService(ctx.store).add({ cidr: 'fd00:1::/64', name: 'v6' });
+    await new PoolService(suite.ctx.store).add({ cidr: 'fd00:1::/64', name: 'v6' });
     const n6 = node('n6');
     const got = await Promise.all(Array.from({ length: 70 }, () => n6.requestAuto({ family: 6 })));
     expect(new Set(got.map((g) => formatIp(g.address))).size).toBe(70);
     expect(new Set(got.map((g) => g.block.prefix))).toEqual(new Set([122]));
-    expect(await ctx.store.listAffinities('n6')).toHaveLength(2);
+    expect(await suite.ctx.store.listAffinities('n6')).toHaveLength(2);
     await expectClean();
   });
 
   it('refuses pool removal while addresses are in use, then removes pool, blocks and affinities', async () => {
-    const pools = new PoolService(ctx.store);
+    const pools = new PoolService(suite.ctx.store);
     await pools.add({ cidr: '10.100.0.0/24', name: 'p' });
     const n1 = node('n1');
     const a = await n1.requestAuto({ family: 4 });
     await expect(pools.remove('10.100.0.0/24')).rejects.toThrow(/has 1 address\(es\) in use/);
     await n1.release({ address: a.address });
     await pools.remove('10.100.0.0/24');
-    const snapshot = await ctx.store.snapshot();
+    const snapshot = await suite.ctx.store.snapshot();
     expect(snapshot.pools).toHaveLength(0);
     expect(snapshot.blocks).toHaveLength(0);
-    expect(await ctx.store.listAffinities()).toHaveLength(0);
+    expect(await suite.ctx.store.listAffinities()).toHaveLength(0);
   });
 });

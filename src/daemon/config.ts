@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import type { EtcdSettings } from '../adapters/datastore/etcd/etcd-client.js';
+import type { NetworkDriverOptions } from '../services/network/network-driver.js';
 
 export interface DaemonConfig {
   etcd: EtcdSettings;
@@ -11,14 +12,7 @@ export interface DaemonConfig {
   pluginDir: string;
   logLevel: string;
   defaultPools: { ipv4?: string; ipv6?: string };
-  network: {
-    containerInterfacePrefix: string;
-    vethMtu?: number;
-    scope: 'local' | 'global';
-    createProfiles: boolean;
-    labelEndpoints: boolean;
-    labelPollTimeoutMs: number;
-  };
+  network: Omit<NetworkDriverOptions, 'node'>;
   dockerHost: string | undefined;
   gcIntervalMs: number;
   gcGraceMs: number;

@@ -1,4 +1,6 @@
+import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { EtcdClient } from '../../src/adapters/datastore/etcd/etcd-client.js';
+import { TestEtcd } from './etcd.js';
 import { EtcdIpamStore } from '../../src/adapters/datastore/etcd/etcd-ipam-store.js';
 import { prefixEnd } from '../../src/adapters/datastore/etcd/keys.js';
 
@@ -8,4 +10,25 @@ export function storeOn(endpoint: string, tls?: { caCertFile: string; certFile: 
   const store = new EtcdIpamStore(etcd);
   const wipe = async (): Promise<void> => void (await etcd.deleteRange({ key: Buffer.from('/calico/'), range_end: prefixEnd('/calico/') }));
   return { etcd, store, wipe };
+}
+
+export type EtcdContext = ReturnType<typeof storeOn>;
+
+/**
+ * A real etcd for the test file: started before the first test, removed after the last, and (unless
+ * told otherwise) wiped of everything Calico wrote before each test. Read `ctx` inside tests and hooks.
+ */
+export function etcdForSuite(options: { wipeEachTest?: boolean } = {}): { etcd: TestEtcd; readonly ctx: EtcdContext } {
+  const suite = { etcd: new TestEtcd(), ctx: undefined as unknown as EtcdContext };
+  beforeAll(async () => {
+    await suite.etcd.start();
+    suite.ctx = storeOn(suite.etcd.endpoint);
+    await suite.ctx.wipe();
+  });
+  afterAll(async () => {
+    suite.ctx?.etcd.close();
+    await suite.etcd.destroy();
+  });
+  if (options.wipeEachTest !== false) beforeEach(async () => suite.ctx.wipe());
+  return suite;
 }
