@@ -68,7 +68,8 @@ async function main(): Promise<void> {
   });
   const gc = setInterval(() => {
     reconciler
-      .collectGarbage()
+      .reconcileDataplane()
+      .then(() => reconciler.collectGarbage())
       .then((removed) => (removed.endpoints || removed.addresses) && log.info(removed, 'garbage collected'))
       .catch((error) => log.warn({ err: error }, 'garbage collection failed'));
   }, config.gcIntervalMs);
