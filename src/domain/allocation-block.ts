@@ -1,5 +1,5 @@
 import { AddressInUseError, ConflictError } from './errors.js';
-import { addressAt, Cidr, cidrSize, formatCidr, formatIp, IpAddr, ordinalOf } from './cidr.js';
+import { Cidr, cidrSize, formatCidr } from './cidr.js';
 import type { AllocationAttribute, AllocationBlock } from './ipam-model.js';
 
 /**
@@ -150,14 +150,6 @@ function compactAttributes(block: AllocationBlock): void {
   });
   block.attributes = kept;
   block.allocations = block.allocations.map((a) => (a === null ? null : renumber.get(a)!));
-}
-
-export function blockAddress(block: Cidr, ordinal: number): string {
-  return formatIp(addressAt(block, ordinal));
-}
-
-export function ordinalIn(block: Cidr, ip: IpAddr): number {
-  return ordinalOf(block, ip);
 }
 
 /** Calico's `validateBlock` invariants (calicoctl ipam check). Returns one message per problem. */

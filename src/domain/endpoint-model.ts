@@ -54,7 +54,6 @@ export interface Profile {
 
 /** Annotations of ours on Calico objects. */
 export const NETWORK_NAME_ANNOTATION = 'libnetwork.projectcalico.org/network-name';
-export const SANDBOX_ANNOTATION = 'libnetwork.projectcalico.org/sandbox';
 export const HANDLES_ANNOTATION = 'libnetwork.projectcalico.org/ipam-handles';
 
 /** Calico's name for a libnetwork endpoint: `<node>-libnetwork-libnetwork-<EndpointID>`, a `-` in the node doubled. */

@@ -24,8 +24,6 @@ export class PolicyAgent {
   private dirty = false;
   private watch: { cancel(): Promise<void> } | undefined;
   private stopped = false;
-  /** Resolved after each successful apply: lets callers (tests, benchmarks) wait for the kernel. */
-  lastApply: { at: number; ms: number; rules: number; chainsWritten: number; setsWritten: number } | undefined;
 
   constructor(
     private readonly store: PolicyStore,
@@ -102,7 +100,6 @@ export class PolicyAgent {
         });
         const result = await this.dataplane.apply(desired);
         const ms = performance.now() - started;
-        this.lastApply = { at: Date.now(), ms, ...result };
         if (result.chainsWritten || result.setsWritten) this.log.info({ ...result, ms: Number(ms.toFixed(1)) }, 'policy programmed');
       } catch (error) {
         this.log.error({ err: error }, 'could not program policy; retrying');
