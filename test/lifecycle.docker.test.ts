@@ -1,35 +1,22 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { workloadEndpointName, WorkloadEndpoint } from '../src/domain/endpoint-model.js';
 import { EtcdEndpointStore } from '../src/adapters/datastore/etcd/etcd-endpoint-store.js';
 import { parseIp } from '../src/domain/cidr.js';
 import { IpamReport } from '../src/services/ipam/ipam-report.js';
-import { PoolService } from '../src/services/ipam/pool-service.js';
-import { TestEtcd } from './helpers/etcd.js';
-import { DockerHost } from './helpers/docker-host.js';
+import { DockerHost, dockerHostForSuite } from './helpers/docker-host.js';
 import { post } from './helpers/daemon.js';
-import { storeOn } from './helpers/ipam.js';
+import type { EtcdContext } from './helpers/ipam.js';
 
-const etcd = new TestEtcd();
-let ctx: ReturnType<typeof storeOn>;
+const NODE = 'dock-gc';
+let ctx: EtcdContext;
 let endpoints: EtcdEndpointStore;
 let host: DockerHost;
-const NODE = 'dock-gc';
 
-beforeAll(async () => {
-  await etcd.start();
-  ctx = storeOn(etcd.endpoint);
-  endpoints = new EtcdEndpointStore(ctx.etcd);
-  await ctx.wipe();
-  await new PoolService(ctx.store).add({ cidr: '192.170.0.0/16', name: 'gc-pool' });
-  host = new DockerHost(NODE, etcd, { CALICO_LIBNETWORK_GC_INTERVAL: '500ms', CALICO_LIBNETWORK_GC_GRACE: '2s' });
-  await host.start();
-}, 120_000);
-
-afterAll(async () => {
-  await host?.stop();
-  ctx.etcd.close();
-  await etcd.destroy();
-}, 60_000);
+const suite = dockerHostForSuite(NODE, {
+  pools: [{ cidr: '192.170.0.0/16', name: 'gc-pool' }],
+  env: { CALICO_LIBNETWORK_GC_INTERVAL: '500ms', CALICO_LIBNETWORK_GC_GRACE: '2s' },
+});
+beforeAll(() => void ({ ctx, endpoints, host } = suite));
 
 const allocated = async (ip: string): Promise<boolean> => (await new IpamReport(ctx.store).address(parseIp(ip))).allocated;
 

@@ -1,15 +1,12 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { workloadEndpointName } from '../src/domain/endpoint-model.js';
 import { IpamReport } from '../src/services/ipam/ipam-report.js';
-import { PoolService } from '../src/services/ipam/pool-service.js';
 import { EtcdEndpointStore } from '../src/adapters/datastore/etcd/etcd-endpoint-store.js';
 import { parseIp } from '../src/domain/cidr.js';
-import { TestEtcd } from './helpers/etcd.js';
-import { DockerHost } from './helpers/docker-host.js';
-import { storeOn } from './helpers/ipam.js';
+import { DockerHost, dockerHostForSuite } from './helpers/docker-host.js';
+import type { EtcdContext } from './helpers/ipam.js';
 
-const etcd = new TestEtcd();
-let ctx: ReturnType<typeof storeOn>;
+let ctx: EtcdContext;
 let endpoints: EtcdEndpointStore;
 let host: DockerHost;
 const NODE = 'dock-a';
@@ -35,23 +32,11 @@ async function checkClean(): Promise<void> {
   expect((await new IpamReport(ctx.store).check()).problems).toEqual([]);
 }
 
-beforeAll(async () => {
-  await etcd.start();
-  ctx = storeOn(etcd.endpoint);
-  endpoints = new EtcdEndpointStore(ctx.etcd);
-  await ctx.wipe();
-  const pools = new PoolService(ctx.store);
-  await pools.add({ cidr: '192.169.0.0/16', name: 'poolv4' });
-  await pools.add({ cidr: 'fd00:169::/64', name: 'poolv6' });
-  host = new DockerHost(NODE, etcd, { CALICO_LIBNETWORK_LABEL_POLL_TIMEOUT: '5s' });
-  await host.start();
-}, 120_000);
-
-afterAll(async () => {
-  await host?.stop();
-  ctx.etcd.close();
-  await etcd.destroy();
-}, 60_000);
+const suite = dockerHostForSuite(NODE, {
+  pools: [{ cidr: '192.169.0.0/16', name: 'poolv4' }, { cidr: 'fd00:169::/64', name: 'poolv6' }],
+  env: { CALICO_LIBNETWORK_LABEL_POLL_TIMEOUT: '5s' },
+});
+beforeAll(() => void ({ ctx, endpoints, host } = suite));
 
 beforeEach(() => {
   const ids = host.docker(['ps', '-aq']).stdout.split('\n').filter(Boolean);

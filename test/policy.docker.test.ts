@@ -1,13 +1,13 @@
 import { spawnSync } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { PoolService } from '../src/services/ipam/pool-service.js';
-import { TestEtcd } from './helpers/etcd.js';
-import { DockerHost } from './helpers/docker-host.js';
+import type { TestEtcd } from './helpers/etcd.js';
+import { DockerHost, dockerHostForSuite } from './helpers/docker-host.js';
 import { CALICOCTL, calicoctl } from './helpers/daemon.js';
-import { storeOn } from './helpers/ipam.js';
+import type { EtcdContext } from './helpers/ipam.js';
 
-const etcd = new TestEtcd();
-let ctx: ReturnType<typeof storeOn>;
+let etcd: TestEtcd;
+let ctx: EtcdContext;
 let host: DockerHost;
 const CALICO = ['--driver', 'calico', '--ipam-driver', 'calico-ipam'];
 const PORTS = [80, 443, 3306, 8080];
@@ -45,13 +45,9 @@ async function settle(): Promise<void> {
   await new Promise((r) => setTimeout(r, 500));
 }
 
+const suite = dockerHostForSuite('dock-pol', { pools: [{ cidr: '192.171.0.0/16', name: 'policy-pool', natOutgoing: true }] });
 beforeAll(async () => {
-  await etcd.start();
-  ctx = storeOn(etcd.endpoint);
-  await ctx.wipe();
-  await new PoolService(ctx.store).add({ cidr: '192.171.0.0/16', name: 'policy-pool', natOutgoing: true });
-  host = new DockerHost('dock-pol', etcd);
-  await host.start();
+  ({ etcd, ctx, host } = suite);
   for (const network of ['net-a', 'net-b', 'web', 'app', 'app2', 'mysqldb']) host.dockerOk(['network', 'create', network, ...CALICO]);
   run('a1', 'net-a');
   run('a2', 'net-a');
@@ -62,12 +58,6 @@ beforeAll(async () => {
   run('db1', 'mysqldb');
   await settle();
 }, 180_000);
-
-afterAll(async () => {
-  await host?.stop();
-  ctx.etcd.close();
-  await etcd.destroy();
-}, 60_000);
 
 describe('default profiles', () => {
   it('inside a network everything flows; between networks nothing, either way, ping included; the host reaches all', () => {

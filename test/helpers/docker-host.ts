@@ -3,7 +3,11 @@ import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DAEMON, ROOT } from './daemon.js';
-import type { TestEtcd } from './etcd.js';
+import { TestEtcd } from './etcd.js';
+import { afterAll, beforeAll } from 'vitest';
+import { EtcdEndpointStore } from '../../src/adapters/datastore/etcd/etcd-endpoint-store.js';
+import { PoolOptions, PoolService } from '../../src/services/ipam/pool-service.js';
+import { EtcdContext, storeOn } from './ipam.js';
 
 const RELAY = join(ROOT, 'test/helpers/relay.mjs');
 /** The CLI of Debian's docker.io, matching its engine (a newer CLI on PATH refuses some flags against 20.10). */
@@ -212,4 +216,34 @@ export class DockerHost {
     if (existsSync(pidFile)) run('kill', ['-9', readFileSync(pidFile, 'utf8').trim()]);
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+export interface DockerSuite {
+  etcd: TestEtcd;
+  ctx: EtcdContext;
+  endpoints: EtcdEndpointStore;
+  host: DockerHost;
+}
+
+/**
+ * A real etcd with `pools`, and a Docker host (`node`, daemon environment `env`) on it, for one test
+ * file: set up before its first test, torn down after its last, whatever happened in between.
+ */
+export function dockerHostForSuite(node: string, options: { pools: PoolOptions[]; env?: Record<string, string> }): DockerSuite {
+  const suite = { etcd: new TestEtcd() } as DockerSuite;
+  beforeAll(async () => {
+    await suite.etcd.start();
+    suite.ctx = storeOn(suite.etcd.endpoint);
+    suite.endpoints = new EtcdEndpointStore(suite.ctx.etcd);
+    await suite.ctx.wipe();
+    for (const pool of options.pools) await new PoolService(suite.ctx.store).add(pool);
+    suite.host = new DockerHost(node, suite.etcd, options.env ?? {});
+    await suite.host.start();
+  }, 120_000);
+  afterAll(async () => {
+    await suite.host?.stop();
+    suite.ctx?.etcd.close();
+    await suite.etcd.destroy();
+  }, 60_000);
+  return suite;
 }
