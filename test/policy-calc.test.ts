@@ -47,7 +47,7 @@ describe('policy rendering', () => {
     pools: [{ cidr: '10.0.0.0/16', natOutgoing: true }, { cidr: '10.1.0.0/16', natOutgoing: false }, { cidr: 'fd00::/64', natOutgoing: false }],
     endpoints: [
       endpoint('h1', 'aaaaaaaaaaaaaaaa', ['10.0.0.1/32', 'fd00::1/128'], ['net-web']),
-      endpoint('h1', 'bbbbbbbbbbbbbbbb', ['10.0.0.2/32'], ['net-db']),
+      endpoint('h1', 'bbbbbbbbbbbbbbbb', ['10.0.0.2/32', 'fd00::2/128'], ['net-db']),
       endpoint('h2', 'cccccccccccccccc', ['10.0.1.1/32'], ['net-web']),
     ],
   };
@@ -99,6 +99,12 @@ describe('policy rendering', () => {
     expect(desired.ipsets.get(MASQ_POOLS(4))?.members).toEqual(['10.0.0.0/16']);
     expect(desired.ipsets.get(ALL_POOLS(4))?.members).toEqual(['10.0.0.0/16', '10.1.0.0/16']);
     expect(desired.tables[6].nat.get('cali-nat-outgoing')).toEqual([]);
+  });
+
+  it('writes no chains of a family for endpoints without an address of it', () => {
+    const v4only = desiredDataplane({ ...input, endpoints: [endpoint('h1', 'dddddddddddddddd', ['10.0.0.9/32'], ['net-web'])] });
+    expect([...v4only.tables[6].filter.keys()].filter((c) => /^cali-(tw|fw|pri|pro)-/.test(c))).toEqual([]);
+    expect([...v4only.tables[4].filter.keys()].filter((c) => /^cali-(tw|fw|pri|pro)-/.test(c))).toHaveLength(4);
   });
 
   it('keeps chain names within 28 characters and is deterministic', () => {

@@ -189,13 +189,15 @@ function endpointChain(direction: 'tw' | 'fw', profiles: string[], known: Set<st
 function familyTables(input: PolicyInput, views: EndpointView[], profiles: Map<string, Profile>, family: IpFamily, ipsets: Map<string, IpSet>) {
   const renderer = new Renderer(views, family);
   const filter: Chains = new Map();
-  const local = views.filter((v) => v.endpoint.spec.node === input.node).sort((a, b) => a.endpoint.spec.interfaceName.localeCompare(b.endpoint.spec.interfaceName));
+  // Only endpoints with an address of this family need chains here: an IPv4-only host writes no IPv6 rules.
+  const local = views
+    .filter((v) => v.endpoint.spec.node === input.node && v.endpoint.spec.ipNetworks.some((n) => familyOf(n) === family))
+    .sort((a, b) => a.endpoint.spec.interfaceName.localeCompare(b.endpoint.spec.interfaceName));
   const usedProfiles = new Set(local.flatMap((v) => v.endpoint.spec.profiles).filter((p) => profiles.has(p)));
   const toDispatch: string[] = [];
   const fromDispatch: string[] = [];
   for (const { endpoint } of local) {
     const networks = endpoint.spec.ipNetworks.filter((n) => familyOf(n) === family);
-    if (networks.length === 0) continue;
     const iface = endpoint.spec.interfaceName;
     const tw = chainName('cali-tw-', iface);
     const fw = chainName('cali-fw-', iface);
