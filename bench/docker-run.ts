@@ -1,13 +1,16 @@
 /**
  * bench/docker-run: `docker run --rm --net <calico network> busybox true` against the same on
  * Docker's own bridge network, in interleaved pairs on one Docker engine, plus the daemon's own time
- * for CreateEndpoint + Join from its request log. Not part of the test run: `npm run bench:docker-run`.
+ * for CreateEndpoint + Join from its request log, and, as the floor of the remote-plugin path, the
+ * same run on a network of bench/noop-plugin.mjs. Not part of the test run: `npm run bench:docker-run`.
  * Knobs: PAIRS (default 30).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { PoolService } from '../src/services/ipam/pool-service.js';
+import { join } from 'node:path';
+import { ROOT } from '../test/helpers/daemon.js';
 import { DockerHost } from '../test/helpers/docker-host.js';
 import { TestEtcd } from '../test/helpers/etcd.js';
 import { storeOn } from '../test/helpers/ipam.js';
@@ -44,22 +47,31 @@ async function main(): Promise<void> {
   await host.start();
   try {
     host.dockerOk(['network', 'create', '--driver', 'calico', '--ipam-driver', 'calico-ipam', 'bench-net']);
+    // The floor of any remote plugin, measured in the same run: one that keeps nothing and only makes a veth.
+    host.spawnInside([process.execPath, join(ROOT, 'bench/noop-plugin.mjs')]);
+    await new Promise((r) => setTimeout(r, 1000));
+    host.dockerOk(['network', 'create', '--driver', 'noop', '--ipam-driver', 'noop', 'noop-net']);
     for (let i = 0; i < 3; i++) {
       timedRun(host, 'bench-net');
       timedRun(host, 'bridge');
+      timedRun(host, 'noop-net');
     }
     const calico: number[] = [];
     const bridge: number[] = [];
+    const noop: number[] = [];
     let dropped = 0;
     for (let i = 0; calico.length < PAIRS && i < PAIRS * 2; i++) {
-      // Alternate which goes first, so neither always runs on a warmer engine.
-      const pair = i % 2 === 0 ? [timedRun(host, 'bench-net'), timedRun(host, 'bridge')] : [timedRun(host, 'bridge'), timedRun(host, 'bench-net')].reverse();
-      if (pair[0] === undefined || pair[1] === undefined) {
+      // Rotate which goes first, so none always runs on a warmer engine.
+      const order = ['bench-net', 'bridge', 'noop-net'];
+      const rotated = [...order.slice(i % 3), ...order.slice(0, i % 3)];
+      const times = new Map(rotated.map((network) => [network, timedRun(host, network)]));
+      if ([...times.values()].some((t) => t === undefined)) {
         dropped++;
         continue;
       }
-      calico.push(pair[0]);
-      bridge.push(pair[1]);
+      calico.push(times.get('bench-net')!);
+      bridge.push(times.get('bridge')!);
+      noop.push(times.get('noop-net')!);
     }
     await new Promise((r) => setTimeout(r, 500));
     const served = host.daemonLog
@@ -69,8 +81,8 @@ async function main(): Promise<void> {
       .filter((entry) => entry.status === 200 && entry.ms !== undefined);
     const times = (method: string): number[] => served.filter((e) => e.method === `/${method}`).map((e) => e.ms!).slice(-calico.length);
     const createEndpoint = times('NetworkDriver.CreateEndpoint');
-    const join = times('NetworkDriver.Join');
-    const both = createEndpoint.map((c, i) => c + (join[i] ?? 0));
+    const joins = times('NetworkDriver.Join');
+    const both = createEndpoint.map((c, i) => c + (joins[i] ?? 0));
     const result = {
       when: new Date().toISOString(),
       machine: `${cpus().length} cores, ${cpus()[0]?.model ?? 'unknown cpu'}`,
@@ -81,15 +93,18 @@ async function main(): Promise<void> {
       calicoMedianMs: percentile(calico, 50),
       bridgeMedianMs: percentile(bridge, 50),
       ratio: percentile(calico, 50) / percentile(bridge, 50),
+      noopRemoteMedianMs: percentile(noop, 50),
+      noopRatio: percentile(noop, 50) / percentile(bridge, 50),
       daemon: {
         requestAddress: { p50: percentile(times('IpamDriver.RequestAddress'), 50), p99: percentile(times('IpamDriver.RequestAddress'), 99) },
         createEndpoint: { p50: percentile(createEndpoint, 50), p99: percentile(createEndpoint, 99) },
-        join: { p50: percentile(join, 50), p99: percentile(join, 99) },
+        join: { p50: percentile(joins, 50), p99: percentile(joins, 99) },
         createEndpointPlusJoin: { p50: percentile(both, 50), p99: percentile(both, 99) },
       },
     };
     console.log(`machine     ${result.machine}; docker ${result.docker}; git ${result.git}; ${calico.length} interleaved pairs (${dropped} dropped: engine failed a run)`);
     console.log(`docker run  calico median ${result.calicoMedianMs.toFixed(1)} ms, bridge median ${result.bridgeMedianMs.toFixed(1)} ms, ratio ${result.ratio.toFixed(3)} (target <= 1.10)`);
+    console.log(`floor       a remote plugin that keeps nothing: median ${result.noopRemoteMedianMs.toFixed(1)} ms, ratio ${result.noopRatio.toFixed(3)} to bridge; calico / that floor ${(result.calicoMedianMs / result.noopRemoteMedianMs).toFixed(3)}`);
     console.log(`daemon      CreateEndpoint+Join p50 ${result.daemon.createEndpointPlusJoin.p50.toFixed(2)} ms, p99 ${result.daemon.createEndpointPlusJoin.p99.toFixed(2)} ms (CreateEndpoint p50 ${result.daemon.createEndpoint.p50.toFixed(2)}, Join p50 ${result.daemon.join.p50.toFixed(2)}, RequestAddress p50 ${result.daemon.requestAddress.p50.toFixed(2)})`);
     mkdirSync('bench/results', { recursive: true });
     writeFileSync(`bench/results/docker-run-${result.when.slice(0, 10)}.json`, `${JSON.stringify(result, null, 2)}\n`);

@@ -44,6 +44,7 @@ export class DockerHost {
   /** Extra environment for the daemon, read at each (re)start. */
 
   private relay: ChildProcess | undefined;
+  private readonly extra: ChildProcess[] = [];
 
   constructor(
     readonly node: string,
@@ -157,6 +158,14 @@ export class DockerHost {
     }
   }
 
+  /** Starts another process inside the host's network and mount namespaces (stopped with the host). */
+  spawnInside(args: string[]): ChildProcess {
+    const [command, ...rest] = this.enter(args);
+    const child = spawn(command!, rest, { stdio: 'ignore' });
+    this.extra.push(child);
+    return child;
+  }
+
   async stopDaemon(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     const daemon = this.daemon;
     if (!daemon || daemon.exitCode !== null || daemon.signalCode !== null) return;
@@ -210,6 +219,7 @@ export class DockerHost {
     await this.stopDaemon('SIGKILL');
     this.holder?.kill('SIGKILL');
     this.relay?.kill('SIGKILL');
+    for (const child of this.extra) child.kill('SIGKILL');
     run('ip', ['netns', 'del', this.netns]);
     // containerd shims of this host, if any survived dockerd.
     const pidFile = join(this.dir, 'docker.pid');

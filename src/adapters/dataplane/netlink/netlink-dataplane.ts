@@ -46,9 +46,18 @@ export class NetlinkDataplane implements Dataplane {
     }
   }
 
+  /** One link by name (RTM_GETLINK with IFLA_IFNAME): no dump of every link. */
+  private async link(name: string) {
+    try {
+      return (await this.run('getLink', name, () => this.socket.getLink({}, { ifname: name }, TIMEOUT)))[0];
+    } catch (error) {
+      if (error instanceof DataplaneError && error.errno === 'ENODEV') return undefined;
+      throw error;
+    }
+  }
+
   private async linkIndex(name: string): Promise<number | undefined> {
-    const links = await this.run('getLinks', name, () => this.socket.getLinks(undefined, undefined, TIMEOUT));
-    return links.find((l) => l.attrs.ifname === name)?.data.index;
+    return (await this.link(name))?.data.index;
   }
 
   async createVeth(hostName: string, peerName: string, mtu?: number): Promise<{ hostMac: string }> {
@@ -58,14 +67,13 @@ export class NetlinkDataplane implements Dataplane {
     await this.run('create veth', detail, () =>
       this.socket.newLink({}, { ifname: hostName, ...(mtu ? { mtu } : {}), linkinfo }, { flags: NLM_F_CREATE | NLM_F_EXCL, ...TIMEOUT }),
     );
-    const links = await this.run('getLinks', detail, () => this.socket.getLinks(undefined, undefined, TIMEOUT));
-    const host = links.find((l) => l.attrs.ifname === hostName);
+    // Up by name (a veth cannot be created up: its peer does not exist yet), with no dump of every link.
     for (const name of [hostName, peerName]) {
-      const index = links.find((l) => l.attrs.ifname === name)?.data.index;
-      if (index === undefined) throw new DataplaneError('create veth', 'ENODEV', `${name} missing after creation`);
-      await this.run('set link up', name, () => this.socket.setLink({ index, flags: { up: true }, change: { up: true } }, {}, TIMEOUT));
+      await this.run('set link up', name, () => this.socket.setLink({ flags: { up: true }, change: { up: true } }, { ifname: name }, TIMEOUT));
     }
-    return { hostMac: macText(host?.attrs.address) };
+    const host = await this.link(hostName);
+    if (!host) throw new DataplaneError('create veth', 'ENODEV', `${hostName} missing after creation`);
+    return { hostMac: macText(host.attrs.address) };
   }
 
   async deleteLink(name: string): Promise<boolean> {
