@@ -17,6 +17,7 @@ import { DockerIpamDriver } from '../src/services/ipam/docker-ipam-driver.js';
 import { IpamService } from '../src/services/ipam/ipam-service.js';
 import { PoolService } from '../src/services/ipam/pool-service.js';
 import { TestEtcd } from '../test/helpers/etcd.js';
+import { runInOwnNetns } from './in-netns.js';
 
 const SAMPLES = Number(process.env.SAMPLES ?? 500);
 const TOTAL = Number(process.env.TOTAL ?? 10_000);
@@ -193,7 +194,5 @@ async function main(): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
 }
 
-main().catch((error) => {
-  console.error(error);
-  process.exit(1);
-});
+// etcd, the daemon (whose policy agent programs iptables) and the clients share a namespace of their own.
+runInOwnNetns('calico-bench-ipam', main);

@@ -5,12 +5,13 @@
  * iptables-restore of a one-rule chain (the floor of any write). Not part of the test run:
  * `npm run bench:policy`.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { IptablesPolicyDataplane } from '../src/adapters/dataplane/iptables/policy-dataplane.js';
 import { desiredDataplane, PolicyInput } from '../src/calc/policy.js';
 import { defaultProfile, Profile, Rule, WorkloadEndpoint } from '../src/domain/endpoint-model.js';
+import { runInOwnNetns } from './in-netns.js';
 
 const NETNS = 'calico-bench-policy';
 const ENDPOINTS = Number(process.env.ENDPOINTS ?? 500);
@@ -119,19 +120,4 @@ async function inside(): Promise<void> {
   writeFileSync(`bench/results/policy-${result.when.slice(0, 10)}.json`, `${JSON.stringify(result, null, 2)}\n`);
 }
 
-if (process.env.CALICO_BENCH_IN_NETNS) {
-  inside().catch((error) => {
-    console.error(error);
-    process.exit(1);
-  });
-} else {
-  // Everything happens in a namespace made for the run, removed afterwards with all its rules and sets.
-  spawnSync('ip', ['netns', 'del', NETNS]);
-  execFileSync('ip', ['netns', 'add', NETNS]);
-  try {
-    const run = spawnSync('ip', ['netns', 'exec', NETNS, process.execPath, process.argv[1]!], { stdio: 'inherit', env: { ...process.env, CALICO_BENCH_IN_NETNS: '1' } });
-    process.exitCode = run.status ?? 1;
-  } finally {
-    spawnSync('ip', ['netns', 'del', NETNS]);
-  }
-}
+runInOwnNetns(NETNS, inside);

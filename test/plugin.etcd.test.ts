@@ -180,17 +180,20 @@ describe('plugin sockets', () => {
 
   it('a stale socket file left by a crash is replaced; a live one is never taken over', async () => {
     const crashed = new TestDaemon({ node: 'stale', etcd: etcd.endpoint });
+    const second = new TestDaemon({ node: 'stale-2', etcd: etcd.endpoint });
+    const ownDir = second.pluginDir;
     try {
       // A dead socket, as a kill -9 leaves it: the file exists, nothing listens behind it.
       execFileSync('python3', ['-c', 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])', crashed.ipamSocket]);
       expect(existsSync(crashed.ipamSocket)).toBe(true);
       await crashed.start();
       expect((await post(crashed.ipamSocket, 'Plugin.Activate')).status).toBe(200);
-      const second = new TestDaemon({ node: 'stale-2', etcd: etcd.endpoint });
       Object.defineProperty(second, 'pluginDir', { value: crashed.pluginDir });
       await expect(second.start()).rejects.toThrow(/is served by another running process/);
       expect((await post(crashed.ipamSocket, 'Plugin.Activate')).status).toBe(200);
     } finally {
+      Object.defineProperty(second, 'pluginDir', { value: ownDir });
+      await second.destroy();
       await crashed.destroy();
     }
   });

@@ -1,5 +1,6 @@
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { relayEtcdInto } from './relay.js';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -54,10 +55,18 @@ export interface DaemonOptions {
 }
 
 /** The real daemon as a child process, serving in a plugin dir of its own. */
+/**
+ * The real daemon as a child process, serving in a plugin dir of its own and, unless `wrap` says
+ * otherwise, in a network namespace of its own (its policy agent and reconciler touch only that
+ * namespace's iptables and links), with etcd's port relayed in over loopback.
+ */
 export class TestDaemon {
   readonly pluginDir = mkdtempSync(join(tmpdir(), 'calico-test-plugins-'));
+  /** The daemon's log and the etcd relay's socket. */
+  private readonly workDir = mkdtempSync(join(tmpdir(), 'calico-test-daemon-'));
   child: ChildProcess | undefined;
-  log = '';
+  private netns: string | undefined;
+  private relays: ChildProcess[] = [];
 
   constructor(readonly options: DaemonOptions) {}
 
@@ -69,6 +78,27 @@ export class TestDaemon {
     return join(this.pluginDir, 'calico.sock');
   }
 
+  /** To a file, never a pipe: a test blocked in a synchronous call would not drain it. */
+  get log(): string {
+    const file = join(this.workDir, 'daemon.log');
+    return existsSync(file) ? readFileSync(file, 'utf8') : '';
+  }
+
+  private async isolation(endpoint: string | undefined): Promise<string[]> {
+    if (this.options.wrap) return this.options.wrap;
+    if (!this.netns) {
+      this.netns = `calid-${process.pid}-${this.options.node}`.slice(0, 30);
+      spawnSync('ip', ['netns', 'del', this.netns]);
+      spawnSync('ip', ['netns', 'add', this.netns]);
+      spawnSync('ip', ['netns', 'exec', this.netns, 'ip', 'link', 'set', 'lo', 'up']);
+      if (endpoint) {
+        const port = new URL(endpoint).port;
+        this.relays = await relayEtcdInto(['ip', 'netns', 'exec', this.netns], endpoint, join(this.workDir, 'etcd-relay.sock'), `127.0.0.1:${port}`);
+      }
+    }
+    return ['ip', 'netns', 'exec', this.netns];
+  }
+
   async start(): Promise<void> {
     const env: Record<string, string> = {
       PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
@@ -78,13 +108,14 @@ export class TestDaemon {
       ...(this.options.etcd ? { ETCD_ENDPOINTS: this.options.etcd } : {}),
       ...this.options.env,
     };
-    this.log = '';
-    const wrap = this.options.wrap ?? [];
+    const wrap = await this.isolation(env.ETCD_ENDPOINTS?.split(',')[0]);
+    const logFile = join(this.workDir, 'daemon.log');
+    writeFileSync(logFile, '');
+    const fd = openSync(logFile, 'a');
     const command = [...wrap, process.execPath, DAEMON];
-    const child = spawn(command[0]!, command.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command[0]!, command.slice(1), { env, stdio: ['ignore', fd, fd] });
+    closeSync(fd);
     this.child = child;
-    child.stdout!.on('data', (c: Buffer) => (this.log += c.toString()));
-    child.stderr!.on('data', (c: Buffer) => (this.log += c.toString()));
     const deadline = Date.now() + 20000;
     while (!(existsSync(this.ipamSocket) && this.log.includes('calico-libnetwork serving'))) {
       if (child.exitCode !== null) throw new Error(`daemon exited ${child.exitCode}: ${this.log}`);
@@ -112,7 +143,10 @@ export class TestDaemon {
 
   async destroy(): Promise<void> {
     await this.stop('SIGKILL');
+    for (const relay of this.relays) relay.kill('SIGKILL');
+    if (this.netns) spawnSync('ip', ['netns', 'del', this.netns]);
     rmSync(this.pluginDir, { recursive: true, force: true });
+    rmSync(this.workDir, { recursive: true, force: true });
   }
 }
 

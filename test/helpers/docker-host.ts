@@ -2,14 +2,14 @@ import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process
 import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DAEMON, ROOT } from './daemon.js';
+import { DAEMON } from './daemon.js';
+import { relayEtcdInto } from './relay.js';
 import { TestEtcd } from './etcd.js';
 import { afterAll, beforeAll } from 'vitest';
 import { EtcdEndpointStore } from '../../src/adapters/datastore/etcd/etcd-endpoint-store.js';
 import { PoolOptions, PoolService } from '../../src/services/ipam/pool-service.js';
 import { EtcdContext, storeOn } from './ipam.js';
 
-const RELAY = join(ROOT, 'test/helpers/relay.mjs');
 /** The CLI of Debian's docker.io, matching its engine (a newer CLI on PATH refuses some flags against 20.10). */
 const DOCKER = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
 /** Where a test host's daemon finds etcd: its own loopback, relayed to the shared etcd. */
@@ -43,7 +43,7 @@ export class DockerHost {
   daemon: ChildProcess | undefined;
   /** Extra environment for the daemon, read at each (re)start. */
 
-  private relay: ChildProcess | undefined;
+  private relays: ChildProcess[] = [];
   private readonly extra: ChildProcess[] = [];
 
   constructor(
@@ -93,14 +93,7 @@ export class DockerHost {
       holder.stdout!.once('data', () => resolve());
       holder.once('exit', (code) => reject(new Error(`namespace holder exited ${code}`)));
     });
-    const bridge = join(this.dir, 'etcd.sock');
-    await this.etcd.unixBridge(bridge);
-    const relay = spawn('nsenter', [`--net=/run/netns/${this.netns}`, '--', process.execPath, RELAY, 'tcp', ETCD_IN_HOST, bridge], { stdio: ['ignore', 'pipe', 'inherit'] });
-    this.relay = relay;
-    await new Promise<void>((resolve, reject) => {
-      relay.stdout!.once('data', () => resolve());
-      relay.once('exit', (code) => reject(new Error(`etcd relay exited ${code}`)));
-    });
+    this.relays = await relayEtcdInto(['nsenter', `--net=/run/netns/${this.netns}`, '--'], this.etcd.endpoint, join(this.dir, 'etcd.sock'), ETCD_IN_HOST);
     await this.startDaemon();
     await this.startDockerd();
     this.importBusybox();
@@ -218,7 +211,7 @@ export class DockerHost {
     }
     await this.stopDaemon('SIGKILL');
     this.holder?.kill('SIGKILL');
-    this.relay?.kill('SIGKILL');
+    for (const relay of this.relays) relay.kill('SIGKILL');
     for (const child of this.extra) child.kill('SIGKILL');
     run('ip', ['netns', 'del', this.netns]);
     // containerd shims of this host, if any survived dockerd.

@@ -4,9 +4,6 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/** Where relay.mjs lives: beside this file, also when this file runs compiled from dist/. */
-const RELAY_DIR = import.meta.dirname.replace(/\/dist\/test\/helpers$/, '/test/helpers');
-
 /** A free TCP port on loopback, as the kernel picks it. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -74,21 +71,7 @@ export class TestEtcd {
     }
   }
 
-  private bridges: ChildProcess[] = [];
   private logFile: string | undefined;
-
-  /**
-   * A unix socket that relays to this etcd, served by a child process (so a test blocked in a
-   * synchronous docker call does not stall it): test namespaces reach etcd through it over loopback.
-   */
-  async unixBridge(path: string): Promise<void> {
-    const relay = spawn(process.execPath, [join(RELAY_DIR, 'relay.mjs'), 'unix', path, `127.0.0.1:${this.clientPort}`], { stdio: ['ignore', 'pipe', 'inherit'] });
-    this.bridges.push(relay);
-    await new Promise<void>((resolve, reject) => {
-      relay.stdout!.once('data', () => resolve());
-      relay.once('exit', (code) => reject(new Error(`etcd bridge exited ${code}`)));
-    });
-  }
 
   async stop(): Promise<void> {
     const child = this.child;
@@ -99,7 +82,6 @@ export class TestEtcd {
   }
 
   async destroy(): Promise<void> {
-    for (const bridge of this.bridges.splice(0)) bridge.kill('SIGKILL');
     await this.stop();
     rmSync(this.dataDir, { recursive: true, force: true });
     if (this.logFile) rmSync(this.logFile, { force: true });
