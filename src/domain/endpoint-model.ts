@@ -1,3 +1,5 @@
+import { IpAddr, parseIp } from './cidr.js';
+
 /**
  * Calico v3 WorkloadEndpoint and Profile, with the field names Calico writes
  * (libcalico-go `api/pkg/apis/projectcalico/v3`), so Calico's tools can read them.
@@ -51,6 +53,10 @@ export interface Profile {
   metadata: { name: string; annotations?: Record<string, string>; creationTimestamp?: string };
   spec: { ingress: Rule[]; egress: Rule[]; labelsToApply: Record<string, string> };
 }
+
+/** The addresses of an endpoint, without their /32 or /128. */
+export const endpointAddresses = (endpoint: WorkloadEndpoint | undefined): IpAddr[] =>
+  (endpoint?.spec.ipNetworks ?? []).map((n) => parseIp(n.split('/')[0]!));
 
 /** Annotations of ours on Calico objects. */
 export const NETWORK_NAME_ANNOTATION = 'libnetwork.projectcalico.org/network-name';

@@ -1,5 +1,5 @@
-import { formatIp, IpAddr, parseIp } from '../../domain/cidr.js';
-import { hostInterfaceName, WorkloadEndpoint, workloadEndpointName } from '../../domain/endpoint-model.js';
+import { formatIp, IpAddr } from '../../domain/cidr.js';
+import { endpointAddresses, hostInterfaceName, WorkloadEndpoint, workloadEndpointName } from '../../domain/endpoint-model.js';
 import type { Dataplane } from '../../ports/dataplane.js';
 import type { DockerApi } from '../../ports/docker-api.js';
 import type { EndpointStore } from '../../ports/endpoint-store.js';
@@ -16,7 +16,6 @@ export interface ReconcilerOptions {
   graceMs: number;
 }
 
-const addressesOf = (endpoint: WorkloadEndpoint): IpAddr[] => endpoint.spec.ipNetworks.map((n) => parseIp(n.split('/')[0]!));
 const key = (ip: IpAddr): string => formatIp(ip);
 
 /**
@@ -53,7 +52,7 @@ export class EndpointReconciler {
       const name = endpoint.spec.interfaceName;
       if (!links.has(name)) continue;
       wanted.add(name);
-      const addresses = addressesOf(endpoint);
+      const addresses = endpointAddresses(endpoint);
       await this.dataplane.configureHostInterface(name, { ipv4: true, ipv6: addresses.some((a) => a.family === 6) });
       for (const address of addresses) {
         const route = routes.get(key(address));
@@ -67,7 +66,7 @@ export class EndpointReconciler {
       this.log.info({ interface: name }, 'removing veth of an endpoint that no longer exists');
       await this.dataplane.deleteLink(name);
     }
-    const liveAddresses = new Set(endpoints.flatMap((e) => addressesOf(e.value).map(key)));
+    const liveAddresses = new Set(endpoints.flatMap((e) => endpointAddresses(e.value).map(key)));
     for (const route of routes.values()) {
       if (!liveAddresses.has(key(route.address)) || !wanted.has(route.interfaceName)) await this.dataplane.removeHostRoute(route.address);
     }
@@ -91,7 +90,7 @@ export class EndpointReconciler {
       endpointsRemoved++;
     }
     // Addresses used by any endpoint, of any node, after the removals above.
-    const inUse = new Set((await this.endpoints.listEndpoints()).flatMap((e) => addressesOf(e.value).map(key)));
+    const inUse = new Set((await this.endpoints.listEndpoints()).flatMap((e) => endpointAddresses(e.value).map(key)));
     let addressesReleased = 0;
     for (const block of this.ipam.cache.allBlocks()) {
       const value = block.stored.value;

@@ -1,6 +1,7 @@
 import { formatIp, hostCidr, IpAddr, parseCidr, parseIp } from '../../domain/cidr.js';
 import {
   defaultProfile,
+  endpointAddresses,
   HANDLES_ANNOTATION,
   hostInterfaceName,
   NETWORK_NAME_ANNOTATION,
@@ -49,8 +50,6 @@ export interface CreateEndpointRequest {
   macAddress: string;
 }
 
-const endpointAddresses = (endpoint: WorkloadEndpoint | undefined): IpAddr[] =>
-  (endpoint?.spec.ipNetworks ?? []).map((n) => parseIp(n.split('/')[0]!));
 
 /** The IPv6 link-local address the kernel derives from a MAC (EUI-64), without waiting for it to appear. */
 export function linkLocalFromMac(mac: string): string {
