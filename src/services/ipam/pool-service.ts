@@ -2,7 +2,7 @@ import { cidrsOverlap, formatCidr, IpFamily, parseCidr } from '../../domain/cidr
 import { inUseCount } from '../../domain/allocation-block.js';
 import { ConflictError, InUseError, InvalidRequestError, NotFoundError } from '../../domain/errors.js';
 import type { IpPool } from '../../domain/ipam-model.js';
-import type { IpamStore, IpamWrite } from '../../ports/ipam-store.js';
+import type { IpamSnapshot, IpamStore, IpamWrite } from '../../ports/ipam-store.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
 import { defaultBlockSize, describePool, PoolView, viewOf } from './pool-view.js';
 
@@ -51,22 +51,8 @@ export class PoolService {
     if (!NAME.test(name)) {
       throw new InvalidRequestError(`invalid pool name ${JSON.stringify(name)}: use lower-case letters, digits, '-' and '.', starting and ending with a letter or digit`);
     }
-    const pool: IpPool = {
-      kind: 'IPPool',
-      apiVersion: 'projectcalico.org/v3',
-      metadata: { name, creationTimestamp: new Date().toISOString() },
-      spec: {
-        cidr: formatCidr(cidr),
-        blockSize,
-        ipipMode: options.ipip ? 'Always' : 'Never',
-        vxlanMode: 'Never',
-        natOutgoing: options.natOutgoing === true,
-        disabled: options.disabled === true,
-        nodeSelector: 'all()',
-      },
-    };
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const snapshot = await this.store.snapshot();
+    const pool = poolResource(name, formatCidr(cidr), blockSize, options);
+    await this.createGuarded(pool, (snapshot) => {
       for (const existing of snapshot.pools) {
         const view = viewOf(existing.value);
         if (existing.value.metadata.name === name) throw new ConflictError(`IP pool ${name} already exists`);
@@ -81,12 +67,24 @@ export class PoolService {
       if (conflicting) {
         throw new ConflictError(`IPPool blockSize conflicts with existing allocations: block ${conflicting.value.cidr} is in the way; release its addresses and remove it first`);
       }
-      // Created only if no other pool appeared since the snapshot, so two overlapping adds cannot both win.
-      const result = await this.store.commit([{ target: { kind: 'pool', name }, expect: { absent: true }, value: pool }], { kind: 'pool', revision: snapshot.revision });
-      if (result.succeeded) {
-        this.log.info({ pool: name, cidr: pool.spec.cidr }, 'created IP pool');
-        return pool;
-      }
+      return true;
+    });
+    this.log.info({ pool: name, cidr: pool.spec.cidr }, 'created IP pool');
+    return pool;
+  }
+
+  /**
+   * Creates `pool` if `wanted(snapshot)` says so (it may also throw), and only if no other pool
+   * appeared since that snapshot, so two concurrent creators cannot both win; retried on a lost race.
+   * Resolves true when this call created it.
+   */
+  private async createGuarded(pool: IpPool, wanted: (snapshot: IpamSnapshot) => boolean): Promise<boolean> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const snapshot = await this.store.snapshot();
+      if (!wanted(snapshot)) return false;
+      const target = { kind: 'pool' as const, name: pool.metadata.name };
+      const result = await this.store.commit([{ target, expect: { absent: true }, value: pool }], { kind: 'pool', revision: snapshot.revision });
+      if (result.succeeded) return true;
     }
     throw new ConflictError('Max retries hit - excessive concurrent pool changes');
   }
@@ -98,30 +96,9 @@ export class PoolService {
   async ensureDefaults(defaults: { ipv4?: string; ipv6?: string }): Promise<void> {
     for (const [family, cidr] of [[4, defaults.ipv4], [6, defaults.ipv6]] as const) {
       if (!cidr) continue;
-      for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-        const snapshot = await this.store.snapshot();
-        if (snapshot.pools.some((p) => viewOf(p.value)?.cidr.family === family)) break;
-        const pool: IpPool = {
-          kind: 'IPPool',
-          apiVersion: 'projectcalico.org/v3',
-          metadata: { name: `default-ipv${family}-ippool`, creationTimestamp: new Date().toISOString() },
-          spec: {
-            cidr: formatCidr(parseCidr(cidr, { strict: true })),
-            blockSize: defaultBlockSize(family),
-            ipipMode: 'Never',
-            vxlanMode: 'Never',
-            natOutgoing: true,
-            disabled: false,
-            nodeSelector: 'all()',
-          },
-        };
-        const target = { kind: 'pool' as const, name: pool.metadata.name };
-        const result = await this.store.commit([{ target, expect: { absent: true }, value: pool }], { kind: 'pool', revision: snapshot.revision });
-        if (result.succeeded) {
-          this.log.info({ pool: pool.metadata.name, cidr: pool.spec.cidr }, 'created default IP pool');
-          break;
-        }
-      }
+      const pool = poolResource(`default-ipv${family}-ippool`, formatCidr(parseCidr(cidr, { strict: true })), defaultBlockSize(family), { natOutgoing: true });
+      const created = await this.createGuarded(pool, (snapshot) => !snapshot.pools.some((p) => viewOf(p.value)?.cidr.family === family));
+      if (created) this.log.info({ pool: pool.metadata.name, cidr: pool.spec.cidr }, 'created default IP pool');
     }
   }
 
@@ -155,6 +132,24 @@ export class PoolService {
     this.log.info({ pool: pool.name }, 'removed IP pool');
     return pool;
   }
+}
+
+/** An IPPool resource as Calico writes it. */
+function poolResource(name: string, cidr: string, blockSize: number, options: Pick<PoolOptions, 'ipip' | 'natOutgoing' | 'disabled'>): IpPool {
+  return {
+    kind: 'IPPool',
+    apiVersion: 'projectcalico.org/v3',
+    metadata: { name, creationTimestamp: new Date().toISOString() },
+    spec: {
+      cidr,
+      blockSize,
+      ipipMode: options.ipip ? 'Always' : 'Never',
+      vxlanMode: 'Never',
+      natOutgoing: options.natOutgoing === true,
+      disabled: options.disabled === true,
+      nodeSelector: 'all()',
+    },
+  };
 }
 
 function safeFormat(text: string): string {
