@@ -38,11 +38,7 @@ const suite = dockerHostForSuite(NODE, {
 });
 beforeAll(() => void ({ ctx, endpoints, host } = suite));
 
-beforeEach(() => {
-  const ids = host.docker(['ps', '-aq']).stdout.split('\n').filter(Boolean);
-  if (ids.length) host.docker(['rm', '-f', ...ids]);
-  for (const n of host.docker(['network', 'ls', '--filter', 'driver=calico', '-q']).stdout.split('\n').filter(Boolean)) host.docker(['network', 'rm', n]);
-});
+beforeEach(() => host.clear());
 
 describe('docker network create (Calico upstream cases)', () => {
   it('refuses what Calico refuses, with its messages', () => {
