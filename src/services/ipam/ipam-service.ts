@@ -576,11 +576,11 @@ function groupBy<T, K>(items: T[], keyOf: (item: T) => K): { key: K; items: T[] 
 }
 
 /** Runs `work`; any error it throws fails the jobs it has not settled. */
-async function settleAll(jobs: Job<never>[] | AnyJob[], work: () => Promise<void>): Promise<void> {
+async function settleAll(jobs: Pick<Job<unknown>, 'settled' | 'reject'>[], work: () => Promise<void>): Promise<void> {
   try {
     await work();
   } catch (error) {
     const reported = error instanceof AppError ? error : new DatastoreUnavailableError(String(error), error);
-    for (const job of jobs as Job<unknown>[]) if (!job.settled) job.reject(reported);
+    for (const job of jobs) if (!job.settled) job.reject(reported);
   }
 }
