@@ -78,6 +78,51 @@ describe('nothing leaks for good', () => {
     }
   });
 
+  it('DeleteEndpoint frees the endpoint\'s address; Docker\'s ReleaseAddress after it never frees the address\'s next owner', async () => {
+    const networkId = host.dockerOk(['network', 'create', 'early-release', '--driver', 'calico', '--ipam-driver', 'calico-ipam']);
+    const ipam = host.pluginSocket('calico-ipam');
+    const driver = host.pluginSocket('calico');
+    const request = () => post(ipam, 'IpamDriver.RequestAddress', { PoolID: 'CalicoPoolIPv4', Address: '192.170.77.7', Options: {} });
+    const release = () => post(ipam, 'IpamDriver.ReleaseAddress', { PoolID: 'CalicoPoolIPv4', Address: '192.170.77.7' });
+    expect((await request()).status).toBe(200);
+    const endpointId = 'ef'.repeat(32);
+    const created = await post(driver, 'NetworkDriver.CreateEndpoint', { NetworkID: networkId, EndpointID: endpointId, Interface: { Address: '192.170.77.7/32', MacAddress: '' }, Options: {} });
+    expect(created.status, created.text).toBe(200);
+    expect((await post(driver, 'NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: endpointId })).status).toBe(200);
+    expect(await endpoints.getEndpoint(workloadEndpointName(NODE, endpointId))).toBeNull();
+    expect(await allocated('192.170.77.7')).toBe(false);
+    // Another container takes the address before Docker's ReleaseAddress for the first one arrives.
+    expect((await request()).status).toBe(200);
+    expect((await release()).status).toBe(200);
+    expect(await allocated('192.170.77.7')).toBe(true);
+    // The new owner's own release (its endpoint never came) frees it.
+    expect((await release()).status).toBe(200);
+    expect(await allocated('192.170.77.7')).toBe(false);
+    expect((await new IpamReport(ctx.store).check()).problems).toEqual([]);
+  });
+
+  it('a CreateEndpoint whose write fails is reported by Join, which leaves no veth behind', async () => {
+    const networkId = host.dockerOk(['network', 'create', 'write-fails', '--driver', 'calico', '--ipam-driver', 'calico-ipam']);
+    const endpointId = '12'.repeat(32);
+    const name = workloadEndpointName(NODE, endpointId);
+    const other: WorkloadEndpoint = {
+      kind: 'WorkloadEndpoint',
+      apiVersion: 'projectcalico.org/v3',
+      metadata: { name, namespace: 'libnetwork', labels: {}, creationTimestamp: new Date().toISOString() },
+      spec: { orchestrator: 'libnetwork', workload: 'libnetwork', node: NODE, endpoint: endpointId, interfaceName: `cali${endpointId.slice(0, 11)}`, ipNetworks: ['192.170.88.1/32'], mac: 'ee:ee:ee:ee:ee:ee', profiles: [] },
+    };
+    expect(await endpoints.createEndpoint(other)).toBe(true);
+    const driver = host.pluginSocket('calico');
+    const created = await post(driver, 'NetworkDriver.CreateEndpoint', { NetworkID: networkId, EndpointID: endpointId, Interface: { Address: '192.170.88.2/32', MacAddress: '' }, Options: {} });
+    expect(created.status, created.text).toBe(200);
+    const joined = await post(driver, 'NetworkDriver.Join', { NetworkID: networkId, EndpointID: endpointId, SandboxKey: '/var/run/docker/netns/test', Options: {} });
+    expect(joined.status).toBe(500);
+    expect(joined.body.Err).toBe(`Workload endpoints creation error: endpoint ${name} exists with other addresses; rolled back`);
+    expect(host.onHost(['ip', '-o', 'link']).stdout).not.toContain(`cali${endpointId.slice(0, 11)}`);
+    expect(host.onHost(['ip', 'route']).stdout).not.toContain('192.170.88.2');
+    expect((await post(driver, 'NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: endpointId })).status).toBe(200);
+  });
+
   it('answers malformed and hostile NetworkDriver requests with Err and keeps serving', async () => {
     const socket = host.pluginSocket('calico');
     const cases: [string, string, RegExp][] = [

@@ -49,7 +49,7 @@ async function main(): Promise<void> {
   const ipamDriver = new DockerIpamDriver(ipam, pools);
   const networkDriver = new NetworkDriver(endpointStore, dataplane, docker, ipam, { node: config.nodeName, ...config.network }, log);
   const policy = new PolicyAgent(new EtcdPolicyStore(etcd), new IptablesPolicyDataplane(), config.nodeName, log.child({ component: 'policy' }));
-  const reconciler = new EndpointReconciler(endpointStore, dataplane, docker, ipam, { node: config.nodeName, driverName: DRIVER_NAME, graceMs: config.gcGraceMs }, log);
+  const reconciler = new EndpointReconciler(endpointStore, dataplane, docker, ipam, { node: config.nodeName, driverName: DRIVER_NAME, graceMs: config.gcGraceMs, busyInterfaces: () => networkDriver.busyInterfaces() }, log);
 
   const ipamApp = buildDockerPlugin({ implements: ['IpamDriver'], methods: ipamMethods(ipamDriver), logger: log.child({ socket: 'calico-ipam' }) });
   const networkApp = buildDockerPlugin({
@@ -85,7 +85,7 @@ async function main(): Promise<void> {
     await ipam.stop();
     await policy.stop();
     etcd.close();
-    dataplane.close();
+    await dataplane.close();
     await embedded?.stop();
     process.exit(0);
   };

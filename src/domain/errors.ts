@@ -71,7 +71,7 @@ export class DataplaneError extends AppError {
   constructor(
     readonly op: string,
     readonly errno: string,
-    detail: string,
+    readonly detail: string,
   ) {
     super('E_DATAPLANE', `${op} failed: ${errno}${detail ? ` (${detail})` : ''}`);
   }

@@ -31,5 +31,5 @@ export interface Dataplane {
   listHostRoutes(prefix: string): Promise<HostRoute[]>;
   /** Makes the blackhole routes inside `within` exactly `blocks`. */
   syncBlackholes(blocks: Cidr[], within: Cidr[]): Promise<void>;
-  close(): void;
+  close(): Promise<void>;
 }

@@ -1,6 +1,8 @@
 // Runs one scenario of the netlink dataplane adapter inside the current network namespace (the
 // test starts it in a namespace of its own) and prints what the adapter reported, as JSON.
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { NetlinkDataplane } from '../../dist/src/adapters/dataplane/netlink/netlink-dataplane.js';
+import { EndpointReconciler } from '../../dist/src/services/network/endpoint-reconciler.js';
 import { formatCidr, formatIp, parseCidr, parseIp } from '../../dist/src/domain/cidr.js';
 
 const dataplane = new NetlinkDataplane();
@@ -29,6 +31,36 @@ try {
     await dataplane.syncBlackholes([parseCidr('10.78.1.0/26'), parseCidr('10.78.2.0/26')], pool);
     await dataplane.syncBlackholes([parseCidr('10.78.2.0/26'), parseCidr('10.78.3.0/26')], pool);
     out.deletedMissing = await dataplane.deleteLink('calinothere');
+  } else if (scenario === 'event-loop') {
+    // The kernel does rtnetlink work inside sendmsg(): a veth deletion holds the calling thread ~20 ms.
+    const names = Array.from({ length: 8 }, (_, i) => `calilag${i}`);
+    for (const n of names) await dataplane.createVeth(n, n.replace('cali', 'temp'));
+    const lag = monitorEventLoopDelay({ resolution: 1 });
+    lag.enable();
+    let ticks = 0;
+    const ticker = setInterval(() => ticks++, 1);
+    const start = performance.now();
+    await Promise.all(names.map((n) => dataplane.deleteLink(n)));
+    out.deleteMs = performance.now() - start;
+    clearInterval(ticker);
+    lag.disable();
+    out.ticks = ticks;
+    out.maxLagMs = lag.max / 1e6;
+  } else if (scenario === 'exit-unclosed') {
+    // A daemon that exits on an error does not close its dataplane first.
+    await dataplane.listLinks('');
+    process.exit(0);
+  } else if (scenario === 'reconcile-busy') {
+    // etcd (here: a store that lists no endpoint) has not yet confirmed the endpoint of calibusy1.
+    for (const [n, ip] of [['calibusy1', '10.79.0.1'], ['calistale1', '10.79.0.2']]) {
+      await dataplane.createVeth(n, n.replace('cali', 'temp'));
+      await dataplane.setHostRoute({ address: parseIp(ip), interfaceName: n });
+    }
+    const noEndpoints = { listEndpoints: async () => [] };
+    const reconciler = new EndpointReconciler(noEndpoints, dataplane, null, null, { node: 'n', driverName: 'calico', graceMs: 0, busyInterfaces: () => new Set(['calibusy1']) });
+    await reconciler.reconcileDataplane();
+    out.links = (await dataplane.listLinks('cali')).map((l) => l.name);
+    out.routes = (await dataplane.listHostRoutes('cali')).map((r) => `${formatIp(r.address)} ${r.interfaceName}`);
   } else if (scenario === 'duplicate') {
     await dataplane.createVeth('calid1', 'tempd1');
     try {
@@ -42,7 +74,7 @@ try {
   out.ok = false;
   out.error = String(error?.stack ?? error);
 } finally {
-  dataplane.close();
+  await dataplane.close();
 }
 process.stdout.write(JSON.stringify(out));
 void formatCidr;

@@ -76,7 +76,7 @@ export class DockerIpamDriver {
   async releaseAddress(address: string): Promise<void> {
     const ip = parseRequestedIp(address);
     if (ip.value === 0n) return;
-    await this.ipam.release({ address: ip });
+    await this.ipam.releaseForDocker(ip);
   }
 
   private async familyOfPool(poolId: string): Promise<IpFamily> {

@@ -70,6 +70,8 @@ export interface IpamServiceOptions {
   onOwnedBlocksChanged?: () => void;
 }
 
+/** How long Docker's ReleaseAddress for an address freed with its endpoint is taken as that endpoint's (it follows at once). */
+const RELEASED_WITH_ENDPOINT_MS = 60_000;
 /** One txn holds at most this many allocations: etcd's default limit is 128 operations per txn. */
 const MAX_BATCH = 100;
 /** Compare-and-swap attempts before a request gives up, as Calico's datastoreRetries. */
@@ -116,6 +118,8 @@ export class IpamService {
   private watch: IpamWatch | undefined;
   private loaded: Promise<void> | undefined;
   private stopped = false;
+  /** Addresses freed as their endpoint was deleted, and when: Docker's ReleaseAddress for them is already done. */
+  private readonly releasedWithEndpoint = new Map<string, number>();
   /** Affinity keys learnt from failed claims (a left-over affinity whose block is gone). */
   private readonly knownAffinities = new Map<string, Stored<BlockAffinity> | null>();
 
@@ -218,6 +222,41 @@ export class IpamService {
   /** Frees one address. Resolves with what was freed, or undefined when it was not allocated. */
   release(request: ReleaseRequest): Promise<AllocationInfo | undefined> {
     return this.submit<AllocationInfo | undefined>((job) => ({ ...job, type: 'release', request }) as ReleaseJob);
+  }
+
+  /**
+   * Frees an endpoint's address, by the handle the endpoint holds, as the endpoint is deleted. Docker
+   * asks for the same with ReleaseAddress right after: see releaseForDocker.
+   */
+  async releaseWithEndpoint(address: IpAddr, handleId: string): Promise<void> {
+    const key = formatIp(address);
+    const now = this.now().getTime();
+    // Oldest first: forget the marks whose ReleaseAddress never came.
+    for (const [marked, at] of this.releasedWithEndpoint) {
+      if (now - at < RELEASED_WITH_ENDPOINT_MS) break;
+      this.releasedWithEndpoint.delete(marked);
+    }
+    this.releasedWithEndpoint.delete(key);
+    this.releasedWithEndpoint.set(key, now);
+    try {
+      await this.release({ address, handleId });
+    } catch (error) {
+      // Docker's ReleaseAddress will try again.
+      this.releasedWithEndpoint.delete(key);
+      throw error;
+    }
+  }
+
+  /**
+   * Docker's ReleaseAddress, which names only the address. When the address was freed with its
+   * endpoint a moment ago, it may be another endpoint's by now: this release is already done.
+   */
+  async releaseForDocker(address: IpAddr): Promise<void> {
+    const key = formatIp(address);
+    const freedAt = this.releasedWithEndpoint.get(key);
+    this.releasedWithEndpoint.delete(key);
+    if (freedAt !== undefined && this.now().getTime() - freedAt < RELEASED_WITH_ENDPOINT_MS) return;
+    await this.release({ address });
   }
 
   private async submit<T>(make: (job: Job<T>) => AnyJob): Promise<T> {

@@ -14,6 +14,11 @@ export interface ReconcilerOptions {
   driverName: string;
   /** Endpoints and addresses younger than this are never collected: Docker may still be between calls. */
   graceMs: number;
+  /**
+   * Host interfaces of endpoints the network driver holds right now: one being created may have its
+   * veth before etcd shows its endpoint, and must not be taken for a stale one.
+   */
+  busyInterfaces?: () => ReadonlySet<string>;
 }
 
 const key = (ip: IpAddr): string => formatIp(ip);
@@ -43,6 +48,7 @@ export class EndpointReconciler {
 
   /** Kernel state from etcd: what a daemon restart (or kill -9) must leave working. */
   async reconcileDataplane(): Promise<void> {
+    const busy = this.options.busyInterfaces?.() ?? new Set<string>();
     const endpoints = await this.localEndpoints();
     const links = new Map((await this.dataplane.listLinks(HOST_INTERFACE_PREFIX)).map((l) => [l.name, l]));
     const routes = new Map((await this.dataplane.listHostRoutes(HOST_INTERFACE_PREFIX)).map((r) => [key(r.address), r]));
@@ -62,12 +68,13 @@ export class EndpointReconciler {
       }
     }
     for (const name of links.keys()) {
-      if (wanted.has(name)) continue;
+      if (wanted.has(name) || busy.has(name)) continue;
       this.log.info({ interface: name }, 'removing veth of an endpoint that no longer exists');
       await this.dataplane.deleteLink(name);
     }
     const liveAddresses = new Set(endpoints.flatMap((e) => endpointAddresses(e.value).map(key)));
     for (const route of routes.values()) {
+      if (busy.has(route.interfaceName)) continue;
       if (!liveAddresses.has(key(route.address)) || !wanted.has(route.interfaceName)) await this.dataplane.removeHostRoute(route.address);
     }
   }

@@ -73,6 +73,8 @@ export class NetworkDriver {
   private readonly namedProfiles = new Set<string>();
   /** This node's endpoints as last written, so Join, Leave and DeleteEndpoint need no etcd read. */
   private readonly known = new Map<string, WorkloadEndpoint>();
+  /** Endpoint writes begun by CreateEndpoint that Join (or DeleteEndpoint) has not yet waited for. */
+  private readonly writing = new Map<string, Promise<void>>();
 
   constructor(
     private readonly endpoints: EndpointStore,
@@ -83,6 +85,11 @@ export class NetworkDriver {
     log?: Logger,
   ) {
     this.log = log ?? silentLogger;
+  }
+
+  /** Host interfaces of the endpoints this driver holds, including any whose write etcd has not confirmed yet. */
+  busyInterfaces(): ReadonlySet<string> {
+    return new Set([...this.known.values()].map((e) => e.spec.interfaceName));
   }
 
   capabilities(): { Scope: string; ConnectivityScope: string } {
@@ -146,21 +153,54 @@ export class NetworkDriver {
         profiles,
       },
     };
-    if (!(await this.endpoints.createEndpoint(endpoint))) {
-      const existing = await this.endpoints.getEndpoint(endpoint.metadata.name);
-      // Docker retries a call whose answer it lost: the same endpoint again is not an error.
-      if (existing?.value.spec.endpoint !== request.endpointId || existing.value.spec.ipNetworks.join() !== ipNetworks.join()) {
-        throw new AppError('E_CONFLICT', `Workload endpoints creation error: endpoint ${endpoint.metadata.name} exists with other addresses`);
-      }
-    }
     this.known.set(request.endpointId, endpoint);
+    // Docker follows CreateEndpoint with Join (or, giving up, DeleteEndpoint): the write goes on while
+    // Docker does, and Join reports it if it failed, leaving nothing behind.
+    const write = this.storeEndpoint(endpoint);
+    write.catch(() => undefined);
+    this.writing.set(request.endpointId, write);
     return request.macAddress === '' ? { macAddress: WORKLOAD_MAC } : {};
   }
 
+  private async storeEndpoint(endpoint: WorkloadEndpoint): Promise<void> {
+    if (await this.endpoints.createEndpoint(endpoint)) return;
+    const existing = await this.endpoints.getEndpoint(endpoint.metadata.name);
+    // Docker retries a call whose answer it lost: the same endpoint again is not an error.
+    if (existing?.value.spec.endpoint !== endpoint.spec.endpoint || existing.value.spec.ipNetworks.join() !== endpoint.spec.ipNetworks.join()) {
+      throw new AppError('E_CONFLICT', `Workload endpoints creation error: endpoint ${endpoint.metadata.name} exists with other addresses`);
+    }
+  }
+
+  /** Waits for the endpoint's write started by CreateEndpoint; a failed one forgets the endpoint. */
+  private async stored(endpointId: string): Promise<void> {
+    const write = this.writing.get(endpointId);
+    if (!write) return;
+    try {
+      await write;
+    } catch (error) {
+      this.known.delete(endpointId);
+      throw error;
+    } finally {
+      if (this.writing.get(endpointId) === write) this.writing.delete(endpointId);
+    }
+  }
+
   async deleteEndpoint(endpointId: string): Promise<void> {
+    await this.stored(endpointId).catch(() => undefined);
+    const endpoint = await this.endpoint(endpointId);
     await this.detach(endpointId);
-    await this.endpoints.deleteEndpoint(workloadEndpointName(this.options.node, endpointId));
+    // Docker calls ReleaseAddress for each address next and waits for each: they are freed here, by
+    // the handles this endpoint holds, alongside the endpoint's deletion.
+    await Promise.all([this.endpoints.deleteEndpoint(workloadEndpointName(this.options.node, endpointId)), ...this.releaseAddresses(endpoint)]);
     this.known.delete(endpointId);
+  }
+
+  private releaseAddresses(endpoint: WorkloadEndpoint | undefined): Promise<void>[] {
+    const handles = new Set(endpoint?.metadata.annotations?.[HANDLES_ANNOTATION]?.split(',') ?? []);
+    return endpointAddresses(endpoint).flatMap((address) => {
+      const handleId = this.ipam.allocationOf(address)?.handleId;
+      return handleId && handles.has(handleId) ? [this.ipam.releaseWithEndpoint(address, handleId)] : [];
+    });
   }
 
   /** The endpoint as this daemon wrote it, else as etcd has it (after a restart). */
@@ -191,13 +231,15 @@ export class NetworkDriver {
     const routeVia = sandbox.length > 0 ? hostInterfaceName(sandbox[0]!) : hostName;
     try {
       await this.dataplane.configureHostInterface(hostName, { ipv4: true, ipv6: hasIpv6 });
+      // Nothing routes to the endpoint before etcd has it.
+      await this.stored(endpointId);
       for (const address of addresses) await this.dataplane.setHostRoute({ address, interfaceName: routeVia });
     } catch (error) {
       const rollback = await this.dataplane.deleteLink(hostName).then(
         () => 'rolled back',
         (e: Error) => `failed to roll back: ${e.message}`,
       );
-      throw new AppError('E_DATAPLANE', `${(error as Error).message}; ${rollback}`, { cause: error });
+      throw new AppError(error instanceof AppError ? error.code : 'E_DATAPLANE', `${(error as Error).message}; ${rollback}`, { cause: error });
     }
     this.sandboxes.set(sandboxKey, [...sandbox, endpointId]);
     if (this.options.labelEndpoints) void this.copyLabels(endpoint.metadata.name, networkId, endpointId);

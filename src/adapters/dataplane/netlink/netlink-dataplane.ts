@@ -1,211 +1,151 @@
-import { readFile, writeFile } from 'node:fs/promises';
-import nl from 'netlink';
-import { Cidr, cidrsOverlap, familyBits, formatCidr, IpAddr, IpFamily } from '../../../domain/cidr.js';
+import { once } from 'node:events';
+import { Worker } from 'node:worker_threads';
+// The binding's code must stay mapped while the worker's event loop closes its handles: a process that
+// exits with the worker still running would otherwise run an unmapped close callback (SIGSEGV).
+import 'netlink';
+import type { Cidr, IpAddr } from '../../../domain/cidr.js';
 import { DataplaneError } from '../../../domain/errors.js';
 import type { Dataplane, HostRoute, LinkInfo } from '../../../ports/dataplane.js';
 
-const { createRtNetlink, AttrStream, ifla, rt } = nl;
-type RtSocket = ReturnType<typeof createRtNetlink>;
+type Method = Exclude<keyof Dataplane, 'close'>;
+export interface DataplaneCall {
+  id: number;
+  method: Method;
+  args: unknown[];
+}
+export interface WorkerData {
+  /** Set to 1 by the worker once its netlink socket is closed. */
+  socketClosed: Int32Array;
+}
+export type DataplaneReply = { id: number; result: unknown } | { id: number; failure: { op: string; errno: string; detail: string } };
 
-const AF: Record<IpFamily, number> = { 4: 2, 6: 10 };
-const NLM_F_CREATE = 0x400;
-const NLM_F_EXCL = 0x200;
-const NLM_F_REPLACE = 0x100;
-const MAIN_TABLE = 254;
-/** Every request carries a deadline: a wedged netlink socket must not hang a Docker call. */
-const TIMEOUT = { timeout: 5000 };
-
-function toBuffer(data: Parameters<InstanceType<typeof AttrStream>['emit']>[0]): Buffer {
-  const stream = new AttrStream();
-  stream.emit(data);
-  return Buffer.concat(stream.bufs);
+interface RunningWorker {
+  thread: Worker;
+  socketClosed: Int32Array;
 }
 
-const addressBytes = (ip: IpAddr): Buffer => Buffer.from(ip.value.toString(16).padStart(familyBits(ip.family) / 4, '0'), 'hex');
-const bytesToValue = (bytes: Buffer): bigint => BigInt(`0x${bytes.toString('hex') || '0'}`);
-const macText = (bytes: Buffer | undefined): string => (bytes ? [...bytes].map((b) => b.toString(16).padStart(2, '0')).join(':') : '');
+interface Pending {
+  thread: Worker;
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+}
 
-/** The host kernel through rtnetlink (npm `netlink`) and /proc/sys; never by running `ip`. */
+/**
+ * The host kernel's dataplane, run in a worker thread. rtnetlink requests are carried out inside
+ * sendmsg() on the thread that sends them, and deleting a veth takes the kernel ~20 ms: on the
+ * daemon's own thread that would stall every Docker request behind it. The worker keeps requests in
+ * the order they were made, so a route queued after a deletion is never undone by it.
+ */
 export class NetlinkDataplane implements Dataplane {
-  private readonly socket: RtSocket = createRtNetlink();
+  private worker: RunningWorker | undefined;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+
+  createVeth(hostName: string, peerName: string, mtu?: number): Promise<{ hostMac: string }> {
+    return this.call('createVeth', [hostName, peerName, mtu]);
+  }
+
+  deleteLink(name: string): Promise<boolean> {
+    return this.call('deleteLink', [name]);
+  }
+
+  listLinks(prefix: string): Promise<LinkInfo[]> {
+    return this.call('listLinks', [prefix]);
+  }
+
+  configureHostInterface(name: string, families: { ipv4: boolean; ipv6: boolean }): Promise<void> {
+    return this.call('configureHostInterface', [name, families]);
+  }
+
+  enableForwarding(): Promise<void> {
+    return this.call('enableForwarding', []);
+  }
+
+  setHostRoute(route: HostRoute): Promise<void> {
+    return this.call('setHostRoute', [route]);
+  }
+
+  removeHostRoute(address: IpAddr): Promise<void> {
+    return this.call('removeHostRoute', [address]);
+  }
+
+  listHostRoutes(prefix: string): Promise<HostRoute[]> {
+    return this.call('listHostRoutes', [prefix]);
+  }
+
+  syncBlackholes(blocks: Cidr[], within: Cidr[]): Promise<void> {
+    return this.call('syncBlackholes', [blocks, within]);
+  }
+
+  /** Resolves once the worker has closed its socket and ended. */
+  async close(): Promise<void> {
+    const worker = this.worker;
+    if (!worker) return;
+    this.forget();
+    const exited = once(worker.thread, 'exit');
+    worker.thread.ref();
+    worker.thread.postMessage('close');
+    await exited;
+  }
+
   /**
-   * One request at a time on the socket: the kernel refuses a second dump while one is in progress
-   * on the same socket (EBUSY), and the library mixes up interleaved multipart replies. Docker calls
-   * Leave for several containers at once, so this is the normal case.
+   * A process that exits (an error, process.exit) ends its workers mid-flight, and the native
+   * binding aborts if its socket is still open then: the worker is told to close it, and the exit
+   * waits (briefly, synchronously, as exit handlers must) until it has.
    */
-  private tail: Promise<unknown> = Promise.resolve();
+  private readonly closeOnExit = (): void => {
+    const worker = this.worker;
+    if (!worker) return;
+    this.forget();
+    worker.thread.postMessage('close');
+    Atomics.wait(worker.socketClosed, 0, 0, 1000);
+  };
 
-  private async run<T>(op: string, detail: string, work: () => Promise<T>): Promise<T> {
-    const result = this.tail.then(work);
-    this.tail = result.catch(() => undefined);
-    try {
-      return await result;
-    } catch (error) {
-      const errno = /Request rejected: (\w+)/.exec((error as Error).message)?.[1] ?? (error as Error).message;
-      throw new DataplaneError(op, errno, detail);
+  private forget(): void {
+    this.worker = undefined;
+    process.off('exit', this.closeOnExit);
+  }
+
+  private call<T>(method: Method, args: unknown[]): Promise<T> {
+    const { thread } = this.running();
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { thread, resolve: resolve as (value: unknown) => void, reject });
+      // The worker keeps the process alive only while an answer is awaited.
+      thread.ref();
+      thread.postMessage({ id, method, args } satisfies DataplaneCall);
+    });
+  }
+
+  private running(): RunningWorker {
+    if (this.worker) return this.worker;
+    const socketClosed = new Int32Array(new SharedArrayBuffer(4));
+    const thread = new Worker(new URL('./netlink-worker.js', import.meta.url), { workerData: { socketClosed } satisfies WorkerData });
+    thread.on('message', (reply: DataplaneReply) => this.settle(reply));
+    // A worker that dies fails what it was doing; the next call starts a new one.
+    thread.on('error', (error) => this.failAll(thread, new DataplaneError('netlink worker', 'EIO', error.message)));
+    thread.on('exit', (code) => this.failAll(thread, new DataplaneError('netlink worker', 'EIO', `exited with code ${code}`)));
+    thread.unref();
+    this.worker = { thread, socketClosed };
+    process.on('exit', this.closeOnExit);
+    return this.worker;
+  }
+
+  private settle(reply: DataplaneReply): void {
+    const pending = this.pending.get(reply.id);
+    if (!pending) return;
+    this.pending.delete(reply.id);
+    if ('failure' in reply) pending.reject(new DataplaneError(reply.failure.op, reply.failure.errno, reply.failure.detail));
+    else pending.resolve(reply.result);
+    if (this.pending.size === 0) this.worker?.thread.unref();
+  }
+
+  private failAll(thread: Worker, error: Error): void {
+    if (this.worker?.thread === thread) this.forget();
+    for (const [id, pending] of this.pending) {
+      if (pending.thread !== thread) continue;
+      this.pending.delete(id);
+      pending.reject(error);
     }
-  }
-
-  /** One link by name (RTM_GETLINK with IFLA_IFNAME): no dump of every link. */
-  private async link(name: string) {
-    try {
-      return (await this.run('getLink', name, () => this.socket.getLink({}, { ifname: name }, TIMEOUT)))[0];
-    } catch (error) {
-      if (error instanceof DataplaneError && error.errno === 'ENODEV') return undefined;
-      throw error;
-    }
-  }
-
-  private async linkIndex(name: string): Promise<number | undefined> {
-    return (await this.link(name))?.data.index;
-  }
-
-  async createVeth(hostName: string, peerName: string, mtu?: number): Promise<{ hostMac: string }> {
-    const peer = Buffer.concat([rt.formatLink({}), toBuffer(ifla.formatLinkAttrs({ ifname: peerName, ...(mtu ? { mtu } : {}) }))]);
-    const linkinfo = toBuffer(ifla.formatInfo({ kind: 'veth', data: toBuffer(ifla.formatVethInfo({ peer })) }));
-    const detail = `${hostName}/${peerName}${mtu ? ` mtu ${mtu}` : ''}`;
-    await this.run('create veth', detail, () =>
-      this.socket.newLink({}, { ifname: hostName, ...(mtu ? { mtu } : {}), linkinfo }, { flags: NLM_F_CREATE | NLM_F_EXCL, ...TIMEOUT }),
-    );
-    // Up by name (a veth cannot be created up: its peer does not exist yet), with no dump of every link.
-    for (const name of [hostName, peerName]) {
-      await this.run('set link up', name, () => this.socket.setLink({ flags: { up: true }, change: { up: true } }, { ifname: name }, TIMEOUT));
-    }
-    const host = await this.link(hostName);
-    if (!host) throw new DataplaneError('create veth', 'ENODEV', `${hostName} missing after creation`);
-    return { hostMac: macText(host.attrs.address) };
-  }
-
-  async deleteLink(name: string): Promise<boolean> {
-    try {
-      // By name: RTM_DELLINK takes IFLA_IFNAME, so no dump of every link is needed.
-      await this.run('delete link', name, () => this.socket.delLink({}, { ifname: name }, TIMEOUT));
-    } catch (error) {
-      if (error instanceof DataplaneError && error.errno === 'ENODEV') return false;
-      throw error;
-    }
-    return true;
-  }
-
-  async listLinks(prefix: string): Promise<LinkInfo[]> {
-    const links = await this.run('getLinks', prefix, () => this.socket.getLinks(undefined, undefined, TIMEOUT));
-    return links
-      .filter((l) => l.attrs.ifname?.startsWith(prefix))
-      .map((l) => ({
-        name: l.attrs.ifname!,
-        mac: macText(l.attrs.address),
-        up: l.data.flags?.up === true,
-        ...(l.attrs.linkNetnsid !== undefined ? { peerNetns: l.attrs.linkNetnsid } : {}),
-      }));
-  }
-
-  async configureHostInterface(name: string, families: { ipv4: boolean; ipv6: boolean }): Promise<void> {
-    if (families.ipv4) {
-      await sysctl(`net/ipv4/conf/${name}/rp_filter`, '1');
-      await sysctl(`net/ipv4/conf/${name}/route_localnet`, '1');
-      await sysctl(`net/ipv4/conf/${name}/proxy_arp`, '1');
-      await sysctl(`net/ipv4/neigh/${name}/proxy_delay`, '0');
-      await sysctl(`net/ipv4/conf/${name}/forwarding`, '1');
-    }
-    if (families.ipv6 && (await ipv6Enabled())) {
-      await sysctl(`net/ipv6/conf/${name}/proxy_ndp`, '1');
-      await sysctl(`net/ipv6/conf/${name}/forwarding`, '1');
-    }
-  }
-
-  async enableForwarding(): Promise<void> {
-    await sysctl('net/ipv4/ip_forward', '1');
-    if (await ipv6Enabled()) await sysctl('net/ipv6/conf/all/forwarding', '1');
-  }
-
-  async setHostRoute(route: HostRoute): Promise<void> {
-    const oif = await this.linkIndex(route.interfaceName);
-    if (oif === undefined) throw new DataplaneError('add route', 'ENODEV', `${route.interfaceName} does not exist`);
-    const detail = `${formatCidr({ family: route.address.family, base: route.address.value, prefix: familyBits(route.address.family) })} dev ${route.interfaceName}`;
-    await this.run('add route', detail, () =>
-      this.socket.newRoute(
-        { family: AF[route.address.family], dstLen: familyBits(route.address.family), table: MAIN_TABLE, protocol: 'BOOT', scope: 'LINK', type: 'UNICAST' },
-        { dst: addressBytes(route.address), oif },
-        { flags: NLM_F_CREATE | NLM_F_REPLACE, ...TIMEOUT },
-      ),
-    );
-  }
-
-  async removeHostRoute(address: IpAddr): Promise<void> {
-    try {
-      await this.run('delete route', '', () =>
-        this.socket.delRoute({ family: AF[address.family], dstLen: familyBits(address.family), table: MAIN_TABLE, scope: 'NOWHERE' }, { dst: addressBytes(address) }, TIMEOUT),
-      );
-    } catch (error) {
-      if (!(error instanceof DataplaneError && error.errno === 'ESRCH')) throw error;
-    }
-  }
-
-  async listHostRoutes(prefix: string): Promise<HostRoute[]> {
-    const links = await this.listLinksByIndex();
-    const routes: HostRoute[] = [];
-    for (const family of [4, 6] as const) {
-      const found = await this.run('list routes', '', () => this.socket.getRoutes({ family: AF[family] }, undefined, TIMEOUT));
-      for (const r of found) {
-        const name = r.attrs.oif === undefined ? undefined : links.get(r.attrs.oif);
-        if (r.data.dstLen !== familyBits(family) || r.data.type !== 'UNICAST' || !r.attrs.dst || !name?.startsWith(prefix)) continue;
-        if (r.attrs.table !== undefined && r.attrs.table !== MAIN_TABLE) continue;
-        routes.push({ address: { family, value: bytesToValue(r.attrs.dst) }, interfaceName: name });
-      }
-    }
-    return routes;
-  }
-
-  async syncBlackholes(blocks: Cidr[], within: Cidr[]): Promise<void> {
-    const wanted = new Map(blocks.map((b) => [formatCidr(b), b]));
-    for (const family of [4, 6] as const) {
-      if (family === 6 && !blocks.some((b) => b.family === 6) && !(await ipv6Enabled())) continue;
-      const found = await this.run('list routes', '', () => this.socket.getRoutes({ family: AF[family] }, undefined, TIMEOUT));
-      for (const r of found) {
-        if (r.data.type !== 'BLACKHOLE' || !r.attrs.dst) continue;
-        const cidr: Cidr = { family, base: bytesToValue(r.attrs.dst), prefix: r.data.dstLen ?? 0 };
-        if (wanted.delete(formatCidr(cidr))) continue;
-        // Only blackholes inside our pools are ours to remove.
-        if (within.some((pool) => cidrsOverlap(pool, cidr))) {
-          await this.run('delete blackhole', formatCidr(cidr), () =>
-            this.socket.delRoute({ family: AF[family], dstLen: cidr.prefix, table: MAIN_TABLE, type: 'BLACKHOLE' }, { dst: r.attrs.dst! }, TIMEOUT),
-          );
-        }
-      }
-    }
-    for (const block of wanted.values()) {
-      await this.run('add blackhole', formatCidr(block), () =>
-        this.socket.newRoute(
-          { family: AF[block.family], dstLen: block.prefix, table: MAIN_TABLE, protocol: 'STATIC', scope: 'UNIVERSE', type: 'BLACKHOLE' },
-          { dst: addressBytes({ family: block.family, value: block.base }) },
-          { flags: NLM_F_CREATE | NLM_F_REPLACE, ...TIMEOUT },
-        ),
-      );
-    }
-  }
-
-  private async listLinksByIndex(): Promise<Map<number, string>> {
-    const links = await this.run('getLinks', '', () => this.socket.getLinks(undefined, undefined, TIMEOUT));
-    return new Map(links.map((l) => [l.data.index!, l.attrs.ifname ?? '']));
-  }
-
-  close(): void {
-    this.socket.socket.close();
-  }
-}
-
-async function sysctl(path: string, value: string): Promise<void> {
-  try {
-    await writeFile(`/proc/sys/${path}`, value);
-  } catch (error) {
-    throw new DataplaneError('sysctl', (error as NodeJS.ErrnoException).code ?? 'EIO', `${path.replace(/\//g, '.')}=${value}`);
-  }
-}
-
-async function ipv6Enabled(): Promise<boolean> {
-  try {
-    return (await readFile('/proc/sys/net/ipv6/conf/all/disable_ipv6', 'utf8')).trim() === '0';
-  } catch {
-    return false;
   }
 }

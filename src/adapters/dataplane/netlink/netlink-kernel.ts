@@ -1,0 +1,215 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import nl from 'netlink';
+import { Cidr, cidrsOverlap, familyBits, formatCidr, IpAddr, IpFamily } from '../../../domain/cidr.js';
+import { DataplaneError } from '../../../domain/errors.js';
+import type { Dataplane, HostRoute, LinkInfo } from '../../../ports/dataplane.js';
+
+const { createRtNetlink, AttrStream, ifla, rt } = nl;
+type RtSocket = ReturnType<typeof createRtNetlink>;
+
+const AF: Record<IpFamily, number> = { 4: 2, 6: 10 };
+const NLM_F_CREATE = 0x400;
+const NLM_F_EXCL = 0x200;
+const NLM_F_REPLACE = 0x100;
+const MAIN_TABLE = 254;
+/** Every request carries a deadline: a wedged netlink socket must not hang a Docker call. */
+const TIMEOUT = { timeout: 5000 };
+
+function toBuffer(data: Parameters<InstanceType<typeof AttrStream>['emit']>[0]): Buffer {
+  const stream = new AttrStream();
+  stream.emit(data);
+  return Buffer.concat(stream.bufs);
+}
+
+const addressBytes = (ip: IpAddr): Buffer => Buffer.from(ip.value.toString(16).padStart(familyBits(ip.family) / 4, '0'), 'hex');
+const bytesToValue = (bytes: Buffer): bigint => BigInt(`0x${bytes.toString('hex') || '0'}`);
+const macText = (bytes: Buffer | undefined): string => (bytes ? [...bytes].map((b) => b.toString(16).padStart(2, '0')).join(':') : '');
+
+/**
+ * The host kernel through rtnetlink (npm `netlink`) and /proc/sys; never by running `ip`. The kernel
+ * does rtnetlink work inside sendmsg(), on the calling thread: the daemon runs this in a worker thread
+ * of its own (see NetlinkDataplane), so a veth deletion (~20 ms) never holds up Docker's requests.
+ */
+export class NetlinkKernel implements Dataplane {
+  private readonly socket: RtSocket = createRtNetlink();
+  /**
+   * One request at a time on the socket: the kernel refuses a second dump while one is in progress
+   * on the same socket (EBUSY), and the library mixes up interleaved multipart replies. Docker calls
+   * Leave for several containers at once, so this is the normal case.
+   */
+  private tail: Promise<unknown> = Promise.resolve();
+
+  private async run<T>(op: string, detail: string, work: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(work);
+    this.tail = result.catch(() => undefined);
+    try {
+      return await result;
+    } catch (error) {
+      const errno = /Request rejected: (\w+)/.exec((error as Error).message)?.[1] ?? (error as Error).message;
+      throw new DataplaneError(op, errno, detail);
+    }
+  }
+
+  /** One link by name (RTM_GETLINK with IFLA_IFNAME): no dump of every link. */
+  private async link(name: string) {
+    try {
+      return (await this.run('getLink', name, () => this.socket.getLink({}, { ifname: name }, TIMEOUT)))[0];
+    } catch (error) {
+      if (error instanceof DataplaneError && error.errno === 'ENODEV') return undefined;
+      throw error;
+    }
+  }
+
+  private async linkIndex(name: string): Promise<number | undefined> {
+    return (await this.link(name))?.data.index;
+  }
+
+  async createVeth(hostName: string, peerName: string, mtu?: number): Promise<{ hostMac: string }> {
+    const peer = Buffer.concat([rt.formatLink({}), toBuffer(ifla.formatLinkAttrs({ ifname: peerName, ...(mtu ? { mtu } : {}) }))]);
+    const linkinfo = toBuffer(ifla.formatInfo({ kind: 'veth', data: toBuffer(ifla.formatVethInfo({ peer })) }));
+    const detail = `${hostName}/${peerName}${mtu ? ` mtu ${mtu}` : ''}`;
+    await this.run('create veth', detail, () =>
+      this.socket.newLink({}, { ifname: hostName, ...(mtu ? { mtu } : {}), linkinfo }, { flags: NLM_F_CREATE | NLM_F_EXCL, ...TIMEOUT }),
+    );
+    // Up by name (a veth cannot be created up: its peer does not exist yet), with no dump of every link.
+    for (const name of [hostName, peerName]) {
+      await this.run('set link up', name, () => this.socket.setLink({ flags: { up: true }, change: { up: true } }, { ifname: name }, TIMEOUT));
+    }
+    const host = await this.link(hostName);
+    if (!host) throw new DataplaneError('create veth', 'ENODEV', `${hostName} missing after creation`);
+    return { hostMac: macText(host.attrs.address) };
+  }
+
+  async deleteLink(name: string): Promise<boolean> {
+    try {
+      // By name: RTM_DELLINK takes IFLA_IFNAME, so no dump of every link is needed.
+      await this.run('delete link', name, () => this.socket.delLink({}, { ifname: name }, TIMEOUT));
+    } catch (error) {
+      if (error instanceof DataplaneError && error.errno === 'ENODEV') return false;
+      throw error;
+    }
+    return true;
+  }
+
+  async listLinks(prefix: string): Promise<LinkInfo[]> {
+    const links = await this.run('getLinks', prefix, () => this.socket.getLinks(undefined, undefined, TIMEOUT));
+    return links
+      .filter((l) => l.attrs.ifname?.startsWith(prefix))
+      .map((l) => ({
+        name: l.attrs.ifname!,
+        mac: macText(l.attrs.address),
+        up: l.data.flags?.up === true,
+        ...(l.attrs.linkNetnsid !== undefined ? { peerNetns: l.attrs.linkNetnsid } : {}),
+      }));
+  }
+
+  async configureHostInterface(name: string, families: { ipv4: boolean; ipv6: boolean }): Promise<void> {
+    if (families.ipv4) {
+      await sysctl(`net/ipv4/conf/${name}/rp_filter`, '1');
+      await sysctl(`net/ipv4/conf/${name}/route_localnet`, '1');
+      await sysctl(`net/ipv4/conf/${name}/proxy_arp`, '1');
+      await sysctl(`net/ipv4/neigh/${name}/proxy_delay`, '0');
+      await sysctl(`net/ipv4/conf/${name}/forwarding`, '1');
+    }
+    if (families.ipv6 && (await ipv6Enabled())) {
+      await sysctl(`net/ipv6/conf/${name}/proxy_ndp`, '1');
+      await sysctl(`net/ipv6/conf/${name}/forwarding`, '1');
+    }
+  }
+
+  async enableForwarding(): Promise<void> {
+    await sysctl('net/ipv4/ip_forward', '1');
+    if (await ipv6Enabled()) await sysctl('net/ipv6/conf/all/forwarding', '1');
+  }
+
+  async setHostRoute(route: HostRoute): Promise<void> {
+    const oif = await this.linkIndex(route.interfaceName);
+    if (oif === undefined) throw new DataplaneError('add route', 'ENODEV', `${route.interfaceName} does not exist`);
+    const detail = `${formatCidr({ family: route.address.family, base: route.address.value, prefix: familyBits(route.address.family) })} dev ${route.interfaceName}`;
+    await this.run('add route', detail, () =>
+      this.socket.newRoute(
+        { family: AF[route.address.family], dstLen: familyBits(route.address.family), table: MAIN_TABLE, protocol: 'BOOT', scope: 'LINK', type: 'UNICAST' },
+        { dst: addressBytes(route.address), oif },
+        { flags: NLM_F_CREATE | NLM_F_REPLACE, ...TIMEOUT },
+      ),
+    );
+  }
+
+  async removeHostRoute(address: IpAddr): Promise<void> {
+    try {
+      await this.run('delete route', '', () =>
+        this.socket.delRoute({ family: AF[address.family], dstLen: familyBits(address.family), table: MAIN_TABLE, scope: 'NOWHERE' }, { dst: addressBytes(address) }, TIMEOUT),
+      );
+    } catch (error) {
+      if (!(error instanceof DataplaneError && error.errno === 'ESRCH')) throw error;
+    }
+  }
+
+  async listHostRoutes(prefix: string): Promise<HostRoute[]> {
+    const links = await this.listLinksByIndex();
+    const routes: HostRoute[] = [];
+    for (const family of [4, 6] as const) {
+      const found = await this.run('list routes', '', () => this.socket.getRoutes({ family: AF[family] }, undefined, TIMEOUT));
+      for (const r of found) {
+        const name = r.attrs.oif === undefined ? undefined : links.get(r.attrs.oif);
+        if (r.data.dstLen !== familyBits(family) || r.data.type !== 'UNICAST' || !r.attrs.dst || !name?.startsWith(prefix)) continue;
+        if (r.attrs.table !== undefined && r.attrs.table !== MAIN_TABLE) continue;
+        routes.push({ address: { family, value: bytesToValue(r.attrs.dst) }, interfaceName: name });
+      }
+    }
+    return routes;
+  }
+
+  async syncBlackholes(blocks: Cidr[], within: Cidr[]): Promise<void> {
+    const wanted = new Map(blocks.map((b) => [formatCidr(b), b]));
+    for (const family of [4, 6] as const) {
+      if (family === 6 && !blocks.some((b) => b.family === 6) && !(await ipv6Enabled())) continue;
+      const found = await this.run('list routes', '', () => this.socket.getRoutes({ family: AF[family] }, undefined, TIMEOUT));
+      for (const r of found) {
+        if (r.data.type !== 'BLACKHOLE' || !r.attrs.dst) continue;
+        const cidr: Cidr = { family, base: bytesToValue(r.attrs.dst), prefix: r.data.dstLen ?? 0 };
+        if (wanted.delete(formatCidr(cidr))) continue;
+        // Only blackholes inside our pools are ours to remove.
+        if (within.some((pool) => cidrsOverlap(pool, cidr))) {
+          await this.run('delete blackhole', formatCidr(cidr), () =>
+            this.socket.delRoute({ family: AF[family], dstLen: cidr.prefix, table: MAIN_TABLE, type: 'BLACKHOLE' }, { dst: r.attrs.dst! }, TIMEOUT),
+          );
+        }
+      }
+    }
+    for (const block of wanted.values()) {
+      await this.run('add blackhole', formatCidr(block), () =>
+        this.socket.newRoute(
+          { family: AF[block.family], dstLen: block.prefix, table: MAIN_TABLE, protocol: 'STATIC', scope: 'UNIVERSE', type: 'BLACKHOLE' },
+          { dst: addressBytes({ family: block.family, value: block.base }) },
+          { flags: NLM_F_CREATE | NLM_F_REPLACE, ...TIMEOUT },
+        ),
+      );
+    }
+  }
+
+  private async listLinksByIndex(): Promise<Map<number, string>> {
+    const links = await this.run('getLinks', '', () => this.socket.getLinks(undefined, undefined, TIMEOUT));
+    return new Map(links.map((l) => [l.data.index!, l.attrs.ifname ?? '']));
+  }
+
+  async close(): Promise<void> {
+    this.socket.socket.close();
+  }
+}
+
+async function sysctl(path: string, value: string): Promise<void> {
+  try {
+    await writeFile(`/proc/sys/${path}`, value);
+  } catch (error) {
+    throw new DataplaneError('sysctl', (error as NodeJS.ErrnoException).code ?? 'EIO', `${path.replace(/\//g, '.')}=${value}`);
+  }
+}
+
+async function ipv6Enabled(): Promise<boolean> {
+  try {
+    return (await readFile('/proc/sys/net/ipv6/conf/all/disable_ipv6', 'utf8')).trim() === '0';
+  } catch {
+    return false;
+  }
+}
