@@ -123,6 +123,27 @@ describe('nothing leaks for good', () => {
     expect((await post(driver, 'NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: endpointId })).status).toBe(200);
   });
 
+  it('a repeated Join (Docker retrying a lost answer) starts over with one veth', async () => {
+    const networkId = host.dockerOk(['network', 'create', 'rejoin', '--driver', 'calico', '--ipam-driver', 'calico-ipam']);
+    const endpointId = '34'.repeat(32);
+    const driver = host.pluginSocket('calico');
+    const created = await post(driver, 'NetworkDriver.CreateEndpoint', { NetworkID: networkId, EndpointID: endpointId, Interface: { Address: '192.170.66.6/32', MacAddress: '' }, Options: {} });
+    expect(created.status, created.text).toBe(200);
+    const join = { NetworkID: networkId, EndpointID: endpointId, SandboxKey: '/var/run/docker/netns/rejoin', Options: {} };
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const joined = await post(driver, 'NetworkDriver.Join', join);
+      expect(joined.status, joined.text).toBe(200);
+    }
+    const veth = `cali${endpointId.slice(0, 11)}`;
+    const links = host.onHost(['ip', '-o', 'link']).stdout.split('\n');
+    expect(links.filter((l) => l.includes(`: ${veth}@`))).toHaveLength(1);
+    expect(links.filter((l) => l.includes(`: temp${endpointId.slice(0, 11)}@`))).toHaveLength(1);
+    expect(host.onHost(['ip', 'route']).stdout).toContain(`192.170.66.6 dev ${veth} scope link`);
+    expect((await post(driver, 'NetworkDriver.Leave', { NetworkID: networkId, EndpointID: endpointId })).status).toBe(200);
+    expect((await post(driver, 'NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: endpointId })).status).toBe(200);
+    await expect.poll(() => host.onHost(['ip', '-o', 'link']).stdout, { timeout: 5000 }).not.toContain(veth);
+  });
+
   it('answers malformed and hostile NetworkDriver requests with Err and keeps serving', async () => {
     const socket = host.pluginSocket('calico');
     const cases: [string, string, RegExp][] = [

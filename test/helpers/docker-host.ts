@@ -14,6 +14,11 @@ import { EtcdContext, storeOn } from './ipam.js';
 const DOCKER = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
 /** Where a test host's daemon finds etcd: its own loopback, relayed to the shared etcd. */
 const ETCD_IN_HOST = '127.0.0.1:2379';
+/**
+ * `embedded`: no shared etcd; the daemon starts its embedded etcd on the host's own loopback, as a
+ * single host runs, with no relay hop in each etcd call (for benchmarks; tests look into the shared one).
+ */
+export type HostEtcd = TestEtcd | 'embedded';
 
 export interface Run {
   status: number;
@@ -48,7 +53,7 @@ export class DockerHost {
 
   constructor(
     readonly node: string,
-    readonly etcd: TestEtcd,
+    readonly etcd: HostEtcd,
     readonly daemonEnv: Record<string, string> = {},
   ) {
     this.netns = `calit-${process.pid}-${node}`.slice(0, 30);
@@ -93,7 +98,7 @@ export class DockerHost {
       holder.stdout!.once('data', () => resolve());
       holder.once('exit', (code) => reject(new Error(`namespace holder exited ${code}`)));
     });
-    this.relays = await relayEtcdInto(['nsenter', `--net=/run/netns/${this.netns}`, '--'], this.etcd.endpoint, join(this.dir, 'etcd.sock'), ETCD_IN_HOST);
+    if (this.etcd !== 'embedded') this.relays = await relayEtcdInto(['nsenter', `--net=/run/netns/${this.netns}`, '--'], this.etcd.endpoint, join(this.dir, 'etcd.sock'), ETCD_IN_HOST);
     await this.startDaemon();
     await this.startDockerd();
     this.importBusybox();
@@ -133,10 +138,9 @@ export class DockerHost {
     const daemon = spawn(command!, args, {
       env: {
         PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
-        ETCD_ENDPOINTS: `http://${ETCD_IN_HOST}`,
+        ...(this.etcd === 'embedded' ? { CALICO_ETCD_DATA_DIR: join(this.dir, 'etcd') } : { ETCD_ENDPOINTS: `http://${ETCD_IN_HOST}`, NO_DEFAULT_POOLS: 'true' }),
         NODENAME: this.node,
         DOCKER_HOST: `unix://${this.dockerSocket}`,
-        NO_DEFAULT_POOLS: 'true',
         ...this.daemonEnv,
       },
       stdio: ['ignore', logFd, logFd],
@@ -164,7 +168,9 @@ export class DockerHost {
     if (!daemon || daemon.exitCode !== null || daemon.signalCode !== null) return;
     const exited = new Promise((r) => daemon.once('exit', r));
     daemon.kill(signal);
+    const killLater = setTimeout(() => daemon.kill('SIGKILL'), 15_000);
     await exited;
+    clearTimeout(killLater);
   }
 
   private async startDockerd(): Promise<void> {
@@ -214,7 +220,8 @@ export class DockerHost {
       await Promise.race([exited, new Promise((r) => setTimeout(r, 20_000))]);
       if (this.dockerd.exitCode === null) this.dockerd.kill('SIGKILL');
     }
-    await this.stopDaemon('SIGKILL');
+    // An embedded etcd is the daemon's child: only a clean stop takes it along.
+    await this.stopDaemon(this.etcd === 'embedded' ? 'SIGTERM' : 'SIGKILL');
     this.holder?.kill('SIGKILL');
     for (const relay of this.relays) relay.kill('SIGKILL');
     for (const child of this.extra) child.kill('SIGKILL');

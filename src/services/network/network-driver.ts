@@ -9,7 +9,7 @@ import {
   WorkloadEndpoint,
   workloadEndpointName,
 } from '../../domain/endpoint-model.js';
-import { AppError, InvalidRequestError, NotFoundError } from '../../domain/errors.js';
+import { AppError, DataplaneError, InvalidRequestError, NotFoundError } from '../../domain/errors.js';
 import type { Dataplane } from '../../ports/dataplane.js';
 import type { DockerApi } from '../../ports/docker-api.js';
 import type { EndpointStore } from '../../ports/endpoint-store.js';
@@ -224,9 +224,7 @@ export class NetworkDriver {
       throw error;
     });
     await this.baseRules;
-    // A repeated Join (Docker retries) finds the veth of the first attempt: start over.
-    await this.dataplane.deleteLink(hostName);
-    const { hostMac } = await this.dataplane.createVeth(hostName, tempName, this.options.vethMtu);
+    const { hostMac } = await this.createVeth(hostName, tempName);
     const sandbox = this.sandboxes.get(sandboxKey) ?? [];
     const routeVia = sandbox.length > 0 ? hostInterfaceName(sandbox[0]!) : hostName;
     try {
@@ -257,6 +255,17 @@ export class NetworkDriver {
       if (first) result.staticRoutes.push({ destination: `${gateway}/128`, routeType: 1, nextHop: '' });
     }
     return result;
+  }
+
+  /** A repeated Join (Docker retries) finds the veth of the first attempt: it starts over. */
+  private async createVeth(hostName: string, tempName: string): Promise<{ hostMac: string }> {
+    try {
+      return await this.dataplane.createVeth(hostName, tempName, this.options.vethMtu);
+    } catch (error) {
+      if (!(error instanceof DataplaneError && error.errno === 'EEXIST')) throw error;
+      await this.dataplane.deleteLink(hostName);
+      return this.dataplane.createVeth(hostName, tempName, this.options.vethMtu);
+    }
   }
 
   async leave(endpointId: string): Promise<void> {

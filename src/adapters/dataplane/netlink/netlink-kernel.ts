@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFileSync, writeFileSync } from 'node:fs';
 import nl from 'netlink';
 import { Cidr, cidrsOverlap, familyBits, formatCidr, IpAddr, IpFamily } from '../../../domain/cidr.js';
 import { DataplaneError } from '../../../domain/errors.js';
@@ -105,21 +105,21 @@ export class NetlinkKernel implements Dataplane {
 
   async configureHostInterface(name: string, families: { ipv4: boolean; ipv6: boolean }): Promise<void> {
     if (families.ipv4) {
-      await sysctl(`net/ipv4/conf/${name}/rp_filter`, '1');
-      await sysctl(`net/ipv4/conf/${name}/route_localnet`, '1');
-      await sysctl(`net/ipv4/conf/${name}/proxy_arp`, '1');
-      await sysctl(`net/ipv4/neigh/${name}/proxy_delay`, '0');
-      await sysctl(`net/ipv4/conf/${name}/forwarding`, '1');
+      sysctl(`net/ipv4/conf/${name}/rp_filter`, '1');
+      sysctl(`net/ipv4/conf/${name}/route_localnet`, '1');
+      sysctl(`net/ipv4/conf/${name}/proxy_arp`, '1');
+      sysctl(`net/ipv4/neigh/${name}/proxy_delay`, '0');
+      sysctl(`net/ipv4/conf/${name}/forwarding`, '1');
     }
-    if (families.ipv6 && (await ipv6Enabled())) {
-      await sysctl(`net/ipv6/conf/${name}/proxy_ndp`, '1');
-      await sysctl(`net/ipv6/conf/${name}/forwarding`, '1');
+    if (families.ipv6 && ipv6Enabled()) {
+      sysctl(`net/ipv6/conf/${name}/proxy_ndp`, '1');
+      sysctl(`net/ipv6/conf/${name}/forwarding`, '1');
     }
   }
 
   async enableForwarding(): Promise<void> {
-    await sysctl('net/ipv4/ip_forward', '1');
-    if (await ipv6Enabled()) await sysctl('net/ipv6/conf/all/forwarding', '1');
+    sysctl('net/ipv4/ip_forward', '1');
+    if (ipv6Enabled()) sysctl('net/ipv6/conf/all/forwarding', '1');
   }
 
   async setHostRoute(route: HostRoute): Promise<void> {
@@ -163,7 +163,7 @@ export class NetlinkKernel implements Dataplane {
   async syncBlackholes(blocks: Cidr[], within: Cidr[]): Promise<void> {
     const wanted = new Map(blocks.map((b) => [formatCidr(b), b]));
     for (const family of [4, 6] as const) {
-      if (family === 6 && !blocks.some((b) => b.family === 6) && !(await ipv6Enabled())) continue;
+      if (family === 6 && !blocks.some((b) => b.family === 6) && !ipv6Enabled()) continue;
       const found = await this.run('list routes', '', () => this.socket.getRoutes({ family: AF[family] }, undefined, TIMEOUT));
       for (const r of found) {
         if (r.data.type !== 'BLACKHOLE' || !r.attrs.dst) continue;
@@ -198,17 +198,19 @@ export class NetlinkKernel implements Dataplane {
   }
 }
 
-async function sysctl(path: string, value: string): Promise<void> {
+// Synchronous: this runs on the dataplane's own worker thread (see NetlinkDataplane), and a write to
+// /proc/sys takes microseconds where a round trip through libuv's thread pool takes a tenth of a millisecond.
+function sysctl(path: string, value: string): void {
   try {
-    await writeFile(`/proc/sys/${path}`, value);
+    writeFileSync(`/proc/sys/${path}`, value);
   } catch (error) {
     throw new DataplaneError('sysctl', (error as NodeJS.ErrnoException).code ?? 'EIO', `${path.replace(/\//g, '.')}=${value}`);
   }
 }
 
-async function ipv6Enabled(): Promise<boolean> {
+function ipv6Enabled(): boolean {
   try {
-    return (await readFile('/proc/sys/net/ipv6/conf/all/disable_ipv6', 'utf8')).trim() === '0';
+    return readFileSync('/proc/sys/net/ipv6/conf/all/disable_ipv6', 'utf8').trim() === '0';
   } catch {
     return false;
   }
