@@ -90,7 +90,7 @@ describe('nothing leaks for good', () => {
     expect(created.status, created.text).toBe(200);
     expect((await post(driver, 'NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: endpointId })).status).toBe(200);
     expect(await endpoints.getEndpoint(workloadEndpointName(NODE, endpointId))).toBeNull();
-    expect(await allocated('192.170.77.7')).toBe(false);
+    await expect.poll(() => allocated('192.170.77.7'), { timeout: 2000, interval: 20 }).toBe(false);
     // Another container takes the address before Docker's ReleaseAddress for the first one arrives.
     expect((await request()).status).toBe(200);
     expect((await release()).status).toBe(200);

@@ -241,8 +241,8 @@ export class IpamService {
     try {
       await this.release({ address, handleId });
     } catch (error) {
-      // Docker's ReleaseAddress will try again.
-      this.releasedWithEndpoint.delete(key);
+      // A ReleaseAddress still to come does the work; one already answered leaves it to garbage collection.
+      if (this.releasedWithEndpoint.get(key) === now) this.releasedWithEndpoint.delete(key);
       throw error;
     }
   }

@@ -189,18 +189,24 @@ export class NetworkDriver {
     await this.stored(endpointId).catch(() => undefined);
     const endpoint = await this.endpoint(endpointId);
     await this.detach(endpointId);
-    // Docker calls ReleaseAddress for each address next and waits for each: they are freed here, by
-    // the handles this endpoint holds, alongside the endpoint's deletion.
-    await Promise.all([this.endpoints.deleteEndpoint(workloadEndpointName(this.options.node, endpointId)), ...this.releaseAddresses(endpoint)]);
+    this.releaseAddresses(endpoint);
+    await this.endpoints.deleteEndpoint(workloadEndpointName(this.options.node, endpointId));
     this.known.delete(endpointId);
   }
 
-  private releaseAddresses(endpoint: WorkloadEndpoint | undefined): Promise<void>[] {
+  /**
+   * Docker calls ReleaseAddress for each address after DeleteEndpoint and waits for each: they are
+   * freed here instead, by the handles this endpoint holds, without Docker waiting. The IPAM queue
+   * runs the release before any later request, and the ReleaseAddress that follows is a no-op. If etcd
+   * fails here, garbage collection frees the address (its endpoint is gone).
+   */
+  private releaseAddresses(endpoint: WorkloadEndpoint | undefined): void {
     const handles = new Set(endpoint?.metadata.annotations?.[HANDLES_ANNOTATION]?.split(',') ?? []);
-    return endpointAddresses(endpoint).flatMap((address) => {
+    for (const address of endpointAddresses(endpoint)) {
       const handleId = this.ipam.allocationOf(address)?.handleId;
-      return handleId && handles.has(handleId) ? [this.ipam.releaseWithEndpoint(address, handleId)] : [];
-    });
+      if (!handleId || !handles.has(handleId)) continue;
+      this.ipam.releaseWithEndpoint(address, handleId).catch((error) => this.log.warn({ err: error, address: formatIp(address) }, 'could not release the address of a deleted endpoint; garbage collection will'));
+    }
   }
 
   /** The endpoint as this daemon wrote it, else as etcd has it (after a restart). */
