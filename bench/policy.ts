@@ -8,6 +8,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
+import { CommandHelper } from '../src/adapters/dataplane/command-helper.js';
 import { IptablesPolicyDataplane } from '../src/adapters/dataplane/iptables/policy-dataplane.js';
 import { desiredDataplane, PolicyInput } from '../src/calc/policy.js';
 import { defaultProfile, Profile, Rule, WorkloadEndpoint } from '../src/domain/endpoint-model.js';
@@ -80,7 +81,9 @@ async function inside(): Promise<void> {
   baseline.sort((a, b) => a - b);
   const floor = baseline[5]!;
 
-  const dataplane = new IptablesPolicyDataplane();
+  // As the daemon runs it: kernel tools started by the small helper process.
+  const commands = new CommandHelper();
+  const dataplane = new IptablesPolicyDataplane(commands.run);
   const profileList = profiles();
   const [desired, calcMs] = await timed(() => desiredDataplane(input(ENDPOINTS, profileList)));
   const [full, applyMs] = await timed(() => dataplane.apply(desired));
@@ -118,6 +121,7 @@ async function inside(): Promise<void> {
   console.log(`rule count     ${Object.entries(result.ruleCountByEndpoints).map(([n, r]) => `${n} endpoints: ${r}`).join(', ')}; ${perEndpoint} rules per extra endpoint (linear; tags are ipsets)`);
   mkdirSync('bench/results', { recursive: true });
   writeFileSync(`bench/results/policy-${result.when.slice(0, 10)}.json`, `${JSON.stringify(result, null, 2)}\n`);
+  commands.close();
 }
 
 runInOwnNetns(NETNS, inside);

@@ -4,6 +4,7 @@ import { EtcdClient } from '../adapters/datastore/etcd/etcd-client.js';
 import { EtcdEndpointStore } from '../adapters/datastore/etcd/etcd-endpoint-store.js';
 import { EtcdIpamStore } from '../adapters/datastore/etcd/etcd-ipam-store.js';
 import { NetlinkDataplane } from '../adapters/dataplane/netlink/netlink-dataplane.js';
+import { CommandHelper } from '../adapters/dataplane/command-helper.js';
 import { IptablesPolicyDataplane } from '../adapters/dataplane/iptables/policy-dataplane.js';
 import { EtcdPolicyStore } from '../adapters/datastore/etcd/etcd-policy-store.js';
 import { PolicyAgent } from '../services/policy/policy-agent.js';
@@ -41,6 +42,7 @@ async function main(): Promise<void> {
   const store = new EtcdIpamStore(etcd);
   const endpointStore = new EtcdEndpointStore(etcd);
   const dataplane = new NetlinkDataplane();
+  const commands = new CommandHelper();
   const docker = new DockerHttpApi(dockerTarget(config.dockerHost));
   const pools = new PoolService(store, log);
   let blockRoutes: BlockRoutes | undefined;
@@ -48,7 +50,7 @@ async function main(): Promise<void> {
   blockRoutes = new BlockRoutes(ipam, dataplane, log);
   const ipamDriver = new DockerIpamDriver(ipam, pools);
   const networkDriver = new NetworkDriver(endpointStore, dataplane, docker, ipam, { node: config.nodeName, ...config.network }, log);
-  const policy = new PolicyAgent(new EtcdPolicyStore(etcd), new IptablesPolicyDataplane(), config.nodeName, log.child({ component: 'policy' }));
+  const policy = new PolicyAgent(new EtcdPolicyStore(etcd), new IptablesPolicyDataplane(commands.run), config.nodeName, log.child({ component: 'policy' }));
   const reconciler = new EndpointReconciler(endpointStore, dataplane, docker, ipam, { node: config.nodeName, driverName: DRIVER_NAME, graceMs: config.gcGraceMs, busyInterfaces: () => networkDriver.busyInterfaces() }, log);
 
   const ipamApp = buildDockerPlugin({ implements: ['IpamDriver'], methods: ipamMethods(ipamDriver), logger: log.child({ socket: 'calico-ipam' }) });
@@ -84,6 +86,7 @@ async function main(): Promise<void> {
     await Promise.allSettled([ipamApp.close(), networkApp.close()]);
     await ipam.stop();
     await policy.stop();
+    commands.close();
     etcd.close();
     await dataplane.close();
     await embedded?.stop();

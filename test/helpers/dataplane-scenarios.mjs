@@ -2,6 +2,8 @@
 // test starts it in a namespace of its own) and prints what the adapter reported, as JSON.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { NetlinkDataplane } from '../../dist/src/adapters/dataplane/netlink/netlink-dataplane.js';
+import { CommandHelper } from '../../dist/src/adapters/dataplane/command-helper.js';
+import { runCommand } from '../../dist/src/adapters/dataplane/command.js';
 import { EndpointReconciler } from '../../dist/src/services/network/endpoint-reconciler.js';
 import { formatCidr, formatIp, parseCidr, parseIp } from '../../dist/src/domain/cidr.js';
 
@@ -61,6 +63,26 @@ try {
     await reconciler.reconcileDataplane();
     out.links = (await dataplane.listLinks('cali')).map((l) => l.name);
     out.routes = (await dataplane.listHostRoutes('cali')).map((r) => `${formatIp(r.address)} ${r.interfaceName}`);
+  } else if (scenario === 'command-helper') {
+    // A daemon-sized process: fork() copies its page tables, on the thread that starts a process.
+    const ballast = Array.from({ length: 600 }, () => Buffer.alloc(1024 * 1024, 1));
+    const helper = new CommandHelper();
+    const maxLag = async (run) => {
+      await run('true', []);
+      const lag = monitorEventLoopDelay({ resolution: 1 });
+      lag.enable();
+      for (let i = 0; i < 8; i++) await run('true', []);
+      lag.disable();
+      return lag.max / 1e6;
+    };
+    out.helperLagMs = await maxLag(helper.run);
+    out.directLagMs = await maxLag(runCommand);
+    out.echoed = await helper.run('sh', ['-c', 'cat; echo err >&2; exit 3'], 'in\n');
+    out.missing = (await helper.run('/nonexistent/tool', [])).code !== 0;
+    helper.close();
+    out.afterClose = await helper.run('echo', ['again']);
+    helper.close();
+    out.ballast = ballast.length;
   } else if (scenario === 'duplicate') {
     await dataplane.createVeth('calid1', 'tempd1');
     try {

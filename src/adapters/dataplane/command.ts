@@ -1,6 +1,11 @@
 import { execFile } from 'node:child_process';
 
-export type CommandRunner = (command: string, args: string[], input?: string) => Promise<{ code: number; stdout: string; stderr: string }>;
+export interface CommandResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+export type CommandRunner = (command: string, args: string[], input?: string) => Promise<CommandResult>;
 
 /** Runs a kernel tool (iptables-restore, ipset), feeding `input` on stdin; never throws, reports the exit code. */
 export const runCommand: CommandRunner = (command, args, input) =>
