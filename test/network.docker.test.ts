@@ -171,8 +171,8 @@ describe('docker run on a Calico network', () => {
     await expect.poll(hostLinks, { timeout: 5000 }).not.toContain(vethOf(net.EndpointID));
     expect(hostRoutes()).not.toContain(`${net.IPAddress} dev`);
     expect(await endpoints.getEndpoint(workloadEndpointName(NODE, net.EndpointID))).toBeNull();
-    const report = await new IpamReport(ctx.store).address(parseIp(net.IPAddress));
-    expect(report.allocated).toBe(false);
+    // DeleteEndpoint frees the address behind its answer.
+    await expect.poll(async () => (await new IpamReport(ctx.store).address(parseIp(net.IPAddress))).allocated, { timeout: 2000 }).toBe(false);
     host.dockerOk(['network', 'rm', 'gone']);
     expect(await endpoints.getProfile(netId)).toBeNull();
     // Nothing of any earlier container is left either, once Docker has finished its asynchronous clean-up.
@@ -180,6 +180,23 @@ describe('docker run on a Calico network', () => {
     if (all.length) host.dockerOk(['rm', '-f', ...all]);
     await expect.poll(hostLinks, { timeout: 5000 }).not.toMatch(/: cali[0-9a-f]{11}@/);
     await expect.poll(hostRoutes, { timeout: 5000 }).not.toMatch(/^\d+\.\d+\.\d+\.\d+ dev cali/m);
+    await checkClean();
+  });
+
+  it('containers started and removed all at once get distinct addresses and leave nothing behind', async () => {
+    const netId = host.dockerOk(['network', 'create', 'busy', ...CALICO]);
+    const runs = await Promise.all(
+      Array.from({ length: 12 }, () => host.dockerAsync(['run', '--rm', '--net', 'busy', 'busybox:local', 'ip', '-4', '-o', 'addr', 'show', 'cali0'])),
+    );
+    expect(runs.map((r) => r.status), runs.map((r) => r.stderr).join('')).toEqual(Array(12).fill(0));
+    const addresses = runs.map((r) => /inet (\S+)\/32/.exec(r.stdout)?.[1]);
+    expect(new Set(addresses).size).toBe(12);
+    await expect.poll(hostLinks, { timeout: 5000 }).not.toMatch(/: cali[0-9a-f]{11}@/);
+    expect(hostRoutes()).not.toMatch(/^\d+\.\d+\.\d+\.\d+ dev cali/m);
+    for (const address of addresses) {
+      await expect.poll(async () => (await new IpamReport(ctx.store).address(parseIp(address!))).allocated, { timeout: 2000 }).toBe(false);
+    }
+    expect((await endpoints.listEndpoints()).filter((e) => e.value.spec.profiles.includes(netId))).toEqual([]);
     await checkClean();
   });
 

@@ -1,4 +1,4 @@
-import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -122,6 +122,16 @@ export class DockerHost {
 
   docker(args: string[], timeout = 60_000): Run {
     return run(DOCKER, ['-H', `unix://${this.dockerSocket}`, ...args], { timeout });
+  }
+
+  /** The docker CLI without blocking the test: for several commands at once. */
+  dockerAsync(args: string[], timeout = 60_000): Promise<Run> {
+    return new Promise((resolve) => {
+      execFile(DOCKER, ['-H', `unix://${this.dockerSocket}`, ...args], { encoding: 'utf8', timeout, killSignal: 'SIGKILL' }, (error, stdout, stderr) => {
+        const status = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
+        resolve({ status, stdout, stderr });
+      });
+    });
   }
 
   dockerOk(args: string[]): string {
