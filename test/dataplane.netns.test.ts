@@ -68,7 +68,7 @@ describe('netlink dataplane, in a namespace of its own', () => {
     expect(result.ok, result.error).toBe(true);
     // Started directly, each fork of the 600 MB process stops its event loop (the reason for the helper).
     expect(result.directLagMs).toBeGreaterThan(15);
-    expect(result.helperLagMs).toBeLessThan(10);
+    expect(result.helperLagMs).toBeLessThan(result.directLagMs / 3);
     expect(result.echoed).toEqual({ code: 3, stdout: 'in\n', stderr: 'err\n' });
     expect(result.missing).toBe(true);
     expect(result.afterClose).toEqual({ code: 0, stdout: 'again\n', stderr: '' });
