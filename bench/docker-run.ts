@@ -25,6 +25,19 @@ const percentile = (values: number[], p: number): number => {
 };
 
 /**
+ * 95 % interval of median(a) / median(b) over rounds resampled with replacement (a round keeps its
+ * runs together): how far one run's ratio can be trusted on a machine that shares its cores.
+ */
+function ratioInterval(a: number[], b: number[], resamples = 2000): [number, number] {
+  const ratios: number[] = [];
+  for (let r = 0; r < resamples; r++) {
+    const picks = a.map(() => Math.floor(Math.random() * a.length));
+    ratios.push(percentile(picks.map((i) => a[i]!), 50) / percentile(picks.map((i) => b[i]!), 50));
+  }
+  return [percentile(ratios, 2.5), percentile(ratios, 97.5)];
+}
+
+/**
  * One timed `docker run`, or undefined when the engine failed it. Docker 20.10 in this setup now and
  * then loses a short-lived container's exit (exit 255 after ~100 s) on either network; such a pair
  * is dropped and counted, not timed.
@@ -114,6 +127,7 @@ async function main(): Promise<void> {
       calicoMedianMs: percentile(calico, 50),
       bridgeMedianMs: percentile(bridge, 50),
       ratio: percentile(calico, 50) / percentile(bridge, 50),
+      ratioInterval95: ratioInterval(calico, bridge),
       noopRemoteMedianMs: percentile(noop, 50),
       noopRatio: percentile(noop, 50) / percentile(bridge, 50),
       userBridgeMedianMs: percentile(userBridge, 50),
@@ -128,7 +142,7 @@ async function main(): Promise<void> {
       },
     };
     console.log(`machine     ${result.machine}; docker ${result.docker}; git ${result.git}; etcd ${ETCD_MODE}; ${calico.length} interleaved pairs (${dropped} dropped: engine failed a run)`);
-    console.log(`docker run  calico median ${result.calicoMedianMs.toFixed(1)} ms, bridge median ${result.bridgeMedianMs.toFixed(1)} ms, ratio ${result.ratio.toFixed(3)} (target <= 1.10)`);
+    console.log(`docker run  calico median ${result.calicoMedianMs.toFixed(1)} ms, bridge median ${result.bridgeMedianMs.toFixed(1)} ms, ratio ${result.ratio.toFixed(3)} (95 % interval ${result.ratioInterval95.map((r) => r.toFixed(3)).join('-')}; target <= 1.10)`);
     console.log(`floor       a remote plugin that keeps nothing: median ${result.noopRemoteMedianMs.toFixed(1)} ms, ratio ${result.noopRatio.toFixed(3)} to bridge; calico / that floor ${(result.calicoMedianMs / result.noopRemoteMedianMs).toFixed(3)}`);
     console.log(`user bridge Docker's bridge driver on a user-defined network: median ${result.userBridgeMedianMs.toFixed(1)} ms, ratio ${result.userBridgeRatio.toFixed(3)} to bridge; calico / user bridge ${(result.calicoMedianMs / result.userBridgeMedianMs).toFixed(3)}`);
     console.log(`daemon      CreateEndpoint+Join p50 ${result.daemon.createEndpointPlusJoin.p50.toFixed(2)} ms, p99 ${result.daemon.createEndpointPlusJoin.p99.toFixed(2)} ms (CreateEndpoint p50 ${result.daemon.createEndpoint.p50.toFixed(2)}, Join p50 ${result.daemon.join.p50.toFixed(2)}, RequestAddress p50 ${result.daemon.requestAddress.p50.toFixed(2)}); Leave+DeleteEndpoint+ReleaseAddress p50 ${result.daemon.teardown.p50.toFixed(2)} ms, p99 ${result.daemon.teardown.p99.toFixed(2)} ms`);
