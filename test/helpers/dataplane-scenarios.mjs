@@ -53,13 +53,21 @@ try {
     await dataplane.listLinks('');
     process.exit(0);
   } else if (scenario === 'reconcile-busy') {
-    // etcd (here: a store that lists no endpoint) has not yet confirmed the endpoint of calibusy1.
-    for (const [n, ip] of [['calibusy1', '10.79.0.1'], ['calistale1', '10.79.0.2']]) {
-      await dataplane.createVeth(n, n.replace('cali', 'temp'));
-      await dataplane.setHostRoute({ address: parseIp(ip), interfaceName: n });
-    }
-    const noEndpoints = { listEndpoints: async () => [] };
-    const reconciler = new EndpointReconciler(noEndpoints, dataplane, null, null, { node: 'n', driverName: 'calico', graceMs: 0, busyInterfaces: () => new Set(['calibusy1']) });
+    await dataplane.createVeth('calistale1', 'tempstale1');
+    await dataplane.setHostRoute({ address: parseIp('10.79.0.2'), interfaceName: 'calistale1' });
+    // While the reconciler reads etcd (here: a store that lists no endpoint), the driver takes an
+    // endpoint and joins it: its veth and route exist before etcd confirms it. The driver answers with
+    // a copy of what it holds at that moment, as NetworkDriver.busyInterfaces does.
+    const busy = new Set();
+    const noEndpoints = {
+      listEndpoints: async () => {
+        busy.add('calibusy1');
+        await dataplane.createVeth('calibusy1', 'tempbusy1');
+        await dataplane.setHostRoute({ address: parseIp('10.79.0.1'), interfaceName: 'calibusy1' });
+        return [];
+      },
+    };
+    const reconciler = new EndpointReconciler(noEndpoints, dataplane, null, null, { node: 'n', driverName: 'calico', graceMs: 0, busyInterfaces: () => new Set(busy) });
     await reconciler.reconcileDataplane();
     out.links = (await dataplane.listLinks('cali')).map((l) => l.name);
     out.routes = (await dataplane.listHostRoutes('cali')).map((r) => `${formatIp(r.address)} ${r.interfaceName}`);

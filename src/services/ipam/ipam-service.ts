@@ -236,6 +236,7 @@ export class IpamService {
       if (now - at < RELEASED_WITH_ENDPOINT_MS) break;
       this.releasedWithEndpoint.delete(marked);
     }
+    // Deleted first so the mark goes to the end: the map stays in time order for the loop above.
     this.releasedWithEndpoint.delete(key);
     this.releasedWithEndpoint.set(key, now);
     try {

@@ -48,10 +48,12 @@ export class EndpointReconciler {
 
   /** Kernel state from etcd: what a daemon restart (or kill -9) must leave working. */
   async reconcileDataplane(): Promise<void> {
-    const busy = this.options.busyInterfaces?.() ?? new Set<string>();
     const endpoints = await this.localEndpoints();
     const links = new Map((await this.dataplane.listLinks(HOST_INTERFACE_PREFIX)).map((l) => [l.name, l]));
     const routes = new Map((await this.dataplane.listHostRoutes(HOST_INTERFACE_PREFIX)).map((r) => [key(r.address), r]));
+    // Asked after the kernel was listed: an endpoint the driver took meanwhile is in it (it holds the
+    // endpoint before it makes the veth), though etcd may not have shown it above.
+    const busy = this.options.busyInterfaces?.() ?? new Set<string>();
     const wanted = new Set<string>();
     if (endpoints.length > 0) await this.dataplane.enableForwarding();
     for (const { value: endpoint } of endpoints) {
