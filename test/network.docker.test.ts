@@ -59,26 +59,25 @@ describe('docker network create (Calico upstream cases)', () => {
     }
   });
 
-  it('creates plain, --subnet, --ipv6 and --ipam-driver calico networks, each with a profile', async () => {
-    for (const args of [
-      ['network', 'create', 'plain', ...CALICO],
-      ['network', 'create', 'subnet', ...CALICO, '--subnet', '192.169.0.0/16'],
-      ['network', 'create', '--ipv6', 'six', ...CALICO],
-      ['network', 'create', 'old-ipam', '--driver', 'calico', '--ipam-driver', 'calico'],
-    ]) {
-      const id = host.dockerOk(args);
-      const profile = await endpoints.getProfile(id);
-      expect(profile?.value.spec.egress).toEqual([{ action: 'Allow' }]);
-      expect(profile?.value.spec.ingress[0]?.action).toBe('Allow');
+  it('creates plain, --subnet, --ipv6 and --ipam-driver calico networks, each with a profile named by the network', async () => {
+    for (const [name, args] of [
+      ['plain', ['network', 'create', 'plain', ...CALICO]],
+      ['subnet', ['network', 'create', 'subnet', ...CALICO, '--subnet', '192.169.0.0/16']],
+      ['six', ['network', 'create', '--ipv6', 'six', ...CALICO]],
+      ['old-ipam', ['network', 'create', 'old-ipam', '--driver', 'calico', '--ipam-driver', 'calico']],
+    ] as const) {
+      const id = host.dockerOk([...args]);
+      // Docker stores the network, and so its name, after CreateNetwork: the profile follows.
+      await expect.poll(async () => (await endpoints.getProfile(name))?.value.metadata.annotations?.['libnetwork.projectcalico.org/networks'], { timeout: 8000 }).toBe(
+        JSON.stringify({ [NODE]: id }),
+      );
+      const profile = (await endpoints.getProfile(name))!.value;
+      expect(profile.spec.egress).toEqual([{ action: 'Allow' }]);
+      expect(profile.spec.labelsToApply).toEqual({ [name]: '' });
+      expect(profile.spec.ingress).toEqual([{ action: 'Allow', source: { selector: `has(${name})` } }]);
     }
-    // The name is recorded once Docker has stored the network.
-    const id = host.dockerOk(['network', 'inspect', '--format', '{{.Id}}', 'plain']);
-    await expect.poll(async () => (await endpoints.getProfile(id))?.value.metadata.annotations?.['libnetwork.projectcalico.org/network-name'], { timeout: 8000 }).toBe('plain');
-    const profile = (await endpoints.getProfile(id))!.value;
-    expect(profile.spec.labelsToApply).toEqual({ plain: '' });
-    expect(profile.spec.ingress).toEqual([{ action: 'Allow', source: { selector: 'has(plain)' } }]);
     host.dockerOk(['network', 'rm', 'plain']);
-    expect(await endpoints.getProfile(id)).toBeNull();
+    expect(await endpoints.getProfile('plain')).toBeNull();
   });
 });
 
@@ -97,7 +96,7 @@ describe('docker run on a Calico network', () => {
       interfaceName: vethOf(net.EndpointID),
       ipNetworks: [`${net.IPAddress}/32`],
       mac: 'ee:ee:ee:ee:ee:ee',
-      profiles: [net.NetworkID],
+      profiles: ['net1'],
     });
     expect(wep.metadata.annotations?.['libnetwork.projectcalico.org/ipam-handles']).toMatch(/^libnetwork\.[0-9a-f]{24}$/);
     expect(host.docker(['exec', 'c1', 'ip', 'route']).stdout.trim()).toBe('default via 169.254.1.1 dev cali0 \n169.254.1.1 dev cali0 scope link');
@@ -164,7 +163,7 @@ describe('docker run on a Calico network', () => {
   });
 
   it('docker rm leaves no veth, route, endpoint or address; network rm leaves no profile', async () => {
-    const netId = host.dockerOk(['network', 'create', 'gone', ...CALICO]);
+    host.dockerOk(['network', 'create', 'gone', ...CALICO]);
     host.dockerOk(['run', '-d', '--net', 'gone', '--name', 'tmp', 'busybox:local', 'sleep', '1000']);
     const net = inspectNet('tmp', 'gone');
     host.dockerOk(['rm', '-f', 'tmp']);
@@ -174,7 +173,7 @@ describe('docker run on a Calico network', () => {
     // DeleteEndpoint frees the address behind its answer.
     await expect.poll(async () => (await new IpamReport(ctx.store).address(parseIp(net.IPAddress))).allocated, { timeout: 2000 }).toBe(false);
     host.dockerOk(['network', 'rm', 'gone']);
-    expect(await endpoints.getProfile(netId)).toBeNull();
+    expect(await endpoints.getProfile('gone')).toBeNull();
     // Nothing of any earlier container is left either, once Docker has finished its asynchronous clean-up.
     const all = host.docker(['ps', '-aq']).stdout.split('\n').filter(Boolean);
     if (all.length) host.dockerOk(['rm', '-f', ...all]);
@@ -184,7 +183,7 @@ describe('docker run on a Calico network', () => {
   });
 
   it('containers started and removed all at once get distinct addresses and leave nothing behind', async () => {
-    const netId = host.dockerOk(['network', 'create', 'busy', ...CALICO]);
+    host.dockerOk(['network', 'create', 'busy', ...CALICO]);
     const runs = await Promise.all(
       Array.from({ length: 12 }, () => host.dockerAsync(['run', '--rm', '--net', 'busy', 'busybox:local', 'ip', '-4', '-o', 'addr', 'show', 'cali0'])),
     );
@@ -196,7 +195,7 @@ describe('docker run on a Calico network', () => {
     for (const address of addresses) {
       await expect.poll(async () => (await new IpamReport(ctx.store).address(parseIp(address!))).allocated, { timeout: 2000 }).toBe(false);
     }
-    expect((await endpoints.listEndpoints()).filter((e) => e.value.spec.profiles.includes(netId))).toEqual([]);
+    expect((await endpoints.listEndpoints()).filter((e) => e.value.spec.profiles.includes('busy'))).toEqual([]);
     await checkClean();
   });
 
@@ -257,9 +256,9 @@ describe('daemon options', () => {
     host.daemonEnv.CALICO_LIBNETWORK_CREATE_PROFILES = 'false';
     try {
       await host.startDaemon();
-      const id = host.dockerOk(['network', 'create', 'noprofile', ...CALICO]);
+      host.dockerOk(['network', 'create', 'noprofile', ...CALICO]);
       host.dockerOk(['run', '-d', '--net', 'noprofile', '--name', 'noprof', 'busybox:local', 'sleep', '1000']);
-      expect(await endpoints.getProfile(id)).toBeNull();
+      expect(await endpoints.getProfile('noprofile')).toBeNull();
       expect((await endpoints.getEndpoint(workloadEndpointName(NODE, inspectNet('noprof', 'noprofile').EndpointID)))!.value.spec.profiles).toEqual([]);
     } finally {
       await host.stopDaemon();

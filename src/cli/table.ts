@@ -1,6 +1,11 @@
-/** calicoctl-style ASCII tables: a ruled header, centred titles, one row per line. */
-export function renderTable(headers: string[], rows: string[][]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+/**
+ * calicoctl-style ASCII tables (olekukonko/tablewriter): a ruled header, centred titles, one row
+ * per line. With `wrap`, cells longer than that many characters are broken at spaces onto more lines,
+ * as calicoctl's `node status` does (a single word longer than the limit stays whole).
+ */
+export function renderTable(headers: string[], rows: string[][], options: { wrap?: number } = {}): string {
+  const lines = rows.flatMap((row) => wrapRow(row, options.wrap));
+  const widths = headers.map((h, i) => Math.max(h.length, ...lines.map((r) => (r[i] ?? '').length)));
   const rule = `+${widths.map((w) => '-'.repeat(w + 2)).join('+')}+`;
   const centre = (text: string, width: number): string => {
     const left = Math.floor((width - text.length) / 2);
@@ -8,5 +13,27 @@ export function renderTable(headers: string[], rows: string[][]): string {
   };
   const line = (cells: string[], align: (text: string, width: number) => string): string =>
     `| ${cells.map((c, i) => align(c ?? '', widths[i]!)).join(' | ')} |`;
-  return [rule, line(headers, centre), rule, ...rows.map((r) => line(r, (t, w) => t.padEnd(w))), rule].join('\n');
+  return [rule, line(headers, centre), rule, ...lines.map((r) => line(r, (t, w) => t.padEnd(w))), rule].join('\n');
+}
+
+function wrapCell(text: string, limit: number): string[] {
+  const out: string[] = [];
+  let current = '';
+  for (const word of text.split(' ')) {
+    if (current !== '' && current.length + 1 + word.length > limit) {
+      out.push(current);
+      current = word;
+    } else {
+      current = current === '' ? word : `${current} ${word}`;
+    }
+  }
+  out.push(current);
+  return out;
+}
+
+function wrapRow(row: string[], limit: number | undefined): string[][] {
+  if (!limit) return [row];
+  const cells = row.map((cell) => wrapCell(cell ?? '', limit));
+  const height = Math.max(...cells.map((c) => c.length));
+  return Array.from({ length: height }, (_, i) => cells.map((c) => c[i] ?? ''));
 }

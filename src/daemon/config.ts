@@ -1,6 +1,9 @@
 import { hostname } from 'node:os';
 import type { EtcdSettings } from '../adapters/datastore/etcd/etcd-client.js';
 import type { NetworkDriverOptions } from '../services/network/network-driver.js';
+import { parseAsNumber } from '../domain/resources.js';
+import { parseDetectionMethod } from '../services/nodes/address-detection.js';
+import type { AddressSetting } from '../services/nodes/node-registration.js';
 
 export interface DaemonConfig {
   etcd: EtcdSettings;
@@ -16,6 +19,42 @@ export interface DaemonConfig {
   dockerHost: string | undefined;
   gcIntervalMs: number;
   gcGraceMs: number;
+  /** CALICO_RUN_DIR: BIRD's config and control socket, the daemon's PID file. */
+  runDir: string;
+  node: { ipv4: AddressSetting; ipv6: AddressSetting; asNumber?: number };
+  /** CALICO_NETWORKING_BACKEND: `bird` runs BIRD, `none` no BGP at all. */
+  backend: 'bird' | 'none';
+  routerId?: string;
+}
+
+export const DEFAULT_RUN_DIR = '/run/calico';
+/** In CALICO_RUN_DIR while the daemon runs. */
+export const DAEMON_PID_FILE = 'calico-libnetwork.pid';
+
+/** IP / IP6 as calico/node reads them: `autodetect`, `none`, or an address (optionally ADDR/len). */
+function addressSetting(env: NodeJS.ProcessEnv, variable: 'IP' | 'IP6', fallback: 'autodetect' | 'none'): AddressSetting {
+  const text = (env[variable] ?? '').trim() || fallback;
+  const method = parseDetectionMethod(env[`${variable}_AUTODETECTION_METHOD`], `${variable}_AUTODETECTION_METHOD`);
+  if (text === 'autodetect') return { kind: 'autodetect', method };
+  if (text === 'none') return { kind: 'none' };
+  return { kind: 'address', text };
+}
+
+function routerIdFrom(env: NodeJS.ProcessEnv): string | undefined {
+  const text = env.CALICO_ROUTER_ID?.trim();
+  if (!text) return undefined;
+  if (text !== 'hash' && !/^\d{1,3}(\.\d{1,3}){3}$/.test(text)) {
+    throw new Error(`invalid CALICO_ROUTER_ID=${JSON.stringify(text)}: expected an IPv4 address such as 10.0.0.1, or hash`);
+  }
+  return text;
+}
+
+function backendFrom(env: NodeJS.ProcessEnv): 'bird' | 'none' {
+  const backend = (env.CALICO_NETWORKING_BACKEND ?? '').trim() || 'bird';
+  if (backend !== 'bird' && backend !== 'none') {
+    throw new Error(`invalid CALICO_NETWORKING_BACKEND=${JSON.stringify(backend)}: expected bird or none`);
+  }
+  return backend;
 }
 
 const DEFAULT_ETCD = 'http://127.0.0.1:2379';
@@ -83,6 +122,14 @@ export function configFrom(env: NodeJS.ProcessEnv): DaemonConfig {
       labelPollTimeoutMs: durationMs(env, 'CALICO_LIBNETWORK_LABEL_POLL_TIMEOUT', 5000),
     },
     dockerHost: env.DOCKER_HOST,
+    runDir: env.CALICO_RUN_DIR || DEFAULT_RUN_DIR,
+    node: {
+      ipv4: addressSetting(env, 'IP', 'autodetect'),
+      ipv6: addressSetting(env, 'IP6', 'none'),
+      ...(env.AS ? { asNumber: parseAsNumber(env.AS, 'AS') } : {}),
+    },
+    backend: backendFrom(env),
+    ...(routerIdFrom(env) ? { routerId: routerIdFrom(env)! } : {}),
     gcIntervalMs: durationMs(env, 'CALICO_LIBNETWORK_GC_INTERVAL', 60_000),
     gcGraceMs: durationMs(env, 'CALICO_LIBNETWORK_GC_GRACE', 300_000),
     defaultPools: noDefaults

@@ -6,6 +6,7 @@ export type ErrorCode =
   | 'E_INVALID_REQUEST'
   | 'E_NOT_FOUND'
   | 'E_CONFLICT'
+  | 'E_ALREADY_EXISTS'
   | 'E_POOL_EXHAUSTED'
   | 'E_ADDRESS_IN_USE'
   | 'E_DATASTORE_UNAVAILABLE'
@@ -38,6 +39,13 @@ export class NotFoundError extends AppError {
 export class ConflictError extends AppError {
   constructor(message: string) {
     super('E_CONFLICT', message);
+  }
+}
+
+/** Create of a resource whose key is taken (Calico: `resource already exists: Kind(name)`). */
+export class AlreadyExistsError extends AppError {
+  constructor(message: string) {
+    super('E_ALREADY_EXISTS', message);
   }
 }
 

@@ -7,6 +7,15 @@ export interface LinkInfo {
   peerNetns?: number;
 }
 
+/** A host interface with its addresses, for choosing the node's address (calico/node's autodetection). */
+export interface HostInterface {
+  name: string;
+  index: number;
+  up: boolean;
+  mtu: number;
+  addresses: { address: IpAddr; prefix: number }[];
+}
+
 export interface HostRoute {
   address: IpAddr;
   interfaceName: string;
@@ -29,6 +38,8 @@ export interface Dataplane {
   removeHostRoute(address: IpAddr): Promise<void>;
   /** Workload routes: /32 and /128 link routes through interfaces starting with `prefix`. */
   listHostRoutes(prefix: string): Promise<HostRoute[]>;
+  /** Every interface of the host with its IPv4 and IPv6 addresses. */
+  listInterfaces(): Promise<HostInterface[]>;
   /** Makes the blackhole routes inside `within` exactly `blocks`. */
   syncBlackholes(blocks: Cidr[], within: Cidr[]): Promise<void>;
   close(): Promise<void>;

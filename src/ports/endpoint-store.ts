@@ -16,4 +16,6 @@ export interface EndpointStore {
   createProfile(profile: Profile): Promise<boolean>;
   updateProfile(profile: Profile, revision: string): Promise<boolean>;
   deleteProfile(name: string): Promise<void>;
+  /** Deletes the profile if it is still at `revision`; false otherwise. */
+  deleteProfileAt(name: string, revision: string): Promise<boolean>;
 }

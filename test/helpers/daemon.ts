@@ -105,6 +105,10 @@ export class TestDaemon {
       NODENAME: this.options.node,
       CALICO_LIBNETWORK_PLUGIN_DIR: this.pluginDir,
       NO_DEFAULT_POOLS: 'true',
+      // A namespace of its own with only loopback: no address to register and no BGP, unless a test asks.
+      IP: 'none',
+      CALICO_NETWORKING_BACKEND: 'none',
+      CALICO_RUN_DIR: join(this.workDir, 'run'),
       ...(this.options.etcd ? { ETCD_ENDPOINTS: this.options.etcd } : {}),
       ...this.options.env,
     };

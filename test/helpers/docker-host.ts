@@ -2,7 +2,7 @@ import { ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:chi
 import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DAEMON } from './daemon.js';
+import { CALICOCTL, DAEMON } from './daemon.js';
 import { relayEtcdInto } from './relay.js';
 import { TestEtcd } from './etcd.js';
 import { afterAll, beforeAll } from 'vitest';
@@ -35,6 +35,25 @@ const readLog = (path: string): string => (existsSync(path) ? readFileSync(path,
 
 const BUSYBOX_TOOLS = ['sh', 'ip', 'ping', 'nc', 'sleep', 'cat', 'true', 'echo', 'ifconfig', 'route', 'ls', 'timeout'];
 
+/** A link from the host into a shared underlay: the host's "eth0", with its address. */
+export interface UnderlayLink {
+  underlay: { netns: string; bridge: string };
+  /** `ADDR/len` of the host on the underlay. */
+  address: string;
+  /** The underlay's router, when hosts reach other subnets through it. */
+  gateway?: string;
+}
+
+export interface HostOptions {
+  /** Run a dockerd on the host (default true); without it the host runs only the daemon (and BIRD). */
+  docker?: boolean;
+  underlay?: UnderlayLink;
+  /** Other engines than Debian's 20.10: the directory whose usr/bin and usr/sbin hold dockerd and docker. */
+  engineRoot?: string;
+  /** Extra dockerd flags (e.g. the cluster store). */
+  dockerdArgs?: string[];
+}
+
 /**
  * A Docker host of its own for a test: a network namespace (with a default route, as real hosts
  * have, so proxy ARP answers for 169.254.1.1), a mount namespace with its own /run/docker/plugins,
@@ -55,8 +74,14 @@ export class DockerHost {
     readonly node: string,
     readonly etcd: HostEtcd,
     readonly daemonEnv: Record<string, string> = {},
+    readonly options: HostOptions = {},
   ) {
     this.netns = `calit-${process.pid}-${node}`.slice(0, 30);
+  }
+
+  /** The host's address on the underlay, without the prefix length. */
+  get address(): string {
+    return this.options.underlay?.address.split('/')[0] ?? '198.18.0.1';
   }
 
   /** The daemon's plugin sockets, seen from outside the host's mount namespace. */
@@ -89,8 +114,10 @@ export class DockerHost {
     this.ip('addr add 198.18.0.1/24 dev uplink');
     this.ip('link set uplink up');
     this.ip('link set uplink-peer up');
-    this.ip('route add default via 198.18.0.254 dev uplink');
-    const holder = spawn('nsenter', [`--net=/run/netns/${this.netns}`, 'unshare', '-m', '--', 'sh', '-c', 'mount --make-rprivate / && mkdir -p /run/docker/plugins && mount -t tmpfs tmpfs /run/docker/plugins && echo ready && exec sleep 100000'], {
+    if (this.options.underlay) this.attachUnderlay(this.options.underlay);
+    else this.ip('route add default via 198.18.0.254 dev uplink');
+    const mounts = ['/run/docker/plugins', '/run/calico'].map((dir) => `mkdir -p ${dir} && mount -t tmpfs tmpfs ${dir}`).join(' && ');
+    const holder = spawn('nsenter', [`--net=/run/netns/${this.netns}`, 'unshare', '-m', '--', 'sh', '-c', `mount --make-rprivate / && ${mounts} && echo ready && exec sleep 100000`], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     this.holder = holder;
@@ -100,8 +127,31 @@ export class DockerHost {
     });
     if (this.etcd !== 'embedded') this.relays = await relayEtcdInto(['nsenter', `--net=/run/netns/${this.netns}`, '--'], this.etcd.endpoint, join(this.dir, 'etcd.sock'), ETCD_IN_HOST);
     await this.startDaemon();
+    if (this.options.docker === false) return;
     await this.startDockerd();
     this.importBusybox();
+  }
+
+  /**
+   * `eth0` on the shared underlay bridge. The default route goes through the underlay's router when
+   * there is one, else through an address nobody holds: real hosts have one (proxy ARP needs it), and
+   * nothing leaves the test world through it.
+   */
+  private attachUnderlay(link: UnderlayLink): void {
+    const outside = `u-${this.node}`.slice(0, 15);
+    run('ip', ['-n', link.underlay.netns, 'link', 'del', outside]);
+    execFileSync('ip', ['link', 'add', 'eth0', 'netns', this.netns, 'type', 'veth', 'peer', 'name', outside, 'netns', link.underlay.netns]);
+    execFileSync('ip', ['-n', link.underlay.netns, 'link', 'set', outside, 'master', link.underlay.bridge, 'up']);
+    this.ip(`addr add ${link.address} dev eth0`);
+    this.ip('link set eth0 up');
+    this.ip(`route add default via ${link.gateway ?? '198.18.0.254'} dev ${link.gateway ? 'eth0' : 'uplink'}`);
+  }
+
+  /** calicoctl as run on this host: its network and mount namespaces (its /run/calico), its etcd. */
+  calicoctl(args: string[], input?: string): Run {
+    const [command, ...rest] = this.enter([process.execPath, CALICOCTL, ...args]);
+    const env = `ETCD_ENDPOINTS=http://${ETCD_IN_HOST}`;
+    return run('env', [env, `NODENAME=${this.node}`, `DOCKER_HOST=unix://${this.dockerSocket}`, command!, ...rest], input !== undefined ? { input } : {});
   }
 
   /** Runs a command inside the host's network and mount namespaces. */
@@ -184,13 +234,16 @@ export class DockerHost {
   }
 
   private async startDockerd(): Promise<void> {
+    const engine = this.options.engineRoot;
     const [command, ...args] = this.enter([
+      ...(engine ? ['env', `PATH=${engine}/usr/sbin:${engine}/usr/bin:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}`] : []),
       'dockerd',
       '--data-root', join(this.dir, 'data'),
       '--exec-root', join(this.dir, 'exec'),
       '-H', `unix://${this.dockerSocket}`,
       '--pidfile', join(this.dir, 'docker.pid'),
       '--userland-proxy=false',
+      ...(this.options.dockerdArgs ?? []),
     ]);
     const logFd = openSync(join(this.dir, 'dockerd.log'), 'a');
     this.dockerd = spawn(command!, args, { stdio: ['ignore', logFd, logFd] });
@@ -213,8 +266,24 @@ export class DockerHost {
     if (imported.status !== 0) throw new Error(`docker import failed: ${imported.stderr}`);
   }
 
+  /** Every process in the host's network namespace but the holder of its mount namespace. */
+  pidsInside(): number[] {
+    return run('ip', ['netns', 'pids', this.netns]).stdout.split('\n').filter(Boolean).map(Number).filter((pid) => pid !== this.holder?.pid);
+  }
+
+  private killAllInside(): void {
+    for (const pid of this.pidsInside()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Gone already.
+      }
+    }
+  }
+
   /** Removes every container and every Calico network of this host. */
   clear(): void {
+    if (this.options.docker === false) return;
     const ids = this.docker(['ps', '-aq']).stdout.split('\n').filter(Boolean);
     if (ids.length) this.docker(['rm', '-f', ...ids]);
     for (const network of this.docker(['network', 'ls', '--filter', 'driver=calico', '-q']).stdout.split('\n').filter(Boolean)) {
@@ -232,6 +301,9 @@ export class DockerHost {
     }
     // An embedded etcd is the daemon's child: only a clean stop takes it along.
     await this.stopDaemon(this.etcd === 'embedded' ? 'SIGTERM' : 'SIGKILL');
+    // BIRD outlives the daemon on purpose, and containerd's shims outlive dockerd: whatever still runs
+    // in the namespace goes.
+    this.killAllInside();
     this.holder?.kill('SIGKILL');
     for (const relay of this.relays) relay.kill('SIGKILL');
     for (const child of this.extra) child.kill('SIGKILL');

@@ -1,6 +1,7 @@
-import { cidrsOverlap, formatCidr, IpFamily, parseCidr } from '../../domain/cidr.js';
+import { Cidr, cidrsOverlap, formatCidr, IpFamily, parseCidr } from '../../domain/cidr.js';
 import { inUseCount } from '../../domain/allocation-block.js';
-import { ConflictError, InUseError, InvalidRequestError, NotFoundError } from '../../domain/errors.js';
+import { randomUUID } from 'node:crypto';
+import { AlreadyExistsError, ConflictError, InUseError, InvalidRequestError, NotFoundError } from '../../domain/errors.js';
 import type { IpPool } from '../../domain/ipam-model.js';
 import type { IpamSnapshot, IpamStore, IpamWrite } from '../../ports/ipam-store.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
@@ -39,37 +40,61 @@ export class PoolService {
   /** Validates and creates a pool; refused when it overlaps a pool or existing blocks of another size. */
   async add(options: PoolOptions): Promise<IpPool> {
     const cidr = parseCidr(options.cidr, { strict: true });
-    const blockSize = options.blockSize ?? defaultBlockSize(cidr.family);
-    const [min, max] = BLOCK_SIZE_RANGE[cidr.family];
-    if (!Number.isInteger(blockSize) || blockSize < min || blockSize > max) {
-      throw new InvalidRequestError(`block size ${options.blockSize} is not valid for IPv${cidr.family}: it must be between ${min} and ${max}`);
-    }
-    if (blockSize < cidr.prefix) {
-      throw new InvalidRequestError(`block size /${blockSize} is larger than the pool ${formatCidr(cidr)}: use a block size of at least ${cidr.prefix}`);
-    }
     const name = options.name ?? poolNameFor(formatCidr(cidr));
     if (!NAME.test(name)) {
       throw new InvalidRequestError(`invalid pool name ${JSON.stringify(name)}: use lower-case letters, digits, '-' and '.', starting and ending with a letter or digit`);
     }
-    const pool = poolResource(name, formatCidr(cidr), blockSize, options);
-    await this.createGuarded(pool, (snapshot) => {
+    const pool = poolResource(name, formatCidr(cidr), options.blockSize ?? defaultBlockSize(cidr.family), options);
+    return this.create(pool);
+  }
+
+  /**
+   * Creates a pool given as a Calico v3 IPPool (calicoctl create/apply): Calico's defaults filled in,
+   * refused when it overlaps another pool or blocks of another size, or its block size is out of range.
+   */
+  async create(resource: IpPool): Promise<IpPool> {
+    const pool = withDefaults(resource);
+    const cidr = checkShape(pool);
+    const { name } = pool.metadata;
+    const created = await this.createGuarded(pool, (snapshot) => {
       for (const existing of snapshot.pools) {
         const view = viewOf(existing.value);
-        if (existing.value.metadata.name === name) throw new ConflictError(`IP pool ${name} already exists`);
+        if (existing.value.metadata.name === name) throw new AlreadyExistsError(`resource already exists: IPPool(${name})`);
         if (view && cidrsOverlap(view.cidr, cidr)) {
           throw new ConflictError(`IP pool ${formatCidr(cidr)} overlaps IP pool ${describePool(view)}: remove that pool first or pick another CIDR`);
         }
       }
       const conflicting = snapshot.blocks.find((b) => {
         const block = parseCidr(b.value.cidr);
-        return cidrsOverlap(block, cidr) && block.prefix !== blockSize;
+        return cidrsOverlap(block, cidr) && block.prefix !== pool.spec.blockSize;
       });
       if (conflicting) {
         throw new ConflictError(`IPPool blockSize conflicts with existing allocations: block ${conflicting.value.cidr} is in the way; release its addresses and remove it first`);
       }
       return true;
     });
-    this.log.info({ pool: name, cidr: pool.spec.cidr }, 'created IP pool');
+    if (created) this.log.info({ pool: name, cidr: pool.spec.cidr }, 'created IP pool');
+    return pool;
+  }
+
+  /**
+   * Replaces a pool's settings (modes, NAT, disabled, selector), compared on its revision; its CIDR
+   * and block size cannot change while it exists, as in Calico.
+   */
+  async update(resource: IpPool, revision: string): Promise<IpPool> {
+    const pool = withDefaults(resource);
+    checkShape(pool);
+    const current = await this.store.get({ kind: 'pool', name: pool.metadata.name });
+    if (!current) throw new NotFoundError(`resource does not exist: IPPool(${pool.metadata.name}) with error: <nil>`);
+    if (formatCidr(parseCidr(current.value.spec.cidr)) !== formatCidr(parseCidr(pool.spec.cidr))) {
+      throw new InvalidRequestError(`error with field IPPool.Spec.CIDR = '${pool.spec.cidr}' (IPPool CIDR cannot be modified: create a new pool and remove this one)`);
+    }
+    if ((current.value.spec.blockSize ?? defaultBlockSize(parseCidr(current.value.spec.cidr).family)) !== pool.spec.blockSize) {
+      throw new InvalidRequestError(`error with field IPPool.Spec.BlockSize = '${pool.spec.blockSize}' (IPPool BlockSize cannot be modified)`);
+    }
+    const result = await this.store.commit([{ target: { kind: 'pool', name: pool.metadata.name }, expect: { modRevision: revision }, value: pool }]);
+    if (!result.succeeded) throw new ConflictError(`update conflict: IPPool(${pool.metadata.name})`);
+    this.log.info({ pool: pool.metadata.name, spec: pool.spec }, 'updated IP pool');
     return pool;
   }
 
@@ -142,14 +167,51 @@ function poolResource(name: string, cidr: string, blockSize: number, options: Pi
     metadata: { name, creationTimestamp: new Date().toISOString() },
     spec: {
       cidr,
-      blockSize,
-      ipipMode: options.ipip ? 'Always' : 'Never',
       vxlanMode: 'Never',
+      ipipMode: options.ipip ? 'Always' : 'Never',
       natOutgoing: options.natOutgoing === true,
       disabled: options.disabled === true,
+      blockSize,
       nodeSelector: 'all()',
     },
   };
+}
+
+/** Calico's stored defaults for what a pool leaves out; never a resourceVersion in the stored value. */
+function withDefaults(resource: IpPool): IpPool {
+  const { resourceVersion: _notStored, ...metadata } = resource.metadata as IpPool['metadata'] & { resourceVersion?: string };
+  const { cidr, vxlanMode, ipipMode, natOutgoing, disabled, blockSize, nodeSelector, ...rest } = resource.spec;
+  const family = cidr?.includes(':') ? 6 : 4;
+  return {
+    kind: 'IPPool',
+    apiVersion: 'projectcalico.org/v3',
+    metadata: { ...metadata, uid: metadata.uid ?? randomUUID(), creationTimestamp: metadata.creationTimestamp ?? new Date().toISOString().replace(/\.\d+Z$/, 'Z') },
+    // Calico's field order.
+    spec: {
+      cidr,
+      vxlanMode: vxlanMode ?? 'Never',
+      ipipMode: ipipMode ?? 'Never',
+      natOutgoing: natOutgoing ?? false,
+      disabled: disabled ?? false,
+      ...rest,
+      blockSize: blockSize ?? defaultBlockSize(family),
+      nodeSelector: nodeSelector ?? 'all()',
+    },
+  };
+}
+
+/** The pool's CIDR, strictly masked, with a block size that fits it. */
+function checkShape(pool: IpPool): Cidr {
+  const cidr = parseCidr(pool.spec.cidr, { strict: true });
+  const blockSize = pool.spec.blockSize!;
+  const [min, max] = BLOCK_SIZE_RANGE[cidr.family];
+  if (!Number.isInteger(blockSize) || blockSize < min || blockSize > max) {
+    throw new InvalidRequestError(`block size ${blockSize} is not valid for IPv${cidr.family}: it must be between ${min} and ${max}`);
+  }
+  if (blockSize < cidr.prefix) {
+    throw new InvalidRequestError(`block size /${blockSize} is larger than the pool ${formatCidr(cidr)}: use a block size of at least ${cidr.prefix}`);
+  }
+  return cidr;
 }
 
 function safeFormat(text: string): string {

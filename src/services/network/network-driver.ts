@@ -1,10 +1,8 @@
 import { formatIp, hostCidr, IpAddr, parseCidr, parseIp } from '../../domain/cidr.js';
 import {
-  defaultProfile,
   endpointAddresses,
   HANDLES_ANNOTATION,
   hostInterfaceName,
-  NETWORK_NAME_ANNOTATION,
   tempInterfaceName,
   WorkloadEndpoint,
   workloadEndpointName,
@@ -16,6 +14,7 @@ import type { EndpointStore } from '../../ports/endpoint-store.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
 import type { IpamService } from '../ipam/ipam-service.js';
 import { checkCalicoIpam, checkNetworkOptions, IpamData } from './network-options.js';
+import type { NetworkProfiles } from './network-profiles.js';
 
 export interface NetworkDriverOptions {
   node: string;
@@ -69,8 +68,8 @@ export class NetworkDriver {
   /** Endpoints per sandbox in join order: a container's further Calico addresses route through its first veth. */
   private readonly sandboxes = new Map<string, string[]>();
   private baseRules: Promise<void> | undefined;
-  /** Networks whose profile already carries the network's name: nothing to check again. */
-  private readonly namedProfiles = new Set<string>();
+  /** Docker network ID → its name, which is its profile's: known once the profile lists this node. */
+  private readonly networkNames = new Map<string, string>();
   /** This node's endpoints as last written, so Join, Leave and DeleteEndpoint need no etcd read. */
   private readonly known = new Map<string, WorkloadEndpoint>();
   /** Endpoint writes begun by CreateEndpoint that Join (or DeleteEndpoint) has not yet waited for. */
@@ -81,6 +80,7 @@ export class NetworkDriver {
     private readonly dataplane: Dataplane,
     private readonly docker: DockerApi,
     private readonly ipam: IpamService,
+    private readonly profiles: NetworkProfiles,
     readonly options: NetworkDriverOptions,
     log?: Logger,
   ) {
@@ -100,14 +100,13 @@ export class NetworkDriver {
     checkNetworkOptions(options);
     checkCalicoIpam(ipv4, ipv6);
     if (!this.options.createProfiles) return;
-    // Docker stores the network only after this call returns: its name is looked up afterwards.
-    await this.ensureProfile(networkId, networkId);
-    void this.nameProfileLater(networkId);
+    // Docker stores the network, and so its name, only after this call returns.
+    void this.joinProfileLater(networkId);
   }
 
   async deleteNetwork(networkId: string): Promise<void> {
-    this.namedProfiles.delete(networkId);
-    if (this.options.createProfiles) await this.endpoints.deleteProfile(networkId);
+    this.networkNames.delete(networkId);
+    if (this.options.createProfiles) await this.profiles.leave(networkId, this.options.node);
   }
 
   async createEndpoint(request: CreateEndpointRequest): Promise<{ macAddress?: string }> {
@@ -124,13 +123,7 @@ export class NetworkDriver {
       ipNetworks.push(hostCidr(ip));
     }
     const mac = request.macAddress === '' ? WORKLOAD_MAC : normaliseMac(request.macAddress);
-    let profiles: string[] = [];
-    if (this.options.createProfiles) {
-      if (!this.namedProfiles.has(request.networkId)) {
-        await this.ensureProfile(request.networkId, (await this.docker.networkName(request.networkId)) ?? request.networkId);
-      }
-      profiles = [request.networkId];
-    }
+    const profiles = this.options.createProfiles ? [await this.profileOf(request.networkId)] : [];
     const handles = ipNetworks.map((n) => this.ipam.allocationOf(parseIp(n.split('/')[0]!))?.handleId).filter((h): h is string => Boolean(h));
     const endpoint: WorkloadEndpoint = {
       kind: 'WorkloadEndpoint',
@@ -311,24 +304,31 @@ export class NetworkDriver {
     await this.dataplane.enableForwarding();
   }
 
-  private async ensureProfile(networkId: string, networkName: string): Promise<void> {
-    const existing = await this.endpoints.getProfile(networkId);
-    const current = existing?.value.metadata.annotations?.[NETWORK_NAME_ANNOTATION];
-    if (existing && current === networkName && networkName !== networkId) this.namedProfiles.add(networkId);
-    if (existing && (current === networkName || networkName === networkId)) return;
-    const profile = defaultProfile(networkId, networkName);
-    const written = existing ? await this.endpoints.updateProfile(profile, existing.modRevision) : await this.endpoints.createProfile(profile);
-    if (!written) this.log.debug({ networkId }, 'profile changed concurrently; keeping the other write');
-    if (networkName !== networkId) this.namedProfiles.add(networkId);
+  /**
+   * The profile of a Docker network: its name, shared by the networks of that name on every host.
+   * Only when Docker cannot tell the name is the network's ID used instead.
+   */
+  private async profileOf(networkId: string): Promise<string> {
+    const known = this.networkNames.get(networkId);
+    if (known) return known;
+    const name = (await this.docker.networkName(networkId)) ?? networkId;
+    await this.profiles.join(name, networkId, this.options.node);
+    if (name !== networkId) this.networkNames.set(networkId, name);
+    return name;
   }
 
   /** Docker records the network after CreateNetwork returns; poll briefly for its name. */
-  private async nameProfileLater(networkId: string): Promise<void> {
-    for (let attempt = 0; attempt < 20; attempt++) {
+  private async joinProfileLater(networkId: string): Promise<void> {
+    for (let attempt = 0; attempt < 20 && !this.networkNames.has(networkId); attempt++) {
       await new Promise((r) => setTimeout(r, 250));
       const name = await this.docker.networkName(networkId);
       if (!name) continue;
-      await this.ensureProfile(networkId, name).catch((error) => this.log.warn({ err: error, networkId }, 'could not record network name'));
+      try {
+        await this.profiles.join(name, networkId, this.options.node);
+        this.networkNames.set(networkId, name);
+      } catch (error) {
+        this.log.warn({ err: error, networkId }, 'could not record the network on its profile; its first endpoint will');
+      }
       return;
     }
   }

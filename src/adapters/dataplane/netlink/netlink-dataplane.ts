@@ -5,7 +5,7 @@ import { Worker } from 'node:worker_threads';
 import 'netlink';
 import type { Cidr, IpAddr } from '../../../domain/cidr.js';
 import { DataplaneError } from '../../../domain/errors.js';
-import type { Dataplane, HostRoute, LinkInfo } from '../../../ports/dataplane.js';
+import type { Dataplane, HostInterface, HostRoute, LinkInfo } from '../../../ports/dataplane.js';
 
 type Method = Exclude<keyof Dataplane, 'close'>;
 export interface DataplaneCall {
@@ -71,6 +71,10 @@ export class NetlinkDataplane implements Dataplane {
 
   listHostRoutes(prefix: string): Promise<HostRoute[]> {
     return this.call('listHostRoutes', [prefix]);
+  }
+
+  listInterfaces(): Promise<HostInterface[]> {
+    return this.call('listInterfaces', []);
   }
 
   syncBlackholes(blocks: Cidr[], within: Cidr[]): Promise<void> {

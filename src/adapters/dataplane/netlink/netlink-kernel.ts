@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import nl from 'netlink';
 import { Cidr, cidrsOverlap, familyBits, formatCidr, IpAddr, IpFamily } from '../../../domain/cidr.js';
 import { DataplaneError } from '../../../domain/errors.js';
-import type { Dataplane, HostRoute, LinkInfo } from '../../../ports/dataplane.js';
+import type { Dataplane, HostInterface, HostRoute, LinkInfo } from '../../../ports/dataplane.js';
 
 const { createRtNetlink, AttrStream, ifla, rt } = nl;
 type RtSocket = ReturnType<typeof createRtNetlink>;
@@ -186,6 +186,26 @@ export class NetlinkKernel implements Dataplane {
         ),
       );
     }
+  }
+
+  async listInterfaces(): Promise<HostInterface[]> {
+    const links = await this.run('getLinks', '', () => this.socket.getLinks(undefined, undefined, TIMEOUT));
+    const addresses = await this.run('getAddresses', '', () => this.socket.getAddresses(undefined, undefined, TIMEOUT));
+    return links.map((link) => ({
+      name: link.attrs.ifname ?? '',
+      index: link.data.index!,
+      up: link.data.flags?.up === true,
+      mtu: link.attrs.mtu ?? 0,
+      addresses: addresses
+        .filter((a) => a.data.index === link.data.index && (a.data.family === AF[4] || a.data.family === AF[6]))
+        .flatMap((a) => {
+          // IFA_LOCAL is the interface's own address (IFA_ADDRESS is the far end on point-to-point links).
+          const bytes = a.attrs.local ?? a.attrs.address;
+          if (!bytes) return [];
+          const family: IpFamily = a.data.family === AF[4] ? 4 : 6;
+          return [{ address: { family, value: bytesToValue(bytes) }, prefix: a.data.prefixlen ?? familyBits(family) }];
+        }),
+    }));
   }
 
   private async listLinksByIndex(): Promise<Map<number, string>> {

@@ -87,4 +87,13 @@ export class EtcdEndpointStore implements EndpointStore {
   deleteProfile(name: string) {
     return this.remove(PROFILE_PREFIX + name);
   }
+
+  async deleteProfileAt(name: string, revision: string): Promise<boolean> {
+    const key = Buffer.from(PROFILE_PREFIX + name);
+    const result = await this.etcd.txn({
+      compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: revision }],
+      success: [{ request_delete_range: { key } }],
+    });
+    return result.succeeded;
+  }
 }

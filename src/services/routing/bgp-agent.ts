@@ -1,0 +1,184 @@
+import { createHash } from 'node:crypto';
+import { computePeerings, nodeAddress } from '../../calc/bgp-peerings.js';
+import { BirdPool, renderBirdConfig } from '../../calc/bird-config.js';
+import { Cidr, formatIp, parseCidr, parseIp } from '../../domain/cidr.js';
+import type { IpPool } from '../../domain/ipam-model.js';
+import { BgpConfiguration, BgpPeer, CalicoNode, DEFAULT_BGP_CONFIGURATION, Resource } from '../../domain/resources.js';
+import type { BgpSpeaker } from '../../ports/bgp-speaker.js';
+import { Logger, silentLogger } from '../../ports/logger.js';
+import type { ResourceChange, ResourceStore } from '../../ports/resource-store.js';
+
+/** Changes arriving together are rendered together. */
+const DEBOUNCE_MS = 5;
+const RETRY_MS = 1000;
+const KINDS = ['Node', 'BGPConfiguration', 'BGPPeer', 'IPPool'];
+
+export interface BgpAgentOptions {
+  node: string;
+  /** CALICO_ROUTER_ID: an IPv4 address, `hash`, or unset for the node's IPv4 address. */
+  routerId?: string;
+  /** The blocks affine to this node, as IPAM knows them now. */
+  ownedBlocks: () => Cidr[];
+  log?: Logger;
+}
+
+/** Calico's `hash` router ID: the first 4 bytes of SHA-256(node name), kept out of the multicast range. */
+export function hashedRouterId(node: string): string {
+  const bytes = createHash('sha256').update(node).digest().subarray(0, 4);
+  if (bytes[0]! > 223) bytes[0]! -= 32;
+  return [...bytes].join('.');
+}
+
+/** Pools whose routes the daemon programs itself (VXLAN) are still advertised, but BIRD keeps them out of the kernel. */
+function birdPool(pool: IpPool): BirdPool | undefined {
+  try {
+    const cidr = parseCidr(pool.spec.cidr);
+    const tunnelled = pool.spec.vxlanMode === 'Always' || pool.spec.vxlanMode === 'CrossSubnet';
+    return { cidr, kernelRoutes: !tunnelled, exported: (pool.spec as { disableBGPExport?: boolean }).disableBGPExport !== true };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Keeps this host's BGP speaker configured from the datastore, as Calico's confd did: it watches the
+ * Nodes, BGPConfiguration, BGPPeers and pools (and hears from IPAM when this node's blocks change),
+ * computes the whole configuration purely, and hands it to the speaker only when it changed.
+ */
+export class BgpAgent {
+  private readonly resources = new Map<string, Resource>();
+  private readonly log: Logger;
+  private watch: { cancel(): Promise<void> } | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private applying: Promise<void> | undefined;
+  private dirty = false;
+  private synced = false;
+  private stopped = false;
+  /** The last configuration handed to the speaker (applied or refused): not handed again until it changes. */
+  private last: string | undefined;
+
+  constructor(
+    private readonly store: ResourceStore,
+    private readonly speaker: BgpSpeaker,
+    private readonly options: BgpAgentOptions,
+  ) {
+    this.log = options.log ?? silentLogger;
+  }
+
+  async start(): Promise<void> {
+    const snapshot = await this.store.snapshot(KINDS);
+    this.resources.clear();
+    for (const resource of snapshot.resources) this.resources.set(keyOf(resource.kind, resource.metadata.name), resource);
+    await this.watch?.cancel().catch(() => undefined);
+    this.watch = await this.store.watch(KINDS, snapshot.revision, (change) => this.onChange(change), (error) => this.onLost(error));
+    this.synced = true;
+    await this.applyNow();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.watch?.cancel().catch(() => undefined);
+    await this.applying;
+  }
+
+  /** This node's blocks changed (a claim, a release): render again. */
+  blocksChanged(): void {
+    this.schedule(0);
+  }
+
+  private onChange(change: ResourceChange): void {
+    const key = keyOf(change.kind, change.name);
+    if (change.value) this.resources.set(key, change.value);
+    else this.resources.delete(key);
+    this.schedule(DEBOUNCE_MS);
+  }
+
+  private onLost(error: Error): void {
+    if (this.stopped) return;
+    this.log.warn({ err: error }, 'BGP watch lost; reloading');
+    this.synced = false;
+    const retry = (): void => {
+      if (!this.stopped) this.start().catch(() => setTimeout(retry, RETRY_MS).unref());
+    };
+    retry();
+  }
+
+  private schedule(delay: number): void {
+    if (!this.synced || this.stopped) return;
+    this.dirty = true;
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.applyNow();
+    }, delay);
+  }
+
+  private of<R extends Resource>(kind: string): R[] {
+    return [...this.resources.values()].filter((r): r is R => r.kind === kind);
+  }
+
+  /** The configuration the datastore asks for now, or undefined (with the reason logged) when none can be made. */
+  desiredConfig(): string | undefined {
+    const nodes = this.of<CalicoNode>('Node');
+    const me = nodes.find((n) => n.metadata.name === this.options.node);
+    if (!me) return undefined;
+    const config = this.of<BgpConfiguration>('BGPConfiguration').find((c) => c.metadata.name === DEFAULT_BGP_CONFIGURATION)?.spec ?? {};
+    const peerings = computePeerings({ node: this.options.node, nodes, peers: this.of<BgpPeer>('BGPPeer'), config });
+    for (const problem of peerings.problems) this.log.warn({ problem }, 'BGP peer skipped');
+    const routerId = this.routerId(me);
+    if (!routerId) {
+      this.log.error({ node: this.options.node }, 'Cannot determine a BGP router ID: the node has no IPv4 address; set IP or CALICO_ROUTER_ID');
+      return undefined;
+    }
+    const addresses = { 4: nodeAddress(me, 4), 6: nodeAddress(me, 6) };
+    return renderBirdConfig({
+      routerId,
+      asNumber: peerings.asNumber,
+      ...(peerings.clusterId ? { clusterId: peerings.clusterId } : {}),
+      addresses: Object.fromEntries(Object.entries(addresses).filter(([, a]) => a !== undefined)),
+      // Disabled pools too: their blocks still hold workloads.
+      pools: this.of<IpPool>('IPPool')
+        .map(birdPool)
+        .filter((p): p is BirdPool => p !== undefined),
+      blocks: this.options.ownedBlocks(),
+      peerings: peerings.peerings,
+      ...(config.logSeverityScreen ? { logSeverity: config.logSeverityScreen } : {}),
+    });
+  }
+
+  private routerId(me: CalicoNode): string | undefined {
+    const configured = this.options.routerId;
+    if (configured === 'hash') return hashedRouterId(this.options.node);
+    if (configured) return formatIp(parseIp(configured));
+    const v4 = nodeAddress(me, 4);
+    return v4 ? formatIp(v4) : undefined;
+  }
+
+  private async applyNow(): Promise<void> {
+    if (this.applying) {
+      this.dirty = true;
+      return this.applying;
+    }
+    this.dirty = false;
+    this.applying = (async () => {
+      try {
+        const config = this.desiredConfig();
+        if (config === undefined || config === this.last) return;
+        const started = performance.now();
+        const result = await this.speaker.apply(config);
+        this.last = config;
+        if (result.applied) this.log.info({ ms: Number((performance.now() - started).toFixed(1)) }, 'BGP configuration applied');
+      } catch (error) {
+        this.log.error({ err: error }, 'could not apply the BGP configuration; retrying');
+        setTimeout(() => this.schedule(0), RETRY_MS).unref();
+      }
+    })().finally(() => {
+      this.applying = undefined;
+      if (this.dirty) this.schedule(0);
+    });
+    return this.applying;
+  }
+}
+
+const keyOf = (kind: string, name: string): string => `${kind}/${name}`;

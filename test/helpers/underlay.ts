@@ -1,0 +1,91 @@
+import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { birdCommand, BirdReply } from '../../src/adapters/bird/bird-control.js';
+
+const ip = (args: string[]): void => void execFileSync('ip', args);
+
+/**
+ * The network between test hosts: a namespace of its own holding a bridge, which each host (and
+ * each router) joins with a veth. Nothing on it reaches the machine's own network.
+ */
+export class Underlay {
+  readonly netns: string;
+  readonly bridge = 'br0';
+
+  constructor(name: string) {
+    this.netns = `calit-${process.pid}-${name}`.slice(0, 30);
+  }
+
+  start(): void {
+    spawnSync('ip', ['netns', 'del', this.netns]);
+    ip(['netns', 'add', this.netns]);
+    ip(['-n', this.netns, 'link', 'set', 'lo', 'up']);
+    ip(['-n', this.netns, 'link', 'add', this.bridge, 'type', 'bridge']);
+    ip(['-n', this.netns, 'link', 'set', this.bridge, 'up']);
+  }
+
+  stop(): void {
+    spawnSync('ip', ['netns', 'del', this.netns]);
+  }
+}
+
+/**
+ * A plain BIRD 2 in a namespace of its own on the underlay: the top-of-rack router of the tests.
+ * Its config is the test's; its kernel table shows what it learnt.
+ */
+export class BirdRouter {
+  readonly netns: string;
+  readonly dir = mkdtempSync(join(tmpdir(), 'calico-router-'));
+  private bird: ChildProcess | undefined;
+
+  constructor(
+    readonly name: string,
+    readonly address: string,
+  ) {
+    this.netns = `calit-${process.pid}-${name}`.slice(0, 30);
+  }
+
+  get socket(): string {
+    return join(this.dir, 'bird.ctl');
+  }
+
+  async start(underlay: Underlay, config: string): Promise<void> {
+    spawnSync('ip', ['netns', 'del', this.netns]);
+    ip(['netns', 'add', this.netns]);
+    ip(['-n', this.netns, 'link', 'set', 'lo', 'up']);
+    const outside = `u-${this.name}`.slice(0, 15);
+    ip(['link', 'add', 'eth0', 'netns', this.netns, 'type', 'veth', 'peer', 'name', outside, 'netns', underlay.netns]);
+    ip(['-n', underlay.netns, 'link', 'set', outside, 'master', underlay.bridge, 'up']);
+    ip(['-n', this.netns, 'addr', 'add', this.address, 'dev', 'eth0']);
+    ip(['-n', this.netns, 'link', 'set', 'eth0', 'up']);
+    writeFileSync(join(this.dir, 'bird.cfg'), config);
+    const log = openSync(join(this.dir, 'bird.log'), 'a');
+    this.bird = spawn('ip', ['netns', 'exec', this.netns, 'bird', '-f', '-c', join(this.dir, 'bird.cfg'), '-s', this.socket, '-P', join(this.dir, 'bird.pid')], {
+      stdio: ['ignore', log, log],
+    });
+    closeSync(log);
+    for (let i = 0; i < 100; i++) {
+      if ((await this.command('show status').catch(() => undefined))?.code === 13) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`router BIRD did not start: ${readFileSync(join(this.dir, 'bird.log'), 'utf8')}`);
+  }
+
+  command(text: string): Promise<BirdReply> {
+    return birdCommand(this.socket, text);
+  }
+
+  /** The router's kernel routes learnt from BGP, as `ip route` prints them. */
+  birdRoutes(): string[] {
+    const out = spawnSync('ip', ['-n', this.netns, 'route', 'show', 'proto', 'bird'], { encoding: 'utf8' }).stdout;
+    return out.split('\n').filter(Boolean);
+  }
+
+  stop(): void {
+    this.bird?.kill('SIGKILL');
+    spawnSync('ip', ['netns', 'del', this.netns]);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
