@@ -1,5 +1,5 @@
 import { formatIp, IpAddr, IpFamily, parseIp } from '../domain/cidr.js';
-import { BgpConfigurationSpec, BgpPeer, CalicoNode, DEFAULT_AS_NUMBER } from '../domain/resources.js';
+import { BgpConfigurationSpec, BgpPeer, CalicoNode, DEFAULT_AS_NUMBER, MAX_AS_NUMBER } from '../domain/resources.js';
 import { parseSelector, Selector } from './selector.js';
 
 /**
@@ -133,9 +133,9 @@ export function computePeerings(input: PeeringInput): PeeringResult {
     if (!spec.peerIP) return [];
     try {
       const { address, port } = parsePeerAddress(spec.peerIP);
-      if (spec.asNumber === undefined) throw new Error('no asNumber');
+      if (!Number.isInteger(spec.asNumber) || spec.asNumber! < 1 || spec.asNumber! > MAX_AS_NUMBER) throw new Error(`asNumber ${JSON.stringify(spec.asNumber)} is not 1-${MAX_AS_NUMBER}`);
       const node = others.find((n) => nodeAddress(n, address.family)?.value === address.value);
-      return [{ address, ...(port ? { port } : {}), asNumber: spec.asNumber, ...(node ? { node } : {}) }];
+      return [{ address, ...(port ? { port } : {}), asNumber: spec.asNumber!, ...(node ? { node } : {}) }];
     } catch (error) {
       problems.push(`BGPPeer ${peer.metadata.name}: peerIP ${JSON.stringify(spec.peerIP)} unusable (${(error as Error).message})`);
       return [];

@@ -18,6 +18,7 @@ import { parseSelector, Selector } from './selector.js';
 export const ACCEPT_MARK = '0x1000000';
 const MARK = `${ACCEPT_MARK}/${ACCEPT_MARK}`;
 export const WORKLOAD_PREFIX = 'cali';
+const BGP_PORT = 179;
 
 export interface PoolInfo {
   cidr: string;
@@ -217,13 +218,16 @@ function familyTables(input: PolicyInput, views: EndpointView[], profiles: Map<s
   filter.set('cali-to-wl-dispatch', [...toDispatch, '-j DROP']);
   filter.set('cali-from-wl-dispatch', [...fromDispatch, '-j DROP']);
   filter.set('cali-FORWARD', [`-i ${w} -j cali-from-wl-dispatch`, `-o ${w} -j cali-to-wl-dispatch`, `-i ${w} -j ACCEPT`, `-o ${w} -j ACCEPT`]);
-  // Workload to host: the workload's outbound rules, then the host's own INPUT rules.
-  filter.set('cali-INPUT', [`-i ${w} -j cali-wl-to-host`]);
+  // Workload to host: the workload's outbound rules, then the host's own INPUT rules. BGP between
+  // hosts always passes, whatever the host's own firewall does with the rest (Felix's failsafe ports).
+  filter.set('cali-INPUT', [`-i ${w} -j cali-wl-to-host`, `! -i ${w} -j cali-failsafe-in`]);
+  filter.set('cali-failsafe-in', [`-p tcp --dport ${BGP_PORT} -j ACCEPT`, `-p tcp --sport ${BGP_PORT} -m conntrack --ctstate ESTABLISHED -j ACCEPT`]);
+  filter.set('cali-failsafe-out', [`-p tcp --dport ${BGP_PORT} -j ACCEPT`, `-p tcp --sport ${BGP_PORT} -m conntrack --ctstate ESTABLISHED -j ACCEPT`]);
   // IPv6 neighbour discovery and multicast listener messages always pass (Felix allows 130-133, 135, 136).
   const icmpv6 = family === 6 ? [130, 131, 132, 133, 135, 136].map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j ACCEPT`) : [];
   filter.set('cali-wl-to-host', [...icmpv6, '-j cali-from-wl-dispatch', '-j RETURN']);
   // Host to its own workloads is not policed (as Felix): contacting them from the host is useful.
-  filter.set('cali-OUTPUT', [`-o ${w} -j RETURN`]);
+  filter.set('cali-OUTPUT', [`-o ${w} -j RETURN`, '-j cali-failsafe-out']);
 
   const nat: Chains = new Map();
   const pools = input.pools.filter((p) => familyOf(p.cidr) === family);

@@ -110,7 +110,7 @@ async function main(): Promise<void> {
     reconciler
       .reconcileDataplane()
       .then(() => reconciler.collectGarbage())
-      .then((removed) => (removed.endpoints || removed.addresses) && log.info(removed, 'garbage collected'))
+      .then((removed) => (removed.endpoints || removed.addresses || removed.blocks) && log.info(removed, 'garbage collected'))
       .catch((error) => log.warn({ err: error }, 'garbage collection failed'));
   }, config.gcIntervalMs);
   gc.unref();

@@ -40,6 +40,8 @@ export interface UnderlayLink {
   underlay: { netns: string; bridge: string };
   /** `ADDR/len` of the host on the underlay. */
   address: string;
+  /** An IPv6 `ADDR/len` as well. */
+  address6?: string;
   /** The underlay's router, when hosts reach other subnets through it. */
   gateway?: string;
 }
@@ -82,6 +84,28 @@ export class DockerHost {
   /** The host's address on the underlay, without the prefix length. */
   get address(): string {
     return this.options.underlay?.address.split('/')[0] ?? '198.18.0.1';
+  }
+
+  /** A path in the host's CALICO_RUN_DIR (its private /run/calico), seen from outside. */
+  runPath(name: string): string {
+    return `/proc/${this.holder!.pid}/root/run/calico/${name}`;
+  }
+
+  /** A file of the host's CALICO_RUN_DIR, or '' when it is not there. */
+  runFile(name: string): string {
+    return readLog(this.runPath(name));
+  }
+
+  /** The PID of the host's BIRD, from its PID file, when one runs. */
+  birdPid(): number | undefined {
+    const pid = Number(this.runFile('bird.pid').trim());
+    if (!pid) return undefined;
+    try {
+      process.kill(pid, 0);
+      return pid;
+    } catch {
+      return undefined;
+    }
   }
 
   /** The daemon's plugin sockets, seen from outside the host's mount namespace. */
@@ -143,6 +167,7 @@ export class DockerHost {
     execFileSync('ip', ['link', 'add', 'eth0', 'netns', this.netns, 'type', 'veth', 'peer', 'name', outside, 'netns', link.underlay.netns]);
     execFileSync('ip', ['-n', link.underlay.netns, 'link', 'set', outside, 'master', link.underlay.bridge, 'up']);
     this.ip(`addr add ${link.address} dev eth0`);
+    if (link.address6) this.ip(`addr add ${link.address6} dev eth0 nodad`);
     this.ip('link set eth0 up');
     this.ip(`route add default via ${link.gateway ?? '198.18.0.254'} dev ${link.gateway ? 'eth0' : 'uplink'}`);
   }

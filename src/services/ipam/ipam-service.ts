@@ -31,6 +31,7 @@ import {
 import { AllocationAttribute, AllocationBlock, BlockAffinity, hostAffinity, IpamHandle } from '../../domain/ipam-model.js';
 import type { IpamStore, IpamWatch, IpamWrite, Stored } from '../../ports/ipam-store.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
+import { releaseBlockAffinity } from './affinity-release.js';
 import { findFreeBlock } from './block-search.js';
 import { CachedBlock, IpamCache } from './ipam-cache.js';
 import { describePool, PoolView } from './pool-view.js';
@@ -217,6 +218,17 @@ export class IpamService {
   ownedBlocks(): Cidr[] {
     const mine = hostAffinity(this.node);
     return this.cache.allBlocks().filter((b) => b.stored.value.affinity === mine).map((b) => b.cidr);
+  }
+
+  /**
+   * Gives up one of this node's blocks if nothing is allocated in it, so its route is withdrawn
+   * everywhere. Compared on the block's revision: an allocation that lands first keeps the block.
+   * The watch brings the change into the cache (and tells the routes).
+   */
+  async releaseEmptyBlock(cidr: Cidr): Promise<boolean> {
+    const released = (await releaseBlockAffinity(this.store, cidr, this.node, { onlyIfEmpty: true })) === 'released';
+    if (released) this.log.info({ block: formatCidr(cidr) }, 'released empty block');
+    return released;
   }
 
   /** Frees one address. Resolves with what was freed, or undefined when it was not allocated. */

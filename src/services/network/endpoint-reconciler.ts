@@ -1,4 +1,5 @@
-import { formatIp, IpAddr } from '../../domain/cidr.js';
+import { formatCidr, formatIp, IpAddr } from '../../domain/cidr.js';
+import { isEmpty } from '../../domain/allocation-block.js';
 import { endpointAddresses, hostInterfaceName, WorkloadEndpoint, workloadEndpointName } from '../../domain/endpoint-model.js';
 import type { Dataplane } from '../../ports/dataplane.js';
 import type { DockerApi } from '../../ports/docker-api.js';
@@ -30,6 +31,8 @@ const key = (ip: IpAddr): string => formatIp(ip);
  */
 export class EndpointReconciler {
   private readonly log: Logger;
+  /** When each empty block of this node was first seen empty. */
+  private readonly emptySince = new Map<string, number>();
 
   constructor(
     private readonly endpoints: EndpointStore,
@@ -85,9 +88,9 @@ export class EndpointReconciler {
    * Releases what leaked: endpoints of this node Docker no longer knows, and addresses this node
    * allocated that no endpoint uses. Does nothing when Docker cannot be asked.
    */
-  async collectGarbage(now = Date.now()): Promise<{ endpoints: number; addresses: number }> {
+  async collectGarbage(now = Date.now()): Promise<{ endpoints: number; addresses: number; blocks: number }> {
     const known = await this.docker.knownEndpoints(this.options.driverName);
-    if (!known) return { endpoints: 0, addresses: 0 };
+    if (!known) return { endpoints: 0, addresses: 0, blocks: await this.releaseEmptyBlocks(now) };
     let endpointsRemoved = 0;
     const endpoints = await this.localEndpoints();
     for (const { value: endpoint } of endpoints) {
@@ -122,6 +125,33 @@ export class EndpointReconciler {
         }
       }
     }
-    return { endpoints: endpointsRemoved, addresses: addressesReleased };
+    return { endpoints: endpointsRemoved, addresses: addressesReleased, blocks: await this.releaseEmptyBlocks(now) };
+  }
+
+  /**
+   * Blocks of this node that have held no address for the grace period are given up, so the other
+   * hosts stop routing them here (Calico's kube-controllers do the same for idle blocks).
+   */
+  private async releaseEmptyBlocks(now: number): Promise<number> {
+    const owned = new Set(this.ipam.ownedBlocks().map(formatCidr));
+    for (const key of this.emptySince.keys()) if (!owned.has(key)) this.emptySince.delete(key);
+    let released = 0;
+    for (const block of this.ipam.cache.allBlocks()) {
+      const key = formatCidr(block.cidr);
+      if (!owned.has(key) || !isEmpty(block.stored.value)) {
+        this.emptySince.delete(key);
+        continue;
+      }
+      const since = this.emptySince.get(key) ?? now;
+      this.emptySince.set(key, since);
+      if (now - since < this.options.graceMs) continue;
+      try {
+        if (await this.ipam.releaseEmptyBlock(block.cidr)) released++;
+        this.emptySince.delete(key);
+      } catch (error) {
+        this.log.warn({ err: error, block: key }, 'could not release empty block');
+      }
+    }
+    return released;
   }
 }
