@@ -27,7 +27,23 @@ export interface CliContext {
   out(text: string): void;
   /** Text to standard output as it is. */
   write(text: string): void;
+  /** All of standard input (for `-f -` and `rule update`). */
+  stdin(): Promise<string>;
   close(): void;
+}
+
+/** Where calicoctl reads and writes: the process's own streams, or a test's. */
+export interface CliIo {
+  env: NodeJS.ProcessEnv;
+  stdout(text: string): void;
+  stderr(text: string): void;
+  stdin(): Promise<string>;
+}
+
+export async function processStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString();
 }
 
 /** A calicoctl failure whose text is Calico's own: printed to standard error as it is, exit status 1. */
@@ -39,7 +55,8 @@ export class CalicoctlFailure extends Error {
 }
 
 /** The datastore from the same environment as the daemon: ETCD_ENDPOINTS, the TLS files, NODENAME, DOCKER_HOST. */
-export function contextFromEnv(env: NodeJS.ProcessEnv): CliContext {
+export function contextFrom(io: CliIo): CliContext {
+  const env = io.env;
   const etcd = new EtcdClient(etcdSettingsFrom(env));
   const store = new EtcdIpamStore(etcd);
   const endpoints = new EtcdEndpointStore(etcd);
@@ -56,8 +73,9 @@ export function contextFromEnv(env: NodeJS.ProcessEnv): CliContext {
     runDir: env.CALICO_RUN_DIR || DEFAULT_RUN_DIR,
     resources: () => new ResourceService(resourceStore, new PoolService(store), nodeRemoval()),
     nodeRemoval,
-    out: (text) => process.stdout.write(`${text}\n`),
-    write: (text) => process.stdout.write(text),
+    out: (text) => io.stdout(`${text}\n`),
+    write: (text) => io.stdout(text),
+    stdin: () => io.stdin(),
     close: () => etcd.close(),
   };
 }

@@ -20,12 +20,6 @@ function usage(message: string): never {
   throw new InvalidRequestError(`${message}\n${USAGE}`);
 }
 
-async function readStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString();
-}
-
 function printRules(ctx: CliContext, rules: { inbound_rules: SeedRule[]; outbound_rules: SeedRule[] }): void {
   for (const [title, list] of [['Inbound rules:', rules.inbound_rules], ['Outbound rules:', rules.outbound_rules]] as const) {
     ctx.out(title);
@@ -82,7 +76,7 @@ export function addProfileCommands(program: Command, context: () => CliContext):
       if (third === 'update') {
         let document: unknown;
         try {
-          document = JSON.parse(await readStdin());
+          document = JSON.parse(await ctx.stdin());
         } catch (error) {
           throw new InvalidRequestError(`the rules on standard input are not valid JSON: ${(error as Error).message}`);
         }

@@ -44,10 +44,10 @@ async function eachResource(ctx: CliContext, verb: { present: string; past: stri
   ctx.out(`Successfully ${verb.past} ${done}${describeKinds(resources)} resource(s)`);
 }
 
-async function resourcesFrom(file: string | undefined): Promise<Resource[]> {
+async function resourcesFrom(ctx: CliContext, file: string | undefined): Promise<Resource[]> {
   if (!file) throw new CalicoctlFailure('no resources given: use -f FILE (or -f - for standard input)');
   try {
-    return await readResources(file);
+    return await readResources(file, ctx.stdin);
   } catch (error) {
     throw new CalicoctlFailure(`Failed to execute command: ${message(error)}`);
   }
@@ -108,8 +108,8 @@ export function addResourceCommands(program: Command, context: () => CliContext)
       .option('-f, --filename <file>', 'YAML or JSON file of resources, - for standard input')
       .option('--skip-exists', 'create only: resources that exist already count as created')
       .action(async (options: { filename?: string; skipExists?: boolean }) => {
-        const resources = await resourcesFrom(options.filename);
         const ctx = context();
+        const resources = await resourcesFrom(ctx, options.filename);
         const service = ctx.resources();
         await eachResource(ctx, { present: verb, past }, resources, async (resource) => {
           try {
@@ -130,14 +130,14 @@ export function addResourceCommands(program: Command, context: () => CliContext)
     .option('-f, --filename <file>', 'YAML or JSON file of resources, - for standard input')
     .option('-s, --skip-not-exists', 'resources that do not exist count as deleted')
     .action(async (word: string | undefined, names: string[], options: { filename?: string; skipNotExists?: boolean }) => {
+      const ctx = context();
       let targets: Resource[];
-      if (options.filename) targets = await resourcesFrom(options.filename);
+      if (options.filename) targets = await resourcesFrom(ctx, options.filename);
       else {
         if (!word || names.length === 0) throw new CalicoctlFailure('delete needs KIND NAME... or -f FILE');
         const kind = kindOf(word, (m) => m);
         targets = names.map((name) => ({ kind: kind.kind, apiVersion: 'projectcalico.org/v3', metadata: { name, ...(kind.namespaced ? { namespace: DEFAULT_NAMESPACE } : {}) }, spec: {} }));
       }
-      const ctx = context();
       const service = ctx.resources();
       await eachResource(ctx, { present: 'delete', past: 'deleted' }, targets, async (resource) => {
         try {

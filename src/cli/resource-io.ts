@@ -11,12 +11,6 @@ import { decodeResource } from '../services/resources/resource-schema.js';
  * a `<Kind>List`; tables in Go's tabwriter layout, YAML with sorted keys, JSON in Calico's field order.
  */
 
-export async function readStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString();
-}
-
 function flatten(value: unknown): unknown[] {
   if (Array.isArray(value)) return value.flatMap(flatten);
   const doc = value as { kind?: unknown; items?: unknown };
@@ -25,7 +19,7 @@ function flatten(value: unknown): unknown[] {
 }
 
 /** Every resource in a file (`-` for standard input), strictly decoded; nothing is written if any is wrong. */
-export async function readResources(file: string, stdin: () => Promise<string> = readStdin): Promise<Resource[]> {
+export async function readResources(file: string, stdin: () => Promise<string>): Promise<Resource[]> {
   let text: string;
   try {
     text = file === '-' ? await stdin() : readFileSync(file, 'utf8');

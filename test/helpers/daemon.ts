@@ -164,3 +164,20 @@ export function calicoctl(args: string[], env: Record<string, string>): CliResul
   const result = spawnSync(process.execPath, [CALICOCTL, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, encoding: 'utf8', timeout: 30000 });
   return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
 }
+
+/**
+ * calicoctl run in this process (the same program the binary runs), for tests that run many
+ * commands: no Node.js start-up per command.
+ */
+export async function calicoctlHere(args: string[], env: Record<string, string>, input = ''): Promise<CliResult> {
+  const { runCalicoctl } = await import('../../src/cli/program.js');
+  let stdout = '';
+  let stderr = '';
+  const status = await runCalicoctl(args, {
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdout: (text) => void (stdout += text),
+    stderr: (text) => void (stderr += text),
+    stdin: async () => input,
+  });
+  return { status, stdout, stderr };
+}

@@ -33,7 +33,9 @@ export function parseDetectionMethod(text: string | undefined, variable = 'IP_AU
   const equals = value.indexOf('=');
   const word = equals < 0 ? value : value.slice(0, equals);
   const argument = equals < 0 ? '' : value.slice(equals + 1).trim();
-  if (argument === '') throw new InvalidRequestError(`invalid ${variable}=${JSON.stringify(value)}: ${word} needs a value, e.g. ${word}=...`);
+  if (argument === '' && ['interface', 'skip-interface', 'can-reach', 'cidr'].includes(word)) {
+    throw new InvalidRequestError(`invalid ${variable}=${JSON.stringify(value)}: ${word} needs a value, e.g. ${word}=...`);
+  }
   switch (word) {
     case 'interface':
       return { kind: 'interface', patterns: regexes(argument, variable) };

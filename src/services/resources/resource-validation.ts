@@ -139,7 +139,7 @@ function validateBgpPeer(errors: FieldErrors, resource: Resource): Resource {
   if (spec.peerIP && spec.peerSelector) errors.add('PeerIP', spec.peerIP, 'PeerIP field must be empty when PeerSelector is specified');
   if (spec.asNumber !== undefined && spec.peerSelector) errors.add('ASNumber', spec.asNumber, 'ASNumber field must be empty when PeerSelector is specified');
   if (!spec.peerIP && !spec.peerSelector) errors.add('PeerIP', undefined, 'a BGPPeer needs a peerIP (with asNumber) or a peerSelector');
-  if (spec.peerIP && spec.asNumber === undefined) errors.add('ASNumber', undefined, 'a peer given by peerIP needs its asNumber');
+  if (spec.peerIP && !spec.peerSelector && spec.asNumber === undefined) errors.add('ASNumber', undefined, 'a peer given by peerIP needs its asNumber');
   const asNumber = asNumberField(errors, 'ASNumber', spec.asNumber);
   if (asNumber !== undefined) spec.asNumber = asNumber;
   return resource;

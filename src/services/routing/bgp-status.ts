@@ -29,7 +29,8 @@ const PEER_NAME = /^(Global|Node|Mesh)_(.+?)(_port_\d+)?$/;
 export function peerStatuses(rows: ProtocolRow[], formatSince: (since: string) => string): PeerStatus[] {
   return rows.flatMap((row) => {
     const match = PEER_NAME.exec(row.name);
-    if (row.proto !== 'BGP' || !match) return [];
+    // Calico skips rows without an info column (disabled protocols).
+    if (row.proto !== 'BGP' || !match || row.info === '') return [];
     const suffix = match[2]!;
     const family: IpFamily = /^\d+_\d+_\d+_\d+$/.test(suffix) ? 4 : 6;
     const address = family === 4 ? suffix.replace(/_/g, '.') : suffix.replace(/_/g, ':');
