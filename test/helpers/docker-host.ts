@@ -149,7 +149,13 @@ export class DockerHost {
       holder.stdout!.once('data', () => resolve());
       holder.once('exit', (code) => reject(new Error(`namespace holder exited ${code}`)));
     });
-    if (this.etcd !== 'embedded') this.relays = await relayEtcdInto(['nsenter', `--net=/run/netns/${this.netns}`, '--'], this.etcd.endpoint, join(this.dir, 'etcd.sock'), ETCD_IN_HOST);
+    if (this.etcd !== 'embedded') {
+      const enter = ['nsenter', `--net=/run/netns/${this.netns}`, '--'];
+      this.relays = await relayEtcdInto(enter, this.etcd.endpoint, join(this.dir, 'etcd.sock'), ETCD_IN_HOST);
+      // Also on etcd's own port: clients that sync the member list (Docker's cluster store) dial the
+      // address etcd advertises.
+      this.relays.push(...(await relayEtcdInto(enter, this.etcd.endpoint, join(this.dir, 'etcd-own.sock'), `127.0.0.1:${this.etcd.clientPort}`)));
+    }
     await this.startDaemon();
     if (this.options.docker === false) return;
     await this.startDockerd();
@@ -195,14 +201,19 @@ export class DockerHost {
     return run('ip', ['netns', 'exec', this.netns, ...command], { timeout });
   }
 
+  /** The engine's own CLI: Debian's 20.10 one, or the one unpacked with another engine. */
+  private get cli(): string {
+    return this.options.engineRoot ? join(this.options.engineRoot, 'usr/bin/docker') : DOCKER;
+  }
+
   docker(args: string[], timeout = 60_000): Run {
-    return run(DOCKER, ['-H', `unix://${this.dockerSocket}`, ...args], { timeout });
+    return run(this.cli, ['-H', `unix://${this.dockerSocket}`, ...args], { timeout });
   }
 
   /** The docker CLI without blocking the test: for several commands at once. */
   dockerAsync(args: string[], timeout = 60_000): Promise<Run> {
     return new Promise((resolve) => {
-      execFile(DOCKER, ['-H', `unix://${this.dockerSocket}`, ...args], { encoding: 'utf8', timeout, killSignal: 'SIGKILL' }, (error, stdout, stderr) => {
+      execFile(this.cli, ['-H', `unix://${this.dockerSocket}`, ...args], { encoding: 'utf8', timeout, killSignal: 'SIGKILL' }, (error, stdout, stderr) => {
         const status = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
         resolve({ status, stdout, stderr });
       });
@@ -287,7 +298,7 @@ export class DockerHost {
     mkdirSync(join(root, 'bin'), { recursive: true });
     copyFileSync('/bin/busybox', join(root, 'bin/busybox'));
     for (const tool of BUSYBOX_TOOLS) symlinkSync('busybox', join(root, 'bin', tool));
-    const imported = run('sh', ['-c', `tar -C '${root}' -c . | ${DOCKER} -H 'unix://${this.dockerSocket}' import - busybox:local`]);
+    const imported = run('sh', ['-c', `tar -C '${root}' -c . | ${this.cli} -H 'unix://${this.dockerSocket}' import - busybox:local`]);
     if (imported.status !== 0) throw new Error(`docker import failed: ${imported.stderr}`);
   }
 

@@ -32,7 +32,11 @@ export class TestEtcd {
   clientPort = 0;
   private peerPort = 0;
 
-  constructor(private readonly tls?: EtcdTls) {}
+  constructor(
+    private readonly tls?: EtcdTls,
+    /** etcd's v2 API as well: Docker 20.10's cluster store speaks only that. */
+    private readonly enableV2 = false,
+  ) {}
 
   get endpoint(): string {
     return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.clientPort}`;
@@ -52,6 +56,7 @@ export class TestEtcd {
       '--listen-peer-urls', peer,
       '--initial-advertise-peer-urls', peer,
       '--initial-cluster', `test=${peer}`,
+      ...(this.enableV2 ? ['--enable-v2=true'] : []),
       ...(this.tls ? ['--client-cert-auth', '--trusted-ca-file', this.tls.caFile, '--cert-file', this.tls.certFile, '--key-file', this.tls.keyFile] : []),
     ];
     // To a file, never a pipe: a test blocked in a synchronous call would not drain it, and etcd would stall.

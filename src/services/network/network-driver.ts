@@ -106,7 +106,7 @@ export class NetworkDriver {
 
   async deleteNetwork(networkId: string): Promise<void> {
     this.networkNames.delete(networkId);
-    if (this.options.createProfiles) await this.profiles.leave(networkId, this.options.node);
+    if (this.options.createProfiles) await this.profiles.leave(networkId, this.options.node, { everywhere: this.options.scope === 'global' });
   }
 
   async createEndpoint(request: CreateEndpointRequest): Promise<{ macAddress?: string }> {

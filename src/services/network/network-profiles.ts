@@ -45,11 +45,15 @@ export class NetworkProfiles {
     });
   }
 
-  /** `node` removed Docker network `networkId`: forgotten on its profile, which goes when no host holds it. */
-  async leave(networkId: string, node: string): Promise<void> {
+  /**
+   * `node` removed Docker network `networkId`: forgotten on its profile, which goes when no host holds
+   * it. A global-scope network is one network on every host: removed on one, it is gone on all.
+   */
+  async leave(networkId: string, node: string, options: { everywhere?: boolean } = {}): Promise<void> {
     for (const { value: profile } of await this.store.listProfiles()) {
-      if (holdersOf(profile)[node] !== networkId) continue;
-      await this.forget(profile.metadata.name, node);
+      const holders = holdersOf(profile);
+      const leaving = Object.keys(holders).filter((n) => holders[n] === networkId && (options.everywhere || n === node));
+      for (const holder of leaving) await this.forget(profile.metadata.name, holder);
     }
   }
 

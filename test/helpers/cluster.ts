@@ -1,0 +1,74 @@
+import { spawnSync } from 'node:child_process';
+import { afterAll, beforeAll } from 'vitest';
+import { EtcdEndpointStore } from '../../src/adapters/datastore/etcd/etcd-endpoint-store.js';
+import { PoolOptions, PoolService } from '../../src/services/ipam/pool-service.js';
+import { DockerHost, HostOptions } from './docker-host.js';
+import { TestEtcd } from './etcd.js';
+import { EtcdContext, storeOn } from './ipam.js';
+import { Underlay } from './underlay.js';
+
+export interface ClusterOptions {
+  /** Short: it names the namespaces. */
+  name: string;
+  hosts: number;
+  pools: PoolOptions[];
+  env?: Record<string, string>;
+  /** Per host (1-based): engine, extra dockerd flags, docker or not. */
+  hostOptions?: (n: number, cluster: Cluster) => Omit<HostOptions, 'underlay'>;
+  /** etcd's v2 API too (Docker 20.10's cluster store). */
+  etcdV2?: boolean;
+  /** The subnet of the underlay's first three octets (host n is .n). */
+  subnet?: string;
+}
+
+export interface Cluster {
+  etcd: TestEtcd;
+  ctx: EtcdContext;
+  endpoints: EtcdEndpointStore;
+  underlay: Underlay;
+  hosts: DockerHost[];
+}
+
+/** Routes of a host's (or any namespace's) main table, as `ip route` prints them. */
+export const routesOf = (netns: string): string => spawnSync('ip', ['-n', netns, 'route'], { encoding: 'utf8' }).stdout;
+
+/** Polls `probe` until it holds (or returns a value), failing after `limitMs` with `what`. */
+export async function until<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, limitMs = 20_000): Promise<T> {
+  const deadline = Date.now() + limitMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * Several hosts for one test file: a real etcd with `pools`, an underlay bridge, and hosts
+ * (namespaces with their own dockerd, daemon and BIRD) at `<subnet>.<n>/24`, started together
+ * before the first test and torn down after the last, whatever happened.
+ */
+export function clusterForSuite(options: ClusterOptions): Cluster {
+  const cluster = { etcd: new TestEtcd(undefined, options.etcdV2 === true), hosts: [] as DockerHost[], underlay: new Underlay(`${options.name}ul`) } as Cluster;
+  const subnet = options.subnet ?? '10.47.0';
+  beforeAll(async () => {
+    await cluster.etcd.start();
+    cluster.ctx = storeOn(cluster.etcd.endpoint);
+    cluster.endpoints = new EtcdEndpointStore(cluster.ctx.etcd);
+    await cluster.ctx.wipe();
+    for (const pool of options.pools) await new PoolService(cluster.ctx.store).add(pool);
+    cluster.underlay.start();
+    cluster.hosts = Array.from({ length: options.hosts }, (_, i) => {
+      const n = i + 1;
+      return new DockerHost(`${options.name}${n}`, cluster.etcd, options.env ?? {}, { ...options.hostOptions?.(n, cluster), underlay: { underlay: cluster.underlay, address: `${subnet}.${n}/24` } });
+    });
+    await Promise.all(cluster.hosts.map((h) => h.start()));
+  }, 240_000);
+  afterAll(async () => {
+    await Promise.all(cluster.hosts.map((h) => h.stop()));
+    cluster.underlay.stop();
+    cluster.ctx?.etcd.close();
+    await cluster.etcd.destroy();
+  }, 120_000);
+  return cluster;
+}
