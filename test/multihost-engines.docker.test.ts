@@ -28,7 +28,7 @@ describe('Docker 20.10, global scope (cluster store on etcd v2)', () => {
     etcdV2: true,
     pools: [{ cidr: '10.51.0.0/16', name: 'gs-pool' }],
     env: { CALICO_LIBNETWORK_SCOPE: 'global' },
-    hostOptions: (n, c) => ({ dockerdArgs: [`--cluster-store=etcd://127.0.0.1:${c.etcd.clientPort}`, `--cluster-advertise=10.47.0.${n}:2376`] }),
+    hostOptions: (n, c) => ({ relayEtcdPort: true, dockerdArgs: [`--cluster-store=etcd://127.0.0.1:${c.etcd.clientPort}`, `--cluster-advertise=10.47.0.${n}:2376`] }),
   });
 
   it('a network made once is seen on every host with one ID and one profile; containers on both reach each other', async () => {

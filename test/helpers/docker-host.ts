@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { CALICOCTL, DAEMON } from './daemon.js';
 import { relayEtcdInto } from './relay.js';
 import { TestEtcd } from './etcd.js';
+import type { Underlay } from './underlay.js';
 import { afterAll, beforeAll } from 'vitest';
 import { EtcdEndpointStore } from '../../src/adapters/datastore/etcd/etcd-endpoint-store.js';
 import { PoolOptions, PoolService } from '../../src/services/ipam/pool-service.js';
@@ -18,7 +19,14 @@ const ETCD_IN_HOST = '127.0.0.1:2379';
  * `embedded`: no shared etcd; the daemon starts its embedded etcd on the host's own loopback, as a
  * single host runs, with no relay hop in each etcd call (for benchmarks; tests look into the shared one).
  */
-export type HostEtcd = TestEtcd | 'embedded';
+export type HostEtcd = TestEtcd | 'embedded' | ReachableEtcd;
+
+/** An etcd the host reaches over its own network (on the underlay): no relay. */
+export interface ReachableEtcd {
+  reachable: string;
+}
+
+const isReachable = (etcd: HostEtcd): etcd is ReachableEtcd => typeof etcd === 'object' && 'reachable' in etcd;
 
 export interface Run {
   status: number;
@@ -37,7 +45,7 @@ const BUSYBOX_TOOLS = ['sh', 'ip', 'ping', 'nc', 'sleep', 'cat', 'true', 'echo',
 
 /** A link from the host into a shared underlay: the host's "eth0", with its address. */
 export interface UnderlayLink {
-  underlay: { netns: string; bridge: string };
+  underlay: Pick<Underlay, 'join'>;
   /** `ADDR/len` of the host on the underlay. */
   address: string;
   /** An IPv6 `ADDR/len` as well. */
@@ -54,6 +62,11 @@ export interface HostOptions {
   engineRoot?: string;
   /** Extra dockerd flags (e.g. the cluster store). */
   dockerdArgs?: string[];
+  /**
+   * Relay etcd on its own port too, inside the host: clients that sync etcd's member list (Docker's
+   * cluster store) dial the address etcd advertises.
+   */
+  relayEtcdPort?: boolean;
 }
 
 /**
@@ -130,6 +143,15 @@ export class DockerHost {
   }
 
   async start(): Promise<void> {
+    await this.prepare();
+    await this.startDaemon();
+    if (this.options.docker === false) return;
+    await this.startDockerd();
+    this.importBusybox();
+  }
+
+  /** The namespaces, links and etcd relay, without the daemon (start() runs both). */
+  async prepare(): Promise<void> {
     run('ip', ['netns', 'del', this.netns]);
     execFileSync('ip', ['netns', 'add', this.netns]);
     this.ip('link set lo up');
@@ -149,17 +171,18 @@ export class DockerHost {
       holder.stdout!.once('data', () => resolve());
       holder.once('exit', (code) => reject(new Error(`namespace holder exited ${code}`)));
     });
-    if (this.etcd !== 'embedded') {
+    if (this.etcd instanceof TestEtcd) {
       const enter = ['nsenter', `--net=/run/netns/${this.netns}`, '--'];
       this.relays = await relayEtcdInto(enter, this.etcd.endpoint, join(this.dir, 'etcd.sock'), ETCD_IN_HOST);
-      // Also on etcd's own port: clients that sync the member list (Docker's cluster store) dial the
-      // address etcd advertises.
-      this.relays.push(...(await relayEtcdInto(enter, this.etcd.endpoint, join(this.dir, 'etcd-own.sock'), `127.0.0.1:${this.etcd.clientPort}`)));
+      if (this.options.relayEtcdPort) {
+        this.relays.push(...(await relayEtcdInto(enter, this.etcd.endpoint, join(this.dir, 'etcd-own.sock'), `127.0.0.1:${this.etcd.clientPort}`)));
+      }
     }
-    await this.startDaemon();
-    if (this.options.docker === false) return;
-    await this.startDockerd();
-    this.importBusybox();
+  }
+
+  /** Where the daemon and calicoctl on this host find etcd. */
+  private get etcdEndpoint(): string {
+    return isReachable(this.etcd) ? this.etcd.reachable : `http://${ETCD_IN_HOST}`;
   }
 
   /**
@@ -168,20 +191,15 @@ export class DockerHost {
    * nothing leaves the test world through it.
    */
   private attachUnderlay(link: UnderlayLink): void {
-    const outside = `u-${this.node}`.slice(0, 15);
-    run('ip', ['-n', link.underlay.netns, 'link', 'del', outside]);
-    execFileSync('ip', ['link', 'add', 'eth0', 'netns', this.netns, 'type', 'veth', 'peer', 'name', outside, 'netns', link.underlay.netns]);
-    execFileSync('ip', ['-n', link.underlay.netns, 'link', 'set', outside, 'master', link.underlay.bridge, 'up']);
-    this.ip(`addr add ${link.address} dev eth0`);
+    link.underlay.join(this.netns, this.node, link.address);
     if (link.address6) this.ip(`addr add ${link.address6} dev eth0 nodad`);
-    this.ip('link set eth0 up');
     this.ip(`route add default via ${link.gateway ?? '198.18.0.254'} dev ${link.gateway ? 'eth0' : 'uplink'}`);
   }
 
   /** calicoctl as run on this host: its network and mount namespaces (its /run/calico), its etcd. */
   calicoctl(args: string[], input?: string): Run {
     const [command, ...rest] = this.enter([process.execPath, CALICOCTL, ...args]);
-    const env = `ETCD_ENDPOINTS=http://${ETCD_IN_HOST}`;
+    const env = `ETCD_ENDPOINTS=${this.etcdEndpoint}`;
     return run('env', [env, `NODENAME=${this.node}`, `DOCKER_HOST=unix://${this.dockerSocket}`, command!, ...rest], input !== undefined ? { input } : {});
   }
 
@@ -220,6 +238,11 @@ export class DockerHost {
     });
   }
 
+  /** The docker CLI as a child process, its output streamed (for long-running commands). */
+  dockerSpawn(args: string[]): ChildProcess {
+    return spawn(this.cli, ['-H', `unix://${this.dockerSocket}`, ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
+  }
+
   dockerOk(args: string[]): string {
     const result = this.docker(args);
     if (result.status !== 0) throw new Error(`docker ${args.join(' ')} failed (exit ${result.status}): ${result.stderr}${result.stdout}`);
@@ -234,7 +257,7 @@ export class DockerHost {
     const daemon = spawn(command!, args, {
       env: {
         PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
-        ...(this.etcd === 'embedded' ? { CALICO_ETCD_DATA_DIR: join(this.dir, 'etcd') } : { ETCD_ENDPOINTS: `http://${ETCD_IN_HOST}`, NO_DEFAULT_POOLS: 'true' }),
+        ...(this.etcd === 'embedded' ? { CALICO_ETCD_DATA_DIR: join(this.dir, 'etcd') } : { ETCD_ENDPOINTS: this.etcdEndpoint, NO_DEFAULT_POOLS: 'true' }),
         NODENAME: this.node,
         DOCKER_HOST: `unix://${this.dockerSocket}`,
         ...this.daemonEnv,

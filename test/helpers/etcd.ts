@@ -36,18 +36,20 @@ export class TestEtcd {
     private readonly tls?: EtcdTls,
     /** etcd's v2 API as well: Docker 20.10's cluster store speaks only that. */
     private readonly enableV2 = false,
+    /** Run it in this network namespace, on this address (etcd on the test hosts' network), ports 2379/2380. */
+    private readonly placement?: { netns: string; address: string },
   ) {}
 
   get endpoint(): string {
-    return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.clientPort}`;
+    return `${this.tls ? 'https' : 'http'}://${this.placement?.address ?? '127.0.0.1'}:${this.clientPort}`;
   }
 
   async start(): Promise<void> {
     if (this.clientPort === 0) {
-      this.clientPort = await freePort();
-      this.peerPort = await freePort();
+      this.clientPort = this.placement ? 2379 : await freePort();
+      this.peerPort = this.placement ? 2380 : await freePort();
     }
-    const peer = `http://127.0.0.1:${this.peerPort}`;
+    const peer = `http://${this.placement?.address ?? '127.0.0.1'}:${this.peerPort}`;
     const args = [
       '--name', 'test',
       '--data-dir', this.dataDir,
@@ -63,7 +65,8 @@ export class TestEtcd {
     const logFile = join(this.dataDir, '..', `${this.dataDir.split('/').pop()}.log`);
     writeFileSync(logFile, '');
     const fd = openSync(logFile, 'a');
-    const child = spawn('etcd', args, { stdio: ['ignore', 'ignore', fd] });
+    const [command, ...rest] = this.placement ? ['ip', 'netns', 'exec', this.placement.netns, 'etcd', ...args] : ['etcd', ...args];
+    const child = spawn(command!, rest, { stdio: ['ignore', 'ignore', fd] });
     closeSync(fd);
     this.child = child;
     this.logFile = logFile;

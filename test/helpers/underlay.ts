@@ -26,8 +26,30 @@ export class Underlay {
     ip(['-n', this.netns, 'link', 'set', this.bridge, 'up']);
   }
 
+  /** Gives namespace `netns` an `eth0` on the bridge with `address` (ADDR/len). */
+  join(netns: string, name: string, address: string): void {
+    const outside = `u-${name}`.slice(0, 15);
+    ip(['link', 'add', 'eth0', 'netns', netns, 'type', 'veth', 'peer', 'name', outside, 'netns', this.netns]);
+    ip(['-n', this.netns, 'link', 'set', outside, 'master', this.bridge, 'up']);
+    ip(['-n', netns, 'addr', 'add', address, 'dev', 'eth0']);
+    ip(['-n', netns, 'link', 'set', 'eth0', 'up']);
+  }
+
+  /** A namespace of its own on the underlay (for etcd, a router, "outside"), removed with `stop`. */
+  namespace(name: string, address: string): string {
+    const netns = `calit-${process.pid}-${name}`.slice(0, 30);
+    spawnSync('ip', ['netns', 'del', netns]);
+    ip(['netns', 'add', netns]);
+    ip(['-n', netns, 'link', 'set', 'lo', 'up']);
+    this.join(netns, name, address);
+    this.extra.push(netns);
+    return netns;
+  }
+
+  private readonly extra: string[] = [];
+
   stop(): void {
-    spawnSync('ip', ['netns', 'del', this.netns]);
+    for (const netns of [...this.extra, this.netns]) spawnSync('ip', ['netns', 'del', netns]);
   }
 }
 
@@ -55,11 +77,7 @@ export class BirdRouter {
     spawnSync('ip', ['netns', 'del', this.netns]);
     ip(['netns', 'add', this.netns]);
     ip(['-n', this.netns, 'link', 'set', 'lo', 'up']);
-    const outside = `u-${this.name}`.slice(0, 15);
-    ip(['link', 'add', 'eth0', 'netns', this.netns, 'type', 'veth', 'peer', 'name', outside, 'netns', underlay.netns]);
-    ip(['-n', underlay.netns, 'link', 'set', outside, 'master', underlay.bridge, 'up']);
-    ip(['-n', this.netns, 'addr', 'add', this.address, 'dev', 'eth0']);
-    ip(['-n', this.netns, 'link', 'set', 'eth0', 'up']);
+    underlay.join(this.netns, this.name, this.address);
     writeFileSync(join(this.dir, 'bird.cfg'), config);
     const log = openSync(join(this.dir, 'bird.log'), 'a');
     this.bird = spawn('ip', ['netns', 'exec', this.netns, 'bird', '-f', '-c', join(this.dir, 'bird.cfg'), '-s', this.socket, '-P', join(this.dir, 'bird.pid')], {
