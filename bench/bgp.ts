@@ -22,6 +22,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { birdCommand } from '../src/adapters/bird/bird-control.js';
+import { RECONFIGURED } from '../src/adapters/bird/bird-speaker.js';
 import { EtcdResourceStore } from '../src/adapters/datastore/etcd/etcd-resource-store.js';
 import { API_VERSION } from '../src/domain/resources.js';
 import { IpamService } from '../src/services/ipam/ipam-service.js';
@@ -222,7 +223,7 @@ async function birdAloneLatency(host: DockerHost, others: DockerHost[], prefix: 
   writeFileSync(config, original.replace('protocol static static4 {\n  ipv4;\n', `protocol static static4 {\n  ipv4;\n  route ${prefix} blackhole;\n`));
   const added = performance.now();
   const reply = await birdCommand(host.runPath('bird.ctl'), 'configure');
-  if (reply.code !== 3 && reply.code !== 4) throw new Error(`configure on ${host.node}: ${JSON.stringify(reply)}`);
+  if (!RECONFIGURED.has(reply.code)) throw new Error(`configure on ${host.node}: ${JSON.stringify(reply)}`);
   const latency = (await waitFor(() => watch.everywhere(prefix, others), 30_000, `${prefix} everywhere`)) - added;
   writeFileSync(config, original);
   await birdCommand(host.runPath('bird.ctl'), 'configure');

@@ -14,8 +14,12 @@ export interface BirdSpeakerOptions {
   log?: Logger;
 }
 
-/** `configure` ends with 0003 Reconfigured or 0004 Reconfiguration in progress; both mean applied. */
-const RECONFIGURED = new Set([3, 4]);
+/**
+ * What `configure` answers when the file was taken: 0003 Reconfigured, 0004 Reconfiguration in
+ * progress, 0005 already in progress (the new file is queued behind it), 0019 Nothing to do. Anything
+ * else (8002 and the like, or 0006 shutting down) means the running config stays.
+ */
+export const RECONFIGURED = new Set([3, 4, 5, 19]);
 const ALIVE_POLL_MS = 250;
 const READY_TIMEOUT_MS = 5000;
 const LOG_ROTATE_BYTES = 10 * 1024 * 1024;
