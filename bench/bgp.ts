@@ -17,7 +17,7 @@
  * 30), RUNS (docker rounds, default 10), SKIP_DOCKER.
  */
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -213,6 +213,11 @@ async function setup(n: number, mode: SetupResult['mode'], etcdEndpoint: string,
   }
 }
 
+function writeAtomically(path: string, text: string): void {
+  writeFileSync(`${path}.bench`, text);
+  renameSync(`${path}.bench`, path);
+}
+
 /**
  * The floor: the same route originated by BIRD alone, a static blackhole added to the host's running
  * config and loaded with `configure` (no etcd, no daemon), until every other host's kernel has it.
@@ -220,12 +225,13 @@ async function setup(n: number, mode: SetupResult['mode'], etcdEndpoint: string,
 async function birdAloneLatency(host: DockerHost, others: DockerHost[], prefix: string, watch: RouteWatch): Promise<number> {
   const config = host.runPath('bird.cfg');
   const original = readFileSync(config, 'utf8');
-  writeFileSync(config, original.replace('protocol static static4 {\n  ipv4;\n', `protocol static static4 {\n  ipv4;\n  route ${prefix} blackhole;\n`));
+  // Whole files only: the daemon's own `configure` may read it at any moment.
+  writeAtomically(config, original.replace('protocol static static4 {\n  ipv4;\n', `protocol static static4 {\n  ipv4;\n  route ${prefix} blackhole;\n`));
   const added = performance.now();
   const reply = await birdCommand(host.runPath('bird.ctl'), 'configure');
   if (!RECONFIGURED.has(reply.code)) throw new Error(`configure on ${host.node}: ${JSON.stringify(reply)}`);
   const latency = (await waitFor(() => watch.everywhere(prefix, others), 30_000, `${prefix} everywhere`)) - added;
-  writeFileSync(config, original);
+  writeAtomically(config, original);
   await birdCommand(host.runPath('bird.ctl'), 'configure');
   return latency;
 }

@@ -11,7 +11,14 @@ import type { DockerHost } from './helpers/docker-host.js';
 const CALICO = ['--driver', 'calico', '--ipam-driver', 'calico-ipam'];
 const PORTS = [80, 443, 3306, 8080];
 const SERVER = `for p in ${PORTS.join(' ')}; do (while true; do echo hello | nc -l -p $p; done) & done; sleep 100000`;
-const cluster = clusterForSuite({ name: 'mh', hosts: 3, pools: [{ cidr: '10.50.0.0/16', name: 'mh-pool', natOutgoing: true }] });
+const cluster = clusterForSuite({
+  name: 'mh',
+  hosts: 3,
+  // One /26 in mh-small: the second host to use it borrows from the first.
+  pools: [{ cidr: '10.50.0.0/16', name: 'mh-pool', natOutgoing: true }, { cidr: '10.53.0.0/26', name: 'mh-small' }],
+  // Idle blocks are given up after 3 s here (300 s by default).
+  env: { CALICO_LIBNETWORK_GC_INTERVAL: '1s', CALICO_LIBNETWORK_GC_GRACE: '3s' },
+});
 const host = (n: number): DockerHost => cluster.hosts[n - 1]!;
 const ip = new Map<string, string>();
 const where = new Map<string, DockerHost>();
@@ -52,6 +59,21 @@ describe('containers on different hosts', () => {
     expect(tcp('c1', 'c2', 80)).toBe(true);
     // No overlay: no tunnel device, and the route is the plain block route.
     expect(host(2).ip('-o link show').stdout).not.toMatch(/vxlan|tunl/);
+  });
+
+  it('a borrowed address is reachable from the other hosts; a released block is withdrawn everywhere', async () => {
+    for (const h of cluster.hosts) h.dockerOk(['network', 'create', 'small', ...CALICO, '--subnet', '10.53.0.0/26']);
+    run(host(1), 's1', 'small');
+    run(host(2), 's2', 'small');
+    run(host(3), 's3', 'small');
+    expect([ip.get('s2'), ip.get('s3')].map((a) => blockOf(a!))).toEqual(['10.53.0.0/26', '10.53.0.0/26']);
+    await until("the borrowed /32 routed via its host, on the owner too", () => routesOf(host(3).netns).includes(`${ip.get('s2')} via 10.47.0.2 dev eth0 proto bird`) && routesOf(host(1).netns).includes(`${ip.get('s2')} via 10.47.0.2 dev eth0 proto bird`));
+    await until('s3 pings s2', () => ping('s3', 's2'), 10_000);
+    expect(ping('s1', 's2')).toBe(true);
+    expect(tcp('s2', 's3', 8080)).toBe(true);
+    for (const [h, name] of [[host(1), 's1'], [host(2), 's2'], [host(3), 's3']] as const) h.dockerOk(['rm', '-f', name]);
+    // Empty for the grace period, the block is given up: no route, blackhole or /32 left anywhere.
+    await until('the block withdrawn everywhere', () => cluster.hosts.every((h) => !routesOf(h.netns).includes('10.53.0.')), 20_000);
   });
 
   it('the same network name on every host is one Calico network with one profile', async () => {

@@ -106,7 +106,10 @@ export class BirdSpeaker implements BgpSpeaker {
       this.log.info({ pid: this.pid }, 'BIRD reconfigured');
       return { applied: true };
     }
-    if (previous !== undefined) writeFileSync(this.paths.config, previous);
+    if (previous !== undefined) {
+      writeFileSync(this.paths.candidate, previous);
+      renameSync(this.paths.candidate, this.paths.config);
+    }
     return this.refuse(reply.lines.map((l) => l.text).join('; '));
   }
 
