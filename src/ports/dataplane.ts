@@ -1,3 +1,4 @@
+import type { TunnelPlan } from '../calc/tunnel-routes.js';
 import type { Cidr, IpAddr } from '../domain/cidr.js';
 
 export interface LinkInfo {
@@ -43,4 +44,17 @@ export interface Dataplane {
   /** Makes the blackhole routes inside `within` exactly `blocks`. */
   syncBlackholes(blocks: Cidr[], within: Cidr[]): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface TunnelApplyResult {
+  /** IPIP was asked for and this kernel cannot do it (no ipip module). */
+  ipipUnavailable: boolean;
+  /** Routes, neighbours and FDB entries added or removed. */
+  changes: number;
+}
+
+/** The tunnel side of the host kernel: VXLAN/IPIP devices, neighbours, FDB entries, tunnel routes. */
+export interface TunnelDataplane {
+  /** Makes the kernel exactly `plan` (the daemon's tunnel routes are those of protocol 80). */
+  applyTunnels(plan: TunnelPlan): Promise<TunnelApplyResult>;
 }

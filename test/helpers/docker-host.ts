@@ -266,7 +266,8 @@ export class DockerHost {
     });
     closeSync(logFd);
     this.daemon = daemon;
-    const deadline = Date.now() + 20_000;
+    // Generous: twenty daemons starting at once on two cores take a while.
+    const deadline = Date.now() + 90_000;
     while (!this.daemonLog.includes('dataplane reconciled')) {
       if (daemon.exitCode !== null) throw new Error(`daemon exited: ${this.daemonLog}`);
       if (Date.now() > deadline) throw new Error(`daemon not ready: ${this.daemonLog}`);

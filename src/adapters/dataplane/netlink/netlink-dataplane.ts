@@ -5,9 +5,10 @@ import { Worker } from 'node:worker_threads';
 import 'netlink';
 import type { Cidr, IpAddr } from '../../../domain/cidr.js';
 import { DataplaneError } from '../../../domain/errors.js';
-import type { Dataplane, HostInterface, HostRoute, LinkInfo } from '../../../ports/dataplane.js';
+import type { Dataplane, HostInterface, HostRoute, LinkInfo, TunnelApplyResult, TunnelDataplane } from '../../../ports/dataplane.js';
+import type { TunnelPlan } from '../../../calc/tunnel-routes.js';
 
-type Method = Exclude<keyof Dataplane, 'close'>;
+type Method = Exclude<keyof Dataplane, 'close'> | keyof TunnelDataplane;
 export interface DataplaneCall {
   id: number;
   method: Method;
@@ -36,7 +37,7 @@ interface Pending {
  * daemon's own thread that would stall every Docker request behind it. The worker keeps requests in
  * the order they were made, so a route queued after a deletion is never undone by it.
  */
-export class NetlinkDataplane implements Dataplane {
+export class NetlinkDataplane implements Dataplane, TunnelDataplane {
   private worker: RunningWorker | undefined;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
@@ -71,6 +72,10 @@ export class NetlinkDataplane implements Dataplane {
 
   listHostRoutes(prefix: string): Promise<HostRoute[]> {
     return this.call('listHostRoutes', [prefix]);
+  }
+
+  applyTunnels(plan: TunnelPlan): Promise<TunnelApplyResult> {
+    return this.call('applyTunnels', [plan]);
   }
 
   listInterfaces(): Promise<HostInterface[]> {

@@ -2,7 +2,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import nl from 'netlink';
 import { Cidr, cidrsOverlap, familyBits, formatCidr, IpAddr, IpFamily } from '../../../domain/cidr.js';
 import { DataplaneError } from '../../../domain/errors.js';
-import type { Dataplane, HostInterface, HostRoute, LinkInfo } from '../../../ports/dataplane.js';
+import type { Dataplane, HostInterface, HostRoute, LinkInfo, TunnelApplyResult, TunnelDataplane } from '../../../ports/dataplane.js';
+import type { TunnelPlan } from '../../../calc/tunnel-routes.js';
+import { NetlinkTunnels } from './netlink-tunnels.js';
 
 const { createRtNetlink, AttrStream, ifla, rt } = nl;
 type RtSocket = ReturnType<typeof createRtNetlink>;
@@ -30,7 +32,7 @@ const macText = (bytes: Buffer | undefined): string => (bytes ? [...bytes].map((
  * does rtnetlink work inside sendmsg(), on the calling thread: the daemon runs this in a worker thread
  * of its own (see NetlinkDataplane), so a veth deletion (~20 ms) never holds up Docker's requests.
  */
-export class NetlinkKernel implements Dataplane {
+export class NetlinkKernel implements Dataplane, TunnelDataplane {
   private readonly socket: RtSocket = createRtNetlink();
   /**
    * One request at a time on the socket: the kernel refuses a second dump while one is in progress
@@ -38,6 +40,12 @@ export class NetlinkKernel implements Dataplane {
    * Leave for several containers at once, so this is the normal case.
    */
   private tail: Promise<unknown> = Promise.resolve();
+
+  private readonly tunnels = new NetlinkTunnels(this.socket, (op, detail, work) => this.run(op, detail, work));
+
+  applyTunnels(plan: TunnelPlan): Promise<TunnelApplyResult> {
+    return this.tunnels.apply(plan);
+  }
 
   private async run<T>(op: string, detail: string, work: () => Promise<T>): Promise<T> {
     const result = this.tail.then(work);

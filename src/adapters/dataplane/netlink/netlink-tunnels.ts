@@ -1,0 +1,217 @@
+import nl from 'netlink';
+import { IPIP_DEVICE, TunnelPlan, TunnelRoute, VXLAN_DEVICE } from '../../../calc/tunnel-routes.js';
+import { formatIp, parseCidr, parseIp } from '../../../domain/cidr.js';
+import { DataplaneError } from '../../../domain/errors.js';
+import type { TunnelApplyResult } from '../../../ports/dataplane.js';
+
+const { AttrStream, ifla, rt } = nl;
+type RtSocket = ReturnType<typeof nl.createRtNetlink>;
+
+const AF_INET = 2;
+const AF_BRIDGE = 7;
+const NLM_F_CREATE = 0x400;
+const NLM_F_EXCL = 0x200;
+const NLM_F_REPLACE = 0x100;
+const MAIN_TABLE = 254;
+const RTNH_F_ONLINK = 0x4;
+/** The protocol of the daemon's tunnel routes (Felix's for its VXLAN same-subnet routes): ours to remove. */
+export const TUNNEL_ROUTE_PROTOCOL = 80;
+/** The library types the protocol as its enum; the kernel takes any byte. */
+const PROTOCOL = TUNNEL_ROUTE_PROTOCOL as unknown as nl.rt.RouteProtocol;
+const TIMEOUT = { timeout: 5000 };
+
+function toBuffer(data: Parameters<InstanceType<typeof AttrStream>['emit']>[0]): Buffer {
+  const stream = new AttrStream();
+  stream.emit(data);
+  return Buffer.concat(stream.bufs);
+}
+
+const ipv4Bytes = (ip: string): Buffer => Buffer.from(parseIp(ip).value.toString(16).padStart(8, '0'), 'hex');
+const macBytes = (mac: string): Buffer => Buffer.from(mac.replace(/:/g, ''), 'hex');
+const macText = (bytes: Buffer | undefined): string => (bytes ? [...bytes].map((b) => b.toString(16).padStart(2, '0')).join(':') : '');
+const ipText = (bytes: Buffer | undefined): string => (bytes ? formatIp({ family: 4, value: BigInt(`0x${bytes.toString('hex') || '0'}`) }) : '');
+const port16 = (port: number): Buffer => Buffer.from([port >> 8, port & 0xff]);
+
+type Run = <T>(op: string, detail: string, work: () => Promise<T>) => Promise<T>;
+
+/**
+ * The tunnel part of the kernel through rtnetlink: the `vxlan.calico` device (VNI, port, parent,
+ * source, MAC, MTU, its /32), `tunl0`, permanent neighbour and FDB entries on `vxlan.calico`, and the
+ * daemon's tunnel routes (protocol 80, `onlink`). Each apply makes the kernel match the plan: what is
+ * missing is added, what is ours and no longer planned is removed.
+ */
+export class NetlinkTunnels {
+  constructor(
+    private readonly socket: RtSocket,
+    private readonly run: Run,
+  ) {}
+
+  async apply(plan: TunnelPlan): Promise<TunnelApplyResult> {
+    const result: TunnelApplyResult = { ipipUnavailable: false, changes: 0 };
+    const links = await this.run('getLinks', '', () => this.socket.getLinks(undefined, undefined, TIMEOUT));
+    const index = (name: string): number | undefined => links.find((l) => l.attrs.ifname === name)?.data.index;
+    let vxlanIndex = index(VXLAN_DEVICE);
+    if (plan.vxlan) vxlanIndex = await this.ensureVxlan(plan.vxlan, links, index);
+    else if (vxlanIndex !== undefined) {
+      await this.run('delete link', VXLAN_DEVICE, () => this.socket.delLink({}, { ifname: VXLAN_DEVICE }, TIMEOUT));
+      vxlanIndex = undefined;
+      result.changes++;
+    }
+    let ipipIndex = index(IPIP_DEVICE);
+    if (plan.ipip) {
+      try {
+        ipipIndex = await this.ensureIpip(plan.ipip, ipipIndex);
+      } catch (error) {
+        if (!(error instanceof DataplaneError)) throw error;
+        result.ipipUnavailable = true;
+        ipipIndex = undefined;
+      }
+    }
+    if (vxlanIndex !== undefined) result.changes += await this.syncNeighbours(vxlanIndex, plan);
+    const devices = new Map<string, number>(links.filter((l) => l.attrs.ifname).map((l) => [l.attrs.ifname!, l.data.index!]));
+    if (vxlanIndex !== undefined) devices.set(VXLAN_DEVICE, vxlanIndex);
+    if (ipipIndex !== undefined) devices.set(IPIP_DEVICE, ipipIndex);
+    result.changes += await this.syncRoutes(plan.routes, devices);
+    return result;
+  }
+
+  private async ensureVxlan(wanted: NonNullable<TunnelPlan['vxlan']>, links: Awaited<ReturnType<RtSocket['getLinks']>>, index: (name: string) => number | undefined): Promise<number> {
+    const parent = index(wanted.parent);
+    if (parent === undefined) throw new DataplaneError('create vxlan', 'ENODEV', `parent ${wanted.parent} does not exist`);
+    const existing = links.find((l) => l.attrs.ifname === VXLAN_DEVICE);
+    if (existing) {
+      const info = existing.attrs.linkinfo ? ifla.parseInfo(existing.attrs.linkinfo) : undefined;
+      const data = info?.kind === 'vxlan' && info.data ? ifla.parseVxlan(info.data) : undefined;
+      const same =
+        data !== undefined &&
+        data.id === wanted.vni &&
+        data.link === parent &&
+        ipText(data.local) === wanted.localIp &&
+        data.port?.readUInt16BE(0) === wanted.port &&
+        macText(existing.attrs.address) === wanted.mac;
+      // A device that differs in what cannot be changed in place is made again, as Felix does.
+      if (!same) await this.run('delete link', VXLAN_DEVICE, () => this.socket.delLink({}, { ifname: VXLAN_DEVICE }, TIMEOUT));
+      else if (existing.attrs.mtu !== wanted.mtu || existing.data.flags?.up !== true) {
+        await this.run('set link', VXLAN_DEVICE, () => this.socket.setLink({ flags: { up: true }, change: { up: true } }, { ifname: VXLAN_DEVICE, mtu: wanted.mtu }, TIMEOUT));
+      }
+      if (same) return this.syncAddress(existing.data.index!, wanted.address);
+    }
+    const linkinfo = toBuffer(
+      ifla.formatInfo({ kind: 'vxlan', data: toBuffer(ifla.formatVxlan({ id: wanted.vni, link: parent, local: ipv4Bytes(wanted.localIp), port: port16(wanted.port), learning: 0 })) }),
+    );
+    const detail = `vni ${wanted.vni} port ${wanted.port} dev ${wanted.parent} local ${wanted.localIp}`;
+    await this.run('create vxlan', detail, () =>
+      this.socket.newLink({}, { ifname: VXLAN_DEVICE, mtu: wanted.mtu, address: macBytes(wanted.mac), linkinfo }, { flags: NLM_F_CREATE | NLM_F_EXCL, ...TIMEOUT }),
+    );
+    await this.run('set link up', VXLAN_DEVICE, () => this.socket.setLink({ flags: { up: true }, change: { up: true } }, { ifname: VXLAN_DEVICE }, TIMEOUT));
+    const created = (await this.run('getLink', VXLAN_DEVICE, () => this.socket.getLink({}, { ifname: VXLAN_DEVICE }, TIMEOUT)))[0]!;
+    return this.syncAddress(created.data.index!, wanted.address);
+  }
+
+  /** `tunl0` exists only where the ipip module is loaded: creating it elsewhere fails, and IPIP is then unavailable. */
+  private async ensureIpip(wanted: NonNullable<TunnelPlan['ipip']>, existing: number | undefined): Promise<number> {
+    if (existing === undefined) {
+      const linkinfo = toBuffer(ifla.formatInfo({ kind: 'ipip' }));
+      await this.run('create ipip', IPIP_DEVICE, () => this.socket.newLink({}, { ifname: IPIP_DEVICE, linkinfo }, { flags: NLM_F_CREATE | NLM_F_EXCL, ...TIMEOUT }));
+    }
+    await this.run('set link', IPIP_DEVICE, () => this.socket.setLink({ flags: { up: true }, change: { up: true } }, { ifname: IPIP_DEVICE, mtu: wanted.mtu }, TIMEOUT));
+    const link = (await this.run('getLink', IPIP_DEVICE, () => this.socket.getLink({}, { ifname: IPIP_DEVICE }, TIMEOUT)))[0]!;
+    return this.syncAddress(link.data.index!, wanted.address);
+  }
+
+  /** The device's IPv4 addresses become exactly `address`/32 (none without one). */
+  private async syncAddress(index: number, address: string | undefined): Promise<number> {
+    const current = (await this.run('getAddresses', '', () => this.socket.getAddresses(undefined, undefined, TIMEOUT))).filter((a) => a.data.index === index && a.data.family === AF_INET);
+    for (const a of current) {
+      const ip = ipText(a.attrs.local ?? a.attrs.address);
+      if (ip === address && a.data.prefixlen === 32) continue;
+      await this.run('delete address', ip, () => this.socket.delAddress({ family: AF_INET, prefixlen: a.data.prefixlen, index }, { local: a.attrs.local ?? a.attrs.address! }, TIMEOUT));
+    }
+    if (address && !current.some((a) => ipText(a.attrs.local ?? a.attrs.address) === address && a.data.prefixlen === 32)) {
+      await this.run('add address', `${address}/32`, () =>
+        this.socket.newAddress({ family: AF_INET, prefixlen: 32, index }, { local: ipv4Bytes(address), address: ipv4Bytes(address) }, { flags: NLM_F_CREATE | NLM_F_REPLACE, ...TIMEOUT }),
+      );
+    }
+    return index;
+  }
+
+  /** Permanent neighbours (VTEP IP → MAC) and FDB entries (MAC → remote host) on vxlan.calico. */
+  private async syncNeighbours(index: number, plan: TunnelPlan): Promise<number> {
+    let changes = 0;
+    const neighbours = (await this.run('getNeighbors', '', () => this.socket.getNeighbors({ family: AF_INET }, undefined, TIMEOUT))).filter((n) => n.data.ifindex === index);
+    const wantedNeighbours = new Map(plan.neighbors.map((n) => [n.ip, n.mac]));
+    for (const n of neighbours) {
+      const ip = ipText(n.attrs.dst);
+      if (wantedNeighbours.get(ip) === macText(n.attrs.lladdr) && n.data.state?.permanent) {
+        wantedNeighbours.delete(ip);
+        continue;
+      }
+      await this.run('delete neighbour', ip, () => this.socket.delNeighbor({ family: AF_INET, ifindex: index }, { dst: n.attrs.dst! }, TIMEOUT));
+      changes++;
+    }
+    for (const [ip, mac] of wantedNeighbours) {
+      await this.run('add neighbour', `${ip} lladdr ${mac}`, () =>
+        this.socket.newNeighbor({ family: AF_INET, ifindex: index, state: { permanent: true } }, { dst: ipv4Bytes(ip), lladdr: macBytes(mac) }, { flags: NLM_F_CREATE | NLM_F_REPLACE, ...TIMEOUT }),
+      );
+      changes++;
+    }
+    const fdb = (await this.run('getNeighbors', 'fdb', () => this.socket.getNeighbors({ family: AF_BRIDGE }, undefined, TIMEOUT))).filter((n) => n.data.ifindex === index && n.attrs.dst);
+    const wantedFdb = new Map(plan.fdb.map((f) => [f.mac, f.dst]));
+    for (const entry of fdb) {
+      const mac = macText(entry.attrs.lladdr);
+      if (wantedFdb.get(mac) === ipText(entry.attrs.dst)) {
+        wantedFdb.delete(mac);
+        continue;
+      }
+      await this.run('delete fdb', mac, () => this.socket.delNeighbor({ family: AF_BRIDGE, ifindex: index, flags: { self: true } }, { lladdr: entry.attrs.lladdr!, dst: entry.attrs.dst! }, TIMEOUT));
+      changes++;
+    }
+    for (const [mac, dst] of wantedFdb) {
+      await this.run('add fdb', `${mac} dst ${dst}`, () =>
+        this.socket.newNeighbor(
+          { family: AF_BRIDGE, ifindex: index, state: { permanent: true }, flags: { self: true } },
+          { lladdr: macBytes(mac), dst: ipv4Bytes(dst) },
+          { flags: NLM_F_CREATE | NLM_F_REPLACE, ...TIMEOUT },
+        ),
+      );
+      changes++;
+    }
+    return changes;
+  }
+
+  /** The main table's protocol-80 routes become exactly `routes` (through devices that exist). */
+  private async syncRoutes(routes: TunnelRoute[], devices: Map<string, number>): Promise<number> {
+    let changes = 0;
+    const current = (await this.run('list routes', '', () => this.socket.getRoutes({ family: AF_INET }, undefined, TIMEOUT))).filter(
+      (r) => Number(rt.RouteProtocol[r.data.protocol as keyof typeof rt.RouteProtocol] ?? r.data.protocol) === TUNNEL_ROUTE_PROTOCOL && (r.attrs.table ?? r.data.table) === MAIN_TABLE,
+    );
+    const byIndex = new Map([...devices].map(([name, i]) => [i, name]));
+    const wanted = new Map(routes.filter((r) => devices.has(r.device)).map((r) => [r.cidr, r]));
+    for (const r of current) {
+      const cidr = `${ipText(r.attrs.dst)}/${r.data.dstLen}`;
+      const want = wanted.get(cidr);
+      if (want && want.via === ipText(r.attrs.gateway) && want.device === byIndex.get(r.attrs.oif ?? -1)) {
+        wanted.delete(cidr);
+        continue;
+      }
+      if (!want) {
+        await this.run('delete route', cidr, () =>
+          this.socket.delRoute({ family: AF_INET, dstLen: r.data.dstLen, table: MAIN_TABLE, protocol: PROTOCOL }, { dst: r.attrs.dst! }, TIMEOUT),
+        );
+        changes++;
+      }
+    }
+    for (const route of wanted.values()) {
+      const cidr = parseCidr(route.cidr);
+      await this.run('add route', `${route.cidr} via ${route.via} dev ${route.device} onlink`, () =>
+        this.socket.newRoute(
+          { family: AF_INET, dstLen: cidr.prefix, table: MAIN_TABLE, protocol: PROTOCOL, scope: 'UNIVERSE', type: 'UNICAST', flags: { __unknown: RTNH_F_ONLINK } },
+          { dst: ipv4Bytes(formatIp({ family: 4, value: cidr.base })), gateway: ipv4Bytes(route.via), oif: devices.get(route.device)! },
+          { flags: NLM_F_CREATE | NLM_F_REPLACE, ...TIMEOUT },
+        ),
+      );
+      changes++;
+    }
+    return changes;
+  }
+}
