@@ -2,8 +2,10 @@
 # routes), with Docker's plugin folder and socket mounted:
 #   docker run -d --name calico-libnetwork --net=host --privileged --restart=always \
 #     -v /run/docker/plugins:/run/docker/plugins -v /var/run/docker.sock:/var/run/docker.sock \
-#     -v /var/lib/calico:/var/lib/calico -e ETCD_ENDPOINTS=http://127.0.0.1:2379 -e NODENAME=$(hostname) \
-#     calico-libnetwork
+#     -v /var/lib/calico:/var/lib/calico -v /run/calico:/run/calico \
+#     -e ETCD_ENDPOINTS=http://10.0.0.10:2379 -e NODENAME=$(hostname) calico-libnetwork
+# BIRD runs inside the container: stopping the container stops it, and its peers keep this host's routes
+# only for BGP's graceful-restart time (120 s). The systemd unit keeps BIRD running across restarts.
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -16,7 +18,7 @@ COPY test/helpers ./test/helpers
 RUN npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends iproute2 iptables ipset etcd-server \
+RUN apt-get update && apt-get install -y --no-install-recommends iproute2 iptables ipset etcd-server bird2 \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
