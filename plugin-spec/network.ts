@@ -76,6 +76,7 @@ export const JoinResponse = Type.Object({
 });
 
 export const ExternalConnectivityRequest = Type.Object({ NetworkID: Id, EndpointID: Id, Options: OptionalAnyMap });
+export type ExternalConnectivityRequest = Static<typeof ExternalConnectivityRequest>;
 
 export const AllocateNetworkRequest = Type.Object({
   NetworkID: Id,

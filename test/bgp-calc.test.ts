@@ -127,7 +127,9 @@ describe('the BIRD configuration', () => {
   it('writes to the kernel only pool routes BIRD routes, never direct or static ones', () => {
     expect(text).toMatch(/filter calico_kernel_programming4 \{\n  if source = RTS_DEVICE then reject;\n  if source = RTS_STATIC then reject;\n  if net ~ 192\.168\.0\.0\/16 then accept;\n  if net ~ 10\.244\.0\.0\/16 then reject;\n  reject;\n\}/);
     expect(text).toContain('interface -"cali*", -"vxlan.calico", -"tunl0", "*"');
-    expect(text).toMatch(/protocol kernel kernel4 \{\n  ipv4 \{[^}]*\};\n  learn;\n  persist;\n  scan time 2;\n  graceful restart;/);
+    expect(text).toContain(
+      'protocol kernel kernel4 {\n  ipv4 { import filter { if krt_source = 80 then reject; accept; }; export filter calico_kernel_programming4; };\n  learn;\n  persist;\n  scan time 2;\n  graceful restart;',
+    );
   });
 
   it('has route reflector clauses for same-AS clients only, next hop keep for eBGP, no next hop self', () => {

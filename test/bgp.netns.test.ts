@@ -144,14 +144,15 @@ describe('full mesh', () => {
     const owned = await requestAddress(h1(), 'small-pool');
     const borrowed = await requestAddress(h2(), 'small-pool');
     expect(blockOf(borrowed)).toBe(blockOf(owned));
-    // The borrower's host route to its workload is what BIRD learns and exports; make it as the driver would.
-    h2().ip('link add caliborrow type veth peer name tempborrow');
-    h2().ip('link set caliborrow up');
-    h2().ip(`route add ${borrowed}/32 dev caliborrow proto boot scope link`);
+    // The borrower's host route to its workload is what BIRD learns and exports (named outside cali*, which the
+    // daemon's reconciler would take for a stale veth).
+    h2().ip('link add wlborrow type veth peer name wlborrow2');
+    h2().ip('link set wlborrow up');
+    h2().ip(`route add ${borrowed}/32 dev wlborrow proto boot scope link`);
     await until('borrowed /32 on h3', () => routes(h3()).includes(`${borrowed} via ${hostIp(2)} dev eth0 proto bird`));
     await until('borrowed /32 on the owner', () => routes(h1()).includes(`${borrowed} via ${hostIp(2)} dev eth0 proto bird`));
     expect(routes(h3())).toContain(`${blockOf(owned)} via ${hostIp(1)} dev eth0 proto bird`);
-    h2().ip('link del caliborrow');
+    h2().ip('link del wlborrow');
     await until('borrowed /32 withdrawn', () => !routes(h3()).includes(`${borrowed} via`));
     await releaseAddress(h2(), borrowed);
     await releaseAddress(h1(), owned);

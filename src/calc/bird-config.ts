@@ -1,6 +1,9 @@
 import { Cidr, formatCidr, formatIp, IpAddr, IpFamily } from '../domain/cidr.js';
 import type { Peering } from './bgp-peerings.js';
 
+/** The kernel protocol of the daemon's tunnel routes (Felix uses it for its VXLAN routes too). */
+export const TUNNEL_ROUTE_PROTOCOL = 80;
+
 /**
  * BIRD 2 configuration for one node, from what the BGP agent gathered: Calico's BIRD behaviour
  * (confd's bird.cfg and bird_ipam.cfg templates) in BIRD 2 syntax, one process for both families.
@@ -69,7 +72,8 @@ function kernelAndStatic(family: IpFamily, blocks: Cidr[]): string[] {
   const routes = blocks.filter((b) => b.family === family).map(formatCidr).sort();
   return [
     `protocol kernel kernel${v} {`,
-    `  ${channel} { import all; export filter calico_kernel_programming${v}; };`,
+    // The daemon's own tunnel routes (protocol 80) are not BIRD's to learn, nor to advertise as ours.
+    `  ${channel} { import filter { if krt_source = ${TUNNEL_ROUTE_PROTOCOL} then reject; accept; }; export filter calico_kernel_programming${v}; };`,
     '  learn;',
     '  persist;',
     '  scan time 2;',

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { formatCidr, IpFamily, parseCidr } from '../domain/cidr.js';
 import type { Profile, Rule, RuleEntity, WorkloadEndpoint } from '../domain/endpoint-model.js';
+import { localhostSnat, IPIP_HOSTS_SET, PUBLISH_CHAIN, publishedAccepts, publishRules, TunnelFirewall, tunnelInputRules, tunnelOutputRules, VXLAN_HOSTS_SET } from './host-rules.js';
 import { parseSelector, Selector } from './selector.js';
 
 /**
@@ -30,6 +31,10 @@ export interface PolicyInput {
   endpoints: WorkloadEndpoint[];
   profiles: Profile[];
   pools: PoolInfo[];
+  /** This host's IPv4 address: the source of published-port traffic that came from localhost. */
+  hostAddress?: string;
+  /** VXLAN and IPIP in use between hosts, and the other hosts allowed to send them. */
+  tunnels?: TunnelFirewall;
 }
 
 export interface IpSet {
@@ -53,6 +58,8 @@ export const HOOKS: { table: 'filter' | 'nat'; chain: string; target: string }[]
   { table: 'filter', chain: 'INPUT', target: 'cali-INPUT' },
   { table: 'filter', chain: 'OUTPUT', target: 'cali-OUTPUT' },
   { table: 'nat', chain: 'POSTROUTING', target: 'cali-POSTROUTING' },
+  { table: 'nat', chain: 'PREROUTING', target: 'cali-PREROUTING' },
+  { table: 'nat', chain: 'OUTPUT', target: 'cali-OUTPUT' },
 ];
 
 const hash = (text: string, length: number): string => createHash('sha224').update(text).digest('base64url').slice(0, length);
@@ -177,8 +184,9 @@ function portList(ports: (number | string)[]): string {
   return ports.map((p) => String(p).replace('-', ':')).join(',');
 }
 
-function endpointChain(direction: 'tw' | 'fw', profiles: string[], known: Set<string>): string[] {
-  const rules = ['-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT', '-m conntrack --ctstate INVALID -j DROP', `-j MARK --set-mark 0x0/${ACCEPT_MARK}`];
+/** `published`: the endpoint's published ports, let in before any profile has its say. */
+function endpointChain(direction: 'tw' | 'fw', profiles: string[], known: Set<string>, published: string[] = []): string[] {
+  const rules = ['-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT', '-m conntrack --ctstate INVALID -j DROP', ...published, `-j MARK --set-mark 0x0/${ACCEPT_MARK}`];
   for (const profile of profiles) {
     if (!known.has(profile)) continue;
     rules.push(`-j ${chainName(direction === 'tw' ? 'cali-pri-' : 'cali-pro-', profile)}`, `-m mark --mark ${MARK} -j RETURN`);
@@ -202,7 +210,7 @@ function familyTables(input: PolicyInput, views: EndpointView[], profiles: Map<s
     const iface = endpoint.spec.interfaceName;
     const tw = chainName('cali-tw-', iface);
     const fw = chainName('cali-fw-', iface);
-    filter.set(tw, endpointChain('tw', endpoint.spec.profiles, usedProfiles));
+    filter.set(tw, endpointChain('tw', endpoint.spec.profiles, usedProfiles, family === 4 ? publishedAccepts(endpoint) : []));
     filter.set(fw, endpointChain('fw', endpoint.spec.profiles, usedProfiles));
     for (const network of networks) {
       toDispatch.push(`-d ${network} -g ${tw}`);
@@ -220,19 +228,27 @@ function familyTables(input: PolicyInput, views: EndpointView[], profiles: Map<s
   filter.set('cali-FORWARD', [`-i ${w} -j cali-from-wl-dispatch`, `-o ${w} -j cali-to-wl-dispatch`, `-i ${w} -j ACCEPT`, `-o ${w} -j ACCEPT`]);
   // Workload to host: the workload's outbound rules, then the host's own INPUT rules. BGP between
   // hosts always passes, whatever the host's own firewall does with the rest (Felix's failsafe ports).
-  filter.set('cali-INPUT', [`-i ${w} -j cali-wl-to-host`, `! -i ${w} -j cali-failsafe-in`]);
+  const tunnels = family === 4 ? input.tunnels : undefined;
+  filter.set('cali-INPUT', [`-i ${w} -j cali-wl-to-host`, ...tunnelInputRules(tunnels), `! -i ${w} -j cali-failsafe-in`]);
   filter.set('cali-failsafe-in', [`-p tcp --dport ${BGP_PORT} -j ACCEPT`, `-p tcp --sport ${BGP_PORT} -m conntrack --ctstate ESTABLISHED -j ACCEPT`]);
   filter.set('cali-failsafe-out', [`-p tcp --dport ${BGP_PORT} -j ACCEPT`, `-p tcp --sport ${BGP_PORT} -m conntrack --ctstate ESTABLISHED -j ACCEPT`]);
   // IPv6 neighbour discovery and multicast listener messages always pass (Felix allows 130-133, 135, 136).
   const icmpv6 = family === 6 ? [130, 131, 132, 133, 135, 136].map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j ACCEPT`) : [];
   filter.set('cali-wl-to-host', [...icmpv6, '-j cali-from-wl-dispatch', '-j RETURN']);
   // Host to its own workloads is not policed (as Felix): contacting them from the host is useful.
-  filter.set('cali-OUTPUT', [`-o ${w} -j RETURN`, '-j cali-failsafe-out']);
+  filter.set('cali-OUTPUT', [`-o ${w} -j RETURN`, ...tunnelOutputRules(tunnels), '-j cali-failsafe-out']);
+  if (tunnels?.vxlanPort) ipsets.set(VXLAN_HOSTS_SET, { family, type: 'hash:net', members: [...tunnels.hosts].sort() });
+  if (tunnels?.ipip) ipsets.set(IPIP_HOSTS_SET, { family, type: 'hash:net', members: [...tunnels.hosts].sort() });
 
   const nat: Chains = new Map();
   const pools = input.pools.filter((p) => familyOf(p.cidr) === family);
   const masq = pools.filter((p) => p.natOutgoing);
-  nat.set('cali-POSTROUTING', ['-j cali-nat-outgoing']);
+  // Published ports: to any of the host's addresses, from outside (PREROUTING) or from the host itself (OUTPUT).
+  const published = family === 4 ? publishRules(local.map((v) => v.endpoint)) : [];
+  nat.set('cali-PREROUTING', [`-m addrtype --dst-type LOCAL -j ${PUBLISH_CHAIN}`]);
+  nat.set('cali-OUTPUT', [`-m addrtype --dst-type LOCAL -j ${PUBLISH_CHAIN}`]);
+  nat.set(PUBLISH_CHAIN, published);
+  nat.set('cali-POSTROUTING', ['-j cali-nat-outgoing', ...(family === 4 ? localhostSnat(input.hostAddress, published.length > 0, w) : [])]);
   nat.set('cali-nat-outgoing', masq.length ? [`-m set --match-set ${MASQ_POOLS(family)} src -m set ! --match-set ${ALL_POOLS(family)} dst -j MASQUERADE`] : []);
   ipsets.set(MASQ_POOLS(family), { family, type: 'hash:net', members: masq.map((p) => formatCidr(parseCidr(p.cidr))).sort() });
   ipsets.set(ALL_POOLS(family), { family, type: 'hash:net', members: pools.map((p) => formatCidr(parseCidr(p.cidr))).sort() });

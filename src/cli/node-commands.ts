@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { birdCommand, BirdUnreachableError, parseProtocols } from '../adapters/bird/bird-control.js';
 import { birdPaths } from '../adapters/bird/bird-speaker.js';
+import { readHostStatus } from '../adapters/host/status-file.js';
 import { DAEMON_PID_FILE } from '../daemon/config.js';
 import { NotFoundError } from '../domain/errors.js';
 import { formatSince, peerStatuses } from '../services/routing/bgp-status.js';
@@ -28,6 +29,8 @@ async function nodeStatus(ctx: CliContext): Promise<void> {
   }
   if (!daemonRunning(ctx.runDir)) throw new CalicoctlFailure('Calico process is not running.');
   ctx.out('Calico process is running.');
+  const host = readHostStatus(ctx.runDir);
+  if (host.ipipUnavailable) ctx.out(`\nIPIP is not available on this host: ${host.ipipUnavailable}.`);
   const socket = birdPaths(ctx.runDir).socket;
   if (!existsSync(socket)) {
     ctx.out('\nThe BGP backend process (BIRD) is not running.\n');

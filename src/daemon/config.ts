@@ -22,8 +22,8 @@ export interface DaemonConfig {
   /** CALICO_RUN_DIR: BIRD's config and control socket, the daemon's PID file. */
   runDir: string;
   node: { ipv4: AddressSetting; ipv6: AddressSetting; asNumber?: number };
-  /** CALICO_NETWORKING_BACKEND: `bird` runs BIRD, `none` no BGP at all. */
-  backend: 'bird' | 'none';
+  /** CALICO_NETWORKING_BACKEND: `bird` runs BIRD; `vxlan` and `none` no BGP (tunnel routes only). */
+  backend: 'bird' | 'vxlan' | 'none';
   routerId?: string;
 }
 
@@ -49,10 +49,10 @@ function routerIdFrom(env: NodeJS.ProcessEnv): string | undefined {
   return text;
 }
 
-function backendFrom(env: NodeJS.ProcessEnv): 'bird' | 'none' {
+function backendFrom(env: NodeJS.ProcessEnv): DaemonConfig['backend'] {
   const backend = (env.CALICO_NETWORKING_BACKEND ?? '').trim() || 'bird';
-  if (backend !== 'bird' && backend !== 'none') {
-    throw new Error(`invalid CALICO_NETWORKING_BACKEND=${JSON.stringify(backend)}: expected bird or none`);
+  if (backend !== 'bird' && backend !== 'vxlan' && backend !== 'none') {
+    throw new Error(`invalid CALICO_NETWORKING_BACKEND=${JSON.stringify(backend)}: expected bird, vxlan or none`);
   }
   return backend;
 }

@@ -61,6 +61,33 @@ export const endpointAddresses = (endpoint: WorkloadEndpoint | undefined): IpAdd
 /** Annotations of ours on Calico objects. */
 export const NETWORK_NAME_ANNOTATION = 'libnetwork.projectcalico.org/network-name';
 export const HANDLES_ANNOTATION = 'libnetwork.projectcalico.org/ipam-handles';
+/** The ports `docker run -p` published for an endpoint, host ports resolved. */
+export const PORT_MAP_ANNOTATION = 'libnetwork.projectcalico.org/port-map';
+
+export type PortProtocol = 'tcp' | 'udp' | 'sctp';
+
+export interface PortMapping {
+  protocol: PortProtocol;
+  /** The host address it is published on; '' for every address of the host. */
+  hostIp: string;
+  hostPort: number;
+  port: number;
+}
+
+const isPort = (n: unknown): n is number => Number.isInteger(n) && (n as number) >= 1 && (n as number) <= 65535;
+
+/** An endpoint's published ports; entries that are not well formed (written by others) are left out. */
+export function portMappings(endpoint: WorkloadEndpoint): PortMapping[] {
+  try {
+    const parsed = JSON.parse(endpoint.metadata.annotations?.[PORT_MAP_ANNOTATION] ?? '[]') as unknown;
+    if (!Array.isArray(parsed)) return [];
+    return parsed.filter(
+      (m): m is PortMapping => ['tcp', 'udp', 'sctp'].includes(m?.protocol) && isPort(m.hostPort) && isPort(m.port) && typeof (m.hostIp ?? '') === 'string',
+    );
+  } catch {
+    return [];
+  }
+}
 
 /** Calico's name for a libnetwork endpoint: `<node>-libnetwork-libnetwork-<EndpointID>`, a `-` in the node doubled. */
 export const workloadEndpointName = (node: string, endpointId: string): string =>

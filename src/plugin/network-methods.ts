@@ -1,11 +1,20 @@
-import { NETWORK_METHODS, CreateEndpointRequest, CreateNetworkRequest, EndpointRequest, JoinRequest, NetworkRequest } from '../../plugin-spec/network.js';
+import {
+  NETWORK_METHODS,
+  CreateEndpointRequest,
+  CreateNetworkRequest,
+  EndpointRequest,
+  ExternalConnectivityRequest,
+  JoinRequest,
+  NetworkRequest,
+} from '../../plugin-spec/network.js';
 import type { NetworkDriver } from '../services/network/network-driver.js';
+import type { PublishedPorts } from '../services/network/published-ports.js';
 import type { MethodHandler } from './docker-plugin.js';
 
 const empty = async (): Promise<Record<string, never>> => ({});
 
 /** NetworkDriver.*: wire fields in, one driver call, wire fields out. */
-export function networkMethods(driver: NetworkDriver): Record<string, MethodHandler> {
+export function networkMethods(driver: NetworkDriver, ports: PublishedPorts): Record<string, MethodHandler> {
   const m = NETWORK_METHODS;
   return {
     'NetworkDriver.GetCapabilities': { spec: m['NetworkDriver.GetCapabilities'], handle: async () => driver.capabilities() },
@@ -69,8 +78,19 @@ export function networkMethods(driver: NetworkDriver): Record<string, MethodHand
     },
     'NetworkDriver.DiscoverNew': { spec: m['NetworkDriver.DiscoverNew'], handle: empty },
     'NetworkDriver.DiscoverDelete': { spec: m['NetworkDriver.DiscoverDelete'], handle: empty },
-    // Port publishing is not supported (as in Calico): accept and do nothing.
-    'NetworkDriver.ProgramExternalConnectivity': { spec: m['NetworkDriver.ProgramExternalConnectivity'], handle: empty },
-    'NetworkDriver.RevokeExternalConnectivity': { spec: m['NetworkDriver.RevokeExternalConnectivity'], handle: empty },
+    'NetworkDriver.ProgramExternalConnectivity': {
+      spec: m['NetworkDriver.ProgramExternalConnectivity'],
+      handle: async (body: ExternalConnectivityRequest) => {
+        await ports.program(body.EndpointID, body.Options ?? {});
+        return {};
+      },
+    },
+    'NetworkDriver.RevokeExternalConnectivity': {
+      spec: m['NetworkDriver.RevokeExternalConnectivity'],
+      handle: async (body: ExternalConnectivityRequest) => {
+        await ports.revoke(body.EndpointID);
+        return {};
+      },
+    },
   };
 }

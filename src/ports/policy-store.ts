@@ -1,19 +1,24 @@
 import type { Profile, WorkloadEndpoint } from '../domain/endpoint-model.js';
 import type { IpPool } from '../domain/ipam-model.js';
+import type { CalicoNode, Resource } from '../domain/resources.js';
 
 export interface PolicySnapshot {
   revision: string;
   profiles: Profile[];
   endpoints: WorkloadEndpoint[];
   pools: IpPool[];
+  nodes: CalicoNode[];
+  felixConfigurations: Resource[];
 }
 
 export type PolicyChange =
   | { kind: 'profile'; name: string; value: Profile | null }
   | { kind: 'endpoint'; name: string; value: WorkloadEndpoint | null }
-  | { kind: 'pool'; name: string; value: IpPool | null };
+  | { kind: 'pool'; name: string; value: IpPool | null }
+  | { kind: 'node'; name: string; value: CalicoNode | null }
+  | { kind: 'felix'; name: string; value: Resource | null };
 
-/** Profiles, endpoints of every node, and pools, with a stream of their changes. */
+/** Profiles, endpoints of every node, pools, nodes and Felix's configuration, with a stream of their changes. */
 export interface PolicyStore {
   snapshot(): Promise<PolicySnapshot>;
   watch(revision: string, onChange: (change: PolicyChange) => void, onLost: (error: Error) => void): Promise<{ cancel(): Promise<void> }>;

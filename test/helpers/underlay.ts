@@ -107,3 +107,54 @@ export class BirdRouter {
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * A router between underlays (subnets) that knows nothing of the pools, as a cloud network is: it
+ * forwards between the subnets it joins and drops pool addresses (it has no route to them).
+ */
+export class SubnetRouter {
+  readonly netns: string;
+
+  constructor(name: string) {
+    this.netns = `calit-${process.pid}-${name}`.slice(0, 30);
+  }
+
+  start(links: { underlay: Underlay; address: string }[]): void {
+    spawnSync('ip', ['netns', 'del', this.netns]);
+    ip(['netns', 'add', this.netns]);
+    ip(['-n', this.netns, 'link', 'set', 'lo', 'up']);
+    links.forEach(({ underlay, address }, i) => {
+      const name = `r${i}-${this.netns.slice(-6)}`;
+      ip(['link', 'add', `eth${i}`, 'netns', this.netns, 'type', 'veth', 'peer', 'name', name, 'netns', underlay.netns]);
+      ip(['-n', underlay.netns, 'link', 'set', name, 'master', underlay.bridge, 'up']);
+      ip(['-n', this.netns, 'addr', 'add', address, 'dev', `eth${i}`]);
+      ip(['-n', this.netns, 'link', 'set', `eth${i}`, 'up']);
+    });
+    execFileSync('ip', ['netns', 'exec', this.netns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+  }
+
+  stop(): void {
+    spawnSync('ip', ['netns', 'del', this.netns]);
+  }
+}
+
+/**
+ * A TCP server in a namespace that answers every connection with the address it came from: what
+ * "outside" (or another container) sees as the source.
+ */
+export function peerEchoServer(enter: string[], port: number): ChildProcess {
+  const script = `require('net').createServer((s) => s.end(s.remoteAddress.replace(/^::ffff:/, '') + '\\n')).listen(${port}, () => console.log('listening'))`;
+  return spawn(enter[0]!, [...enter.slice(1), process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'ignore'] });
+}
+
+/** A UDP server (busybox's nc has no UDP) that answers every datagram with `pong`. */
+export function udpPongServer(enter: string[], port: number): ChildProcess {
+  const script = `const s = require('dgram').createSocket('udp4'); s.on('message', (m, r) => s.send('pong\\n', r.port, r.address)); s.bind(${port}, () => console.log('listening'))`;
+  return spawn(enter[0]!, [...enter.slice(1), process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'ignore'] });
+}
+
+/** Sends one UDP datagram from a namespace and returns the answer, or '' when none came within a second. */
+export function udpAsk(enter: string[], address: string, port: number): string {
+  const script = `const s = require('dgram').createSocket('udp4'); const t = setTimeout(() => process.exit(0), 1000); s.on('message', (m) => { process.stdout.write(m); clearTimeout(t); process.exit(0); }); s.send('ping', ${port}, '${address}')`;
+  return spawnSync(enter[0]!, [...enter.slice(1), process.execPath, '-e', script], { encoding: 'utf8', timeout: 5000 }).stdout;
+}

@@ -81,12 +81,17 @@ export class BirdSpeaker implements BgpSpeaker {
     await this.tail;
   }
 
-  /** Shuts BIRD down for good (`down`: peers are told at once): for uninstall, never for a restart. */
-  async shutdown(): Promise<void> {
+  /**
+   * Shuts BIRD down for good (`down`: peers are told at once): for uninstall, or a backend without
+   * BGP, never for a restart. Resolves true when a BIRD of ours was running.
+   */
+  async shutdown(): Promise<boolean> {
     await this.detach();
     const pid = this.pid ?? this.pidFromFile();
-    if (pid === undefined) return;
+    if (pid === undefined || !this.isOurs(pid)) return false;
     await birdCommand(this.paths.socket, 'down').catch(() => process.kill(pid, 'SIGTERM'));
+    for (let i = 0; i < 50 && isRunning(pid); i++) await new Promise((r) => setTimeout(r, 100));
+    return true;
   }
 
   private async applyNow(config: string): Promise<SpeakerApplyResult> {
@@ -127,12 +132,15 @@ export class BirdSpeaker implements BgpSpeaker {
     }
   }
 
+  /** A running BIRD started on our config file (a PID file can outlive its process, and PIDs are reused). */
+  private isOurs(pid: number): boolean {
+    return isRunning(pid) && readFileSafe(`/proc/${pid}/cmdline`).split('\0').includes(this.paths.config);
+  }
+
   /** A BIRD left running by an earlier daemon, on our config file, is taken over as it is. */
   private adopt(): void {
     const pid = this.pidFromFile();
-    if (pid === undefined || !isRunning(pid)) return;
-    const commandLine = readFileSafe(`/proc/${pid}/cmdline`).split('\0');
-    if (!commandLine.includes(this.paths.config)) return;
+    if (pid === undefined || !this.isOurs(pid)) return;
     this.pid = pid;
     this.loaded = readFileSafe(this.paths.config);
     this.startedAt = Date.now();

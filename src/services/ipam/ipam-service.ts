@@ -48,6 +48,8 @@ export interface AutoRequest {
   /** Restrict to this pool; otherwise any enabled pool of the family. */
   poolName?: string;
   attributes?: Record<string, string>;
+  /** The allocation's handle, when the caller names it (Calico's `vxlan-tunnel-addr-<node>`). */
+  handleId?: string;
 }
 
 export interface ExplicitRequest {
@@ -69,6 +71,8 @@ export interface IpamServiceOptions {
   requestTimeoutMs?: number;
   /** Called when a block becomes or stops being this node's (claims, releases, other tools). */
   onOwnedBlocksChanged?: () => void;
+  /** Called when any block changes, in this node's writes or anyone's (routes follow allocations). */
+  onBlocksChanged?: () => void;
 }
 
 /** How long Docker's ReleaseAddress for an address freed with its endpoint is taken as that endpoint's (it follows at once). */
@@ -114,6 +118,7 @@ export class IpamService {
   private readonly now: () => Date;
   private readonly requestTimeoutMs: number;
   private readonly onOwnedBlocksChanged: () => void;
+  private readonly onBlocksChanged: () => void;
   private queue: AnyJob[] = [];
   private draining = false;
   private watch: IpamWatch | undefined;
@@ -133,6 +138,7 @@ export class IpamService {
     this.now = options.now ?? (() => new Date());
     this.requestTimeoutMs = options.requestTimeoutMs ?? 9000;
     this.onOwnedBlocksChanged = options.onOwnedBlocksChanged ?? (() => undefined);
+    this.onBlocksChanged = options.onBlocksChanged ?? (() => undefined);
   }
 
   /** Loads the cache and starts the watch. Safe to call again after a failure. */
@@ -164,11 +170,13 @@ export class IpamService {
         this.cache.apply(change);
         this.cache.learnBlocksUpTo(change.revision);
         if (before !== (this.cache.block(change.cidr)?.stored.value.affinity === mine)) this.onOwnedBlocksChanged();
+        this.onBlocksChanged();
       },
       (error) => this.onWatchLost(error),
     );
     await this.recoverAffinities();
     this.onOwnedBlocksChanged();
+    this.onBlocksChanged();
     this.log.info({ pools: this.cache.allPools().length, blocks: this.cache.allBlocks().length, revision: snapshot.revision }, 'IPAM cache loaded');
   }
 
@@ -229,6 +237,26 @@ export class IpamService {
     const released = (await releaseBlockAffinity(this.store, cidr, this.node, { onlyIfEmpty: true })) === 'released';
     if (released) this.log.info({ block: formatCidr(cidr) }, 'released empty block');
     return released;
+  }
+
+  /**
+   * Frees every address a handle holds (a tunnel address by its Calico handle), and the handle with
+   * them, even one left holding nothing by a crash. Resolves with how many addresses were freed.
+   */
+  async releaseHandle(handleId: string): Promise<number> {
+    await this.start();
+    let freed = 0;
+    for (const block of this.cache.allBlocks()) {
+      const value = block.stored.value;
+      for (let ordinal = 0; ordinal < value.allocations.length; ordinal++) {
+        const index = value.allocations[ordinal];
+        if (index === null || index === undefined || value.attributes[index]?.handle_id !== handleId) continue;
+        if (await this.release({ address: addressAt(block.cidr, ordinal), handleId })) freed++;
+      }
+    }
+    const left = await this.store.get({ kind: 'handle', id: handleId });
+    if (left) await this.store.commit([{ target: { kind: 'handle', id: handleId }, expect: { modRevision: left.modRevision }, value: null }]);
+    return freed;
   }
 
   /** Frees one address. Resolves with what was freed, or undefined when it was not allocated. */
@@ -399,7 +427,7 @@ export class IpamService {
 
   private async assignInBlock(cached: CachedBlock, pool: PoolView, jobs: AutoJob[]): Promise<Attempt<void>> {
     const take = jobs.slice(0, freeCount(cached.stored.value));
-    const attributes = take.map((job) => this.attributesFor(pool, job.request.attributes));
+    const attributes = take.map((job) => this.attributesFor(pool, job.request.attributes, job.request.handleId));
     const { block, ordinals } = allocateFromBlock(cached.stored.value, attributes);
     const writes = [this.blockWrite(cached.cidr, { modRevision: cached.stored.modRevision }, block), ...attributes.map((a) => handleCreate(a, cached.cidr))];
     const committed = await this.commitBlock(cached.cidr, writes, block, attributes);
@@ -417,7 +445,7 @@ export class IpamService {
   private async claimBlock(pool: PoolView, cidr: Cidr, jobs: AutoJob[]): Promise<Attempt<void>> {
     const empty = newBlock(cidr, hostAffinity(this.node), this.nowNanos());
     const take = jobs.slice(0, freeCount(empty));
-    const attributes = take.map((job) => this.attributesFor(pool, job.request.attributes));
+    const attributes = take.map((job) => this.attributesFor(pool, job.request.attributes, job.request.handleId));
     const { block, ordinals } = allocateFromBlock(empty, attributes);
     const committed = await this.commitClaim(cidr, block, attributes);
     if (!committed) return retry;
@@ -551,9 +579,9 @@ export class IpamService {
     throw error;
   }
 
-  private attributesFor(pool: PoolView, extra: Record<string, string> | undefined): AllocationAttribute {
+  private attributesFor(pool: PoolView, extra: Record<string, string> | undefined, handleId?: string): AllocationAttribute {
     return {
-      handle_id: `libnetwork.${randomBytes(12).toString('hex')}`,
+      handle_id: handleId ?? `libnetwork.${randomBytes(12).toString('hex')}`,
       secondary: { node: this.node, timestamp: this.now().toISOString(), poolID: pool.name, ...extra },
     };
   }

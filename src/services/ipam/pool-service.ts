@@ -5,13 +5,14 @@ import { AlreadyExistsError, ConflictError, InUseError, InvalidRequestError, Not
 import type { IpPool } from '../../domain/ipam-model.js';
 import type { IpamSnapshot, IpamStore, IpamWrite } from '../../ports/ipam-store.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
-import { defaultBlockSize, describePool, PoolView, viewOf } from './pool-view.js';
+import { defaultBlockSize, describePool, encapsulationProblem, PoolView, viewOf } from './pool-view.js';
 
 export interface PoolOptions {
   cidr: string;
   name?: string;
   blockSize?: number;
-  ipip?: boolean;
+  ipipMode?: 'Always' | 'CrossSubnet';
+  vxlanMode?: 'Always' | 'CrossSubnet';
   natOutgoing?: boolean;
   disabled?: boolean;
 }
@@ -160,15 +161,15 @@ export class PoolService {
 }
 
 /** An IPPool resource as Calico writes it. */
-function poolResource(name: string, cidr: string, blockSize: number, options: Pick<PoolOptions, 'ipip' | 'natOutgoing' | 'disabled'>): IpPool {
+function poolResource(name: string, cidr: string, blockSize: number, options: Pick<PoolOptions, 'ipipMode' | 'vxlanMode' | 'natOutgoing' | 'disabled'>): IpPool {
   return {
     kind: 'IPPool',
     apiVersion: 'projectcalico.org/v3',
     metadata: { name, creationTimestamp: new Date().toISOString() },
     spec: {
       cidr,
-      vxlanMode: 'Never',
-      ipipMode: options.ipip ? 'Always' : 'Never',
+      vxlanMode: options.vxlanMode ?? 'Never',
+      ipipMode: options.ipipMode ?? 'Never',
       natOutgoing: options.natOutgoing === true,
       disabled: options.disabled === true,
       blockSize,
@@ -211,6 +212,8 @@ function checkShape(pool: IpPool): Cidr {
   if (blockSize < cidr.prefix) {
     throw new InvalidRequestError(`block size /${blockSize} is larger than the pool ${formatCidr(cidr)}: use a block size of at least ${cidr.prefix}`);
   }
+  const problem = encapsulationProblem(pool.spec, cidr.family);
+  if (problem) throw new InvalidRequestError(problem);
   return cidr;
 }
 

@@ -29,3 +29,12 @@ export function viewOf(pool: IpPool): PoolView | undefined {
 }
 
 export const describePool = (pool: PoolView): string => `${pool.name} (${pool.pool.spec.cidr})`;
+
+const encapsulated = (mode: string | undefined): boolean => mode === 'Always' || mode === 'CrossSubnet';
+
+/** Calico's rules for a pool's encapsulation: at most one of VXLAN and IPIP, neither on IPv6. */
+export function encapsulationProblem(spec: IpPool['spec'], family: IpFamily): string | undefined {
+  if (encapsulated(spec.vxlanMode) && encapsulated(spec.ipipMode)) return 'IPIPMode and VXLANMode cannot both be enabled on the same IP pool';
+  if (family === 6 && (encapsulated(spec.vxlanMode) || encapsulated(spec.ipipMode))) return 'IPIP and VXLAN are not supported on an IPv6 IP pool';
+  return undefined;
+}

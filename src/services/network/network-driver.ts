@@ -20,7 +20,10 @@ export interface NetworkDriverOptions {
   node: string;
   /** Docker names the container's interface `<prefix><n>` (CALICO_LIBNETWORK_IFPREFIX). */
   containerInterfacePrefix: string;
+  /** CALICO_LIBNETWORK_VETH_MTU: when set, always this. */
   vethMtu?: number;
+  /** Otherwise the MTU the encapsulation in use calls for (the underlay's minus its overhead), if any. */
+  encapsulationMtu?: () => number | undefined;
   scope: 'local' | 'global';
   createProfiles: boolean;
   labelEndpoints: boolean;
@@ -258,12 +261,13 @@ export class NetworkDriver {
 
   /** A repeated Join (Docker retries) finds the veth of the first attempt: it starts over. */
   private async createVeth(hostName: string, tempName: string): Promise<{ hostMac: string }> {
+    const mtu = this.options.vethMtu ?? this.options.encapsulationMtu?.();
     try {
-      return await this.dataplane.createVeth(hostName, tempName, this.options.vethMtu);
+      return await this.dataplane.createVeth(hostName, tempName, mtu);
     } catch (error) {
       if (!(error instanceof DataplaneError && error.errno === 'EEXIST')) throw error;
       await this.dataplane.deleteLink(hostName);
-      return this.dataplane.createVeth(hostName, tempName, this.options.vethMtu);
+      return this.dataplane.createVeth(hostName, tempName, mtu);
     }
   }
 

@@ -1,6 +1,8 @@
-import { desiredDataplane } from '../../calc/policy.js';
+import { desiredDataplane, PolicyInput } from '../../calc/policy.js';
+import { DEFAULT_VXLAN_PORT, poolRouting } from '../../calc/tunnel-routes.js';
 import type { Profile, WorkloadEndpoint } from '../../domain/endpoint-model.js';
 import type { IpPool } from '../../domain/ipam-model.js';
+import type { CalicoNode, Resource } from '../../domain/resources.js';
 import type { PolicyDataplane } from '../../ports/policy-dataplane.js';
 import type { PolicyChange, PolicyStore } from '../../ports/policy-store.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
@@ -18,6 +20,8 @@ export class PolicyAgent {
   private readonly profiles = new Map<string, Profile>();
   private readonly endpoints = new Map<string, WorkloadEndpoint>();
   private readonly pools = new Map<string, IpPool>();
+  private readonly nodes = new Map<string, CalicoNode>();
+  private readonly felix = new Map<string, Resource>();
   private synced = false;
   private timer: NodeJS.Timeout | undefined;
   private applying: Promise<void> | undefined;
@@ -34,12 +38,12 @@ export class PolicyAgent {
 
   async start(): Promise<void> {
     const snapshot = await this.store.snapshot();
-    this.profiles.clear();
-    this.endpoints.clear();
-    this.pools.clear();
+    for (const map of [this.profiles, this.endpoints, this.pools, this.nodes, this.felix] as Map<string, unknown>[]) map.clear();
     for (const p of snapshot.profiles) this.profiles.set(p.metadata.name, p);
     for (const e of snapshot.endpoints) this.endpoints.set(e.metadata.name, e);
     for (const p of snapshot.pools) this.pools.set(p.metadata.name, p);
+    for (const n of snapshot.nodes) this.nodes.set(n.metadata.name, n);
+    for (const f of snapshot.felixConfigurations) this.felix.set(f.metadata.name, f);
     await this.watch?.cancel().catch(() => undefined);
     this.watch = await this.store.watch(snapshot.revision, (change) => this.onChange(change), (error) => this.onLost(error));
     this.synced = true;
@@ -56,7 +60,8 @@ export class PolicyAgent {
   }
 
   private onChange(change: PolicyChange): void {
-    const map: Map<string, unknown> = change.kind === 'profile' ? this.profiles : change.kind === 'endpoint' ? this.endpoints : this.pools;
+    const maps: Record<PolicyChange['kind'], Map<string, unknown>> = { profile: this.profiles, endpoint: this.endpoints, pool: this.pools, node: this.nodes, felix: this.felix };
+    const map = maps[change.kind];
     if (change.value === null) map.delete(change.name);
     else map.set(change.name, change.value);
     this.schedule(DEBOUNCE_MS);
@@ -82,6 +87,26 @@ export class PolicyAgent {
     }, delay);
   }
 
+  /** What the packet filter is computed from: the datastore as last seen. */
+  private input(): PolicyInput {
+    const pools = [...this.pools.values()];
+    const address = (node: CalicoNode | undefined): string | undefined => node?.spec?.bgp?.ipv4Address?.split('/')[0];
+    const encapsulations = new Set(pools.map((p) => poolRouting(p)?.encapsulation));
+    const vxlanPort = (this.felix.get('default')?.spec as { vxlanPort?: number } | undefined)?.vxlanPort ?? DEFAULT_VXLAN_PORT;
+    const hosts = [...this.nodes.values()].filter((n) => n.metadata.name !== this.node).map(address).filter((a): a is string => a !== undefined);
+    const hostAddress = address(this.nodes.get(this.node));
+    return {
+      node: this.node,
+      profiles: [...this.profiles.values()],
+      endpoints: [...this.endpoints.values()],
+      pools: pools.map((p) => ({ cidr: p.spec.cidr, natOutgoing: p.spec.natOutgoing === true })),
+      ...(hostAddress ? { hostAddress } : {}),
+      ...(encapsulations.has('vxlan') || encapsulations.has('ipip')
+        ? { tunnels: { hosts, ...(encapsulations.has('vxlan') ? { vxlanPort } : {}), ipip: encapsulations.has('ipip') } }
+        : {}),
+    };
+  }
+
   /** Computes and writes the whole desired state; the dataplane writes only what changed. */
   async applyNow(): Promise<void> {
     if (this.applying) {
@@ -92,12 +117,7 @@ export class PolicyAgent {
     this.applying = (async () => {
       const started = performance.now();
       try {
-        const desired = desiredDataplane({
-          node: this.node,
-          profiles: [...this.profiles.values()],
-          endpoints: [...this.endpoints.values()],
-          pools: [...this.pools.values()].map((p) => ({ cidr: p.spec.cidr, natOutgoing: p.spec.natOutgoing === true })),
-        });
+        const desired = desiredDataplane(this.input());
         const result = await this.dataplane.apply(desired);
         const ms = performance.now() - started;
         if (result.chainsWritten || result.setsWritten) this.log.info({ ...result, ms: Number(ms.toFixed(1)) }, 'policy programmed');

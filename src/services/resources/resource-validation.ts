@@ -4,6 +4,8 @@ import { parseCidr, parseIp } from '../../domain/cidr.js';
 import type { Rule, RuleEntity } from '../../domain/endpoint-model.js';
 import { InvalidRequestError } from '../../domain/errors.js';
 import { MAX_AS_NUMBER, parseAsNumber, Resource } from '../../domain/resources.js';
+import type { IpPool } from '../../domain/ipam-model.js';
+import { encapsulationProblem } from '../ipam/pool-view.js';
 
 /**
  * What Calico's validator checks before a resource is written, with its message form
@@ -87,9 +89,8 @@ function validatePool(errors: FieldErrors, resource: Resource): void {
   for (const mode of ['vxlanMode', 'ipipMode']) {
     if (spec[mode] !== undefined && !ENCAP_MODES.includes(String(spec[mode]))) errors.add(mode === 'vxlanMode' ? 'VXLANMode' : 'IPIPMode', spec[mode], 'expected Never, Always or CrossSubnet');
   }
-  const encapsulated = (mode: unknown): boolean => mode === 'Always' || mode === 'CrossSubnet';
-  if (encapsulated(spec.vxlanMode) && encapsulated(spec.ipipMode)) errors.add('IPPool.Spec', undefined, 'IPIPMode and VXLANMode cannot both be enabled on the same IP pool');
-  if (family === 6 && (encapsulated(spec.vxlanMode) || encapsulated(spec.ipipMode))) errors.add('IPPool.Spec', undefined, 'IPIP and VXLAN are not supported on an IPv6 IP pool');
+  const problem = family ? encapsulationProblem(spec as unknown as IpPool['spec'], family) : undefined;
+  if (problem) errors.add('IPPool.Spec', undefined, problem);
   selectorField(errors, 'NodeSelector', spec.nodeSelector as string | undefined);
 }
 

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { computePeerings, nodeAddress } from '../../calc/bgp-peerings.js';
 import { BirdPool, renderBirdConfig } from '../../calc/bird-config.js';
-import { Cidr, formatIp, parseCidr, parseIp } from '../../domain/cidr.js';
+import { poolRouting } from '../../calc/tunnel-routes.js';
+import { Cidr, formatIp, parseIp } from '../../domain/cidr.js';
 import type { IpPool } from '../../domain/ipam-model.js';
 import { BgpConfiguration, BgpPeer, CalicoNode, DEFAULT_BGP_CONFIGURATION, Resource } from '../../domain/resources.js';
 import type { BgpSpeaker } from '../../ports/bgp-speaker.js';
@@ -29,15 +30,11 @@ export function hashedRouterId(node: string): string {
   return [...bytes].join('.');
 }
 
-/** Pools whose routes the daemon programs itself (VXLAN) are still advertised, but BIRD keeps them out of the kernel. */
+/** Pools whose routes the daemon programs itself (VXLAN, IPIP) are still advertised, but BIRD keeps them out of the kernel. */
 function birdPool(pool: IpPool): BirdPool | undefined {
-  try {
-    const cidr = parseCidr(pool.spec.cidr);
-    const tunnelled = pool.spec.vxlanMode === 'Always' || pool.spec.vxlanMode === 'CrossSubnet';
-    return { cidr, kernelRoutes: !tunnelled, exported: (pool.spec as { disableBGPExport?: boolean }).disableBGPExport !== true };
-  } catch {
-    return undefined;
-  }
+  const routing = poolRouting(pool);
+  if (!routing) return undefined;
+  return { cidr: routing.cidr, kernelRoutes: routing.encapsulation === 'none', exported: (pool.spec as { disableBGPExport?: boolean }).disableBGPExport !== true };
 }
 
 /**

@@ -1,4 +1,5 @@
 import nl from 'netlink';
+import { TUNNEL_ROUTE_PROTOCOL } from '../../../calc/bird-config.js';
 import { IPIP_DEVICE, TunnelPlan, TunnelRoute, VXLAN_DEVICE } from '../../../calc/tunnel-routes.js';
 import { formatIp, parseCidr, parseIp } from '../../../domain/cidr.js';
 import { DataplaneError } from '../../../domain/errors.js';
@@ -14,8 +15,6 @@ const NLM_F_EXCL = 0x200;
 const NLM_F_REPLACE = 0x100;
 const MAIN_TABLE = 254;
 const RTNH_F_ONLINK = 0x4;
-/** The protocol of the daemon's tunnel routes (Felix's for its VXLAN same-subnet routes): ours to remove. */
-export const TUNNEL_ROUTE_PROTOCOL = 80;
 /** The library types the protocol as its enum; the kernel takes any byte. */
 const PROTOCOL = TUNNEL_ROUTE_PROTOCOL as unknown as nl.rt.RouteProtocol;
 const TIMEOUT = { timeout: 5000 };

@@ -1,7 +1,5 @@
 import type * as RPC from 'etcd3/lib/rpc.js';
-import type { Profile, WorkloadEndpoint } from '../../../domain/endpoint-model.js';
 import { DatastoreUnavailableError } from '../../../domain/errors.js';
-import type { IpPool } from '../../../domain/ipam-model.js';
 import type { PolicyChange, PolicySnapshot, PolicyStore } from '../../../ports/policy-store.js';
 import type { EtcdClient } from './etcd-client.js';
 import { ENDPOINT_PREFIX, PROFILE_PREFIX } from './etcd-endpoint-store.js';
@@ -12,7 +10,16 @@ const KINDS: [string, PolicyChange['kind']][] = [
   [PROFILE_PREFIX, 'profile'],
   [ENDPOINT_PREFIX, 'endpoint'],
   [POOL_PREFIX, 'pool'],
+  [`${RESOURCES}nodes/`, 'node'],
+  [`${RESOURCES}felixconfigurations/`, 'felix'],
 ];
+const LISTS: Record<PolicyChange['kind'], 'profiles' | 'endpoints' | 'pools' | 'nodes' | 'felixConfigurations'> = {
+  profile: 'profiles',
+  endpoint: 'endpoints',
+  pool: 'pools',
+  node: 'nodes',
+  felix: 'felixConfigurations',
+};
 
 function classify(key: string): { kind: PolicyChange['kind']; name: string } | undefined {
   for (const [prefix, kind] of KINDS) if (key.startsWith(prefix)) return { kind, name: key.slice(prefix.length) };
@@ -33,14 +40,12 @@ export class EtcdPolicyStore implements PolicyStore {
 
   async snapshot(): Promise<PolicySnapshot> {
     const response = await this.etcd.range({ key: Buffer.from(RESOURCES), range_end: prefixEnd(RESOURCES) });
-    const snapshot: PolicySnapshot = { revision: response.header.revision, profiles: [], endpoints: [], pools: [] };
+    const snapshot: PolicySnapshot = { revision: response.header.revision, profiles: [], endpoints: [], pools: [], nodes: [], felixConfigurations: [] };
     for (const kv of response.kvs) {
       const found = classify(kv.key.toString());
       const value = parse(kv);
       if (!found || !value) continue;
-      if (found.kind === 'profile') snapshot.profiles.push(value as Profile);
-      else if (found.kind === 'endpoint') snapshot.endpoints.push(value as WorkloadEndpoint);
-      else snapshot.pools.push(value as IpPool);
+      (snapshot[LISTS[found.kind]] as unknown[]).push(value);
     }
     return snapshot;
   }

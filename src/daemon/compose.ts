@@ -1,0 +1,111 @@
+import type { Logger } from 'pino';
+import { BirdSpeaker } from '../adapters/bird/bird-speaker.js';
+import { CommandHelper } from '../adapters/dataplane/command-helper.js';
+import { IptablesPolicyDataplane } from '../adapters/dataplane/iptables/policy-dataplane.js';
+import { NetlinkDataplane } from '../adapters/dataplane/netlink/netlink-dataplane.js';
+import { EtcdClient } from '../adapters/datastore/etcd/etcd-client.js';
+import { EtcdEndpointStore } from '../adapters/datastore/etcd/etcd-endpoint-store.js';
+import { EtcdIpamStore } from '../adapters/datastore/etcd/etcd-ipam-store.js';
+import { EtcdPolicyStore } from '../adapters/datastore/etcd/etcd-policy-store.js';
+import { EtcdResourceStore } from '../adapters/datastore/etcd/etcd-resource-store.js';
+import { DockerHttpApi, dockerTarget } from '../adapters/docker/docker-http-api.js';
+import { KernelHostNetwork } from '../adapters/host/host-network.js';
+import { writeHostStatus } from '../adapters/host/status-file.js';
+import { buildDockerPlugin } from '../plugin/docker-plugin.js';
+import { ipamMethods } from '../plugin/ipam-methods.js';
+import { networkMethods } from '../plugin/network-methods.js';
+import { DockerIpamDriver } from '../services/ipam/docker-ipam-driver.js';
+import { IpamService } from '../services/ipam/ipam-service.js';
+import { PoolService } from '../services/ipam/pool-service.js';
+import { BlockRoutes } from '../services/network/block-routes.js';
+import { EndpointReconciler } from '../services/network/endpoint-reconciler.js';
+import { NetworkDriver } from '../services/network/network-driver.js';
+import { NetworkProfiles } from '../services/network/network-profiles.js';
+import { PublishedPorts } from '../services/network/published-ports.js';
+import { NodeRegistration } from '../services/nodes/node-registration.js';
+import { TunnelAddresses } from '../services/nodes/tunnel-addresses.js';
+import { PolicyAgent } from '../services/policy/policy-agent.js';
+import { BgpAgent } from '../services/routing/bgp-agent.js';
+import { TunnelAgent } from '../services/routing/tunnel-agent.js';
+import type { DaemonConfig } from './config.js';
+
+/** The name Docker knows the network driver by: the socket file's name. */
+export const DRIVER_NAME = 'calico';
+
+/**
+ * Every part of the daemon, built from its configuration: adapters on the outside, services in the
+ * middle, the two plugin apps Docker talks to. Nothing runs until main starts it.
+ */
+export function composeDaemon(config: DaemonConfig, log: Logger) {
+  const etcd = new EtcdClient(config.etcd);
+  const store = new EtcdIpamStore(etcd);
+  const resources = new EtcdResourceStore(etcd);
+  const endpointStore = new EtcdEndpointStore(etcd);
+  const dataplane = new NetlinkDataplane();
+  const commands = new CommandHelper();
+  const docker = new DockerHttpApi(dockerTarget(config.dockerHost));
+  const hostNetwork = new KernelHostNetwork(dataplane);
+  const pools = new PoolService(store, log);
+  const node = config.nodeName;
+  // The speaker of this host, or, for the other backends, one to stop if a BIRD was left running.
+  const bird = new BirdSpeaker({ runDir: config.runDir, run: commands.run, log: log.child({ component: 'bird' }) });
+  let blockRoutes: BlockRoutes | undefined;
+  let bgp: BgpAgent | undefined;
+  let tunnels: TunnelAgent | undefined;
+  const ipam = new IpamService(store, {
+    node,
+    log,
+    onOwnedBlocksChanged: () => {
+      void blockRoutes?.sync();
+      bgp?.blocksChanged();
+    },
+    onBlocksChanged: () => tunnels?.blocksChanged(),
+  });
+  blockRoutes = new BlockRoutes(ipam, dataplane, log);
+  if (config.backend === 'bird') {
+    bgp = new BgpAgent(resources, bird, { node, ...(config.routerId ? { routerId: config.routerId } : {}), ownedBlocks: () => ipam.ownedBlocks(), log: log.child({ component: 'bgp' }) });
+  }
+  tunnels = new TunnelAgent(resources, dataplane, {
+    node,
+    blocks: () => ipam.cache.allBlocks().map((b) => b.stored.value),
+    addresses: new TunnelAddresses(resources, ipam, node, log.child({ component: 'tunnels' })),
+    host: hostNetwork,
+    onStatus: (status) => writeHostStatus(config.runDir, status),
+    log: log.child({ component: 'tunnels' }),
+  });
+  const ipamDriver = new DockerIpamDriver(ipam, pools);
+  const networkDriver = new NetworkDriver(
+    endpointStore,
+    dataplane,
+    docker,
+    ipam,
+    new NetworkProfiles(endpointStore, log),
+    { node, ...config.network, encapsulationMtu: () => tunnels?.workloadMtu() },
+    log,
+  );
+  const policy = new PolicyAgent(new EtcdPolicyStore(etcd), new IptablesPolicyDataplane(commands.run), node, log.child({ component: 'policy' }));
+  const reconciler = new EndpointReconciler(endpointStore, dataplane, docker, ipam, { node, driverName: DRIVER_NAME, graceMs: config.gcGraceMs, busyInterfaces: () => networkDriver.busyInterfaces() }, log);
+  const ipamApp = buildDockerPlugin({ implements: ['IpamDriver'], methods: ipamMethods(ipamDriver), logger: log.child({ socket: 'calico-ipam' }) });
+  const networkApp = buildDockerPlugin({
+    implements: ['NetworkDriver', 'IpamDriver'],
+    methods: { ...networkMethods(networkDriver, new PublishedPorts(endpointStore, node)), ...ipamMethods(ipamDriver) },
+    logger: log.child({ socket: 'calico' }),
+  });
+  return {
+    etcd,
+    commands,
+    dataplane,
+    pools,
+    ipam,
+    registration: new NodeRegistration(resources, hostNetwork, log.child({ component: 'node' })),
+    reconciler,
+    policy,
+    bird,
+    bgp,
+    tunnels,
+    ipamApp,
+    networkApp,
+  };
+}
+
+export type Daemon = ReturnType<typeof composeDaemon>;

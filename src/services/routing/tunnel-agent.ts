@@ -1,0 +1,197 @@
+import { planTunnels, poolRouting, TunnelPlan } from '../../calc/tunnel-routes.js';
+import { parseIp } from '../../domain/cidr.js';
+import type { AllocationBlock, IpPool } from '../../domain/ipam-model.js';
+import { CalicoNode, nodeBgpConfigurationName, Resource } from '../../domain/resources.js';
+import type { TunnelDataplane } from '../../ports/dataplane.js';
+import type { HostNetwork } from '../../ports/host-network.js';
+import { Logger, silentLogger } from '../../ports/logger.js';
+import type { ResourceChange, ResourceStore } from '../../ports/resource-store.js';
+import { interfaceAddress } from '../nodes/address-detection.js';
+import { IPIP_ADDRESS, TunnelAddresses, VXLAN_ADDRESS } from '../nodes/tunnel-addresses.js';
+
+const DEBOUNCE_MS = 5;
+const RETRY_MS = 1000;
+const KINDS = ['Node', 'IPPool', 'FelixConfiguration'];
+
+export const IPIP_UNAVAILABLE = 'this kernel has no ipip module: pools in IPIP mode are not routed through this host (VXLAN works)';
+
+export interface TunnelAgentOptions {
+  node: string;
+  /** Every allocation block, as IPAM knows them now. */
+  blocks: () => AllocationBlock[];
+  addresses: TunnelAddresses;
+  host: HostNetwork;
+  /** Told when what `calicoctl node status` should say changes. */
+  onStatus?: (status: { ipipUnavailable?: string }) => void;
+  log?: Logger;
+}
+
+interface FelixVxlan {
+  vxlanVNI?: number;
+  vxlanPort?: number;
+  vxlanMTU?: number;
+}
+
+/**
+ * Routes for pools in VXLAN or IPIP mode, computed from the datastore alone, as Felix does: it
+ * watches the Nodes, pools and FelixConfiguration (and hears from IPAM when blocks change), keeps
+ * this node's tunnel addresses, computes the tunnel plan purely, and has the dataplane make the kernel
+ * match it. With BIRD, BGP routes the other pools; without BIRD these are all the routes there are.
+ */
+export class TunnelAgent {
+  private readonly resources = new Map<string, Resource>();
+  private readonly log: Logger;
+  private watch: { cancel(): Promise<void> } | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private applying: Promise<void> | undefined;
+  private dirty = false;
+  private addressesDirty = true;
+  private synced = false;
+  private stopped = false;
+  private ipipAvailable = true;
+  private plan: TunnelPlan | undefined;
+  private reported: boolean | undefined;
+
+  constructor(
+    private readonly store: ResourceStore,
+    private readonly dataplane: TunnelDataplane,
+    private readonly options: TunnelAgentOptions,
+  ) {
+    this.log = options.log ?? silentLogger;
+  }
+
+  /** The MTU a new workload's veth should have with the encapsulation this host uses now. */
+  workloadMtu(): number | undefined {
+    return this.plan?.workloadMtu;
+  }
+
+  async start(): Promise<void> {
+    const snapshot = await this.store.snapshot(KINDS);
+    this.resources.clear();
+    for (const resource of snapshot.resources) this.resources.set(`${resource.kind}/${resource.metadata.name}`, resource);
+    await this.watch?.cancel().catch(() => undefined);
+    this.watch = await this.store.watch(KINDS, snapshot.revision, (change) => this.onChange(change), (error) => this.onLost(error));
+    this.synced = true;
+    this.addressesDirty = true;
+    await this.applyNow();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.watch?.cancel().catch(() => undefined);
+    await this.applying;
+  }
+
+  blocksChanged(): void {
+    this.schedule(DEBOUNCE_MS);
+  }
+
+  private onChange(change: ResourceChange): void {
+    const key = `${change.kind}/${change.name}`;
+    if (change.value) this.resources.set(key, change.value);
+    else this.resources.delete(key);
+    if (change.kind === 'IPPool' || (change.kind === 'Node' && change.name === this.options.node)) this.addressesDirty = true;
+    this.schedule(DEBOUNCE_MS);
+  }
+
+  private onLost(error: Error): void {
+    if (this.stopped) return;
+    this.log.warn({ err: error }, 'tunnel watch lost; reloading');
+    this.synced = false;
+    const retry = (): void => {
+      if (!this.stopped) this.start().catch(() => setTimeout(retry, RETRY_MS).unref());
+    };
+    retry();
+  }
+
+  private schedule(delay: number): void {
+    if (!this.synced || this.stopped) return;
+    this.dirty = true;
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.applyNow();
+    }, delay);
+  }
+
+  private of<R extends Resource>(kind: string): R[] {
+    return [...this.resources.values()].filter((r): r is R => r.kind === kind);
+  }
+
+  private felixVxlan(): FelixVxlan {
+    const configs = this.of<Resource<'FelixConfiguration', FelixVxlan>>('FelixConfiguration');
+    const global = configs.find((c) => c.metadata.name === 'default')?.spec ?? {};
+    const mine = configs.find((c) => c.metadata.name === nodeBgpConfigurationName(this.options.node))?.spec ?? {};
+    return { ...global, ...mine };
+  }
+
+  private async applyNow(): Promise<void> {
+    if (this.applying) {
+      this.dirty = true;
+      return this.applying;
+    }
+    this.dirty = false;
+    this.applying = (async () => {
+      try {
+        const pools = this.of<IpPool>('IPPool');
+        if (this.addressesDirty) {
+          this.addressesDirty = false;
+          await this.options.addresses.ensure(VXLAN_ADDRESS, pools);
+          // An IPIP address only where IPIP can be served.
+          await this.options.addresses.ensure(IPIP_ADDRESS, this.ipipAvailable ? pools : []);
+          return this.schedule(0);
+        }
+        const plan = await this.computePlan(pools);
+        const result = await this.dataplane.applyTunnels(plan);
+        this.plan = plan;
+        if (result.ipipUnavailable && this.ipipAvailable) {
+          this.ipipAvailable = false;
+          this.addressesDirty = true;
+          this.log.error({}, `IPIP is not available: ${IPIP_UNAVAILABLE}`);
+          this.schedule(0);
+        }
+        this.report(!this.ipipAvailable && pools.some((p) => poolRouting(p)?.encapsulation === 'ipip'));
+        if (result.changes) this.log.info({ changes: result.changes, routes: plan.routes.length }, 'tunnel routes programmed');
+      } catch (error) {
+        this.log.error({ err: error }, 'could not program tunnel routes; retrying');
+        setTimeout(() => this.schedule(0), RETRY_MS).unref();
+      }
+    })().finally(() => {
+      this.applying = undefined;
+      if (this.dirty) this.schedule(0);
+    });
+    return this.applying;
+  }
+
+  /** What `calicoctl node status` says about IPIP: written when it changes. */
+  private report(ipipUnavailable: boolean): void {
+    if (ipipUnavailable === this.reported) return;
+    this.reported = ipipUnavailable;
+    this.options.onStatus?.(ipipUnavailable ? { ipipUnavailable: IPIP_UNAVAILABLE } : {});
+  }
+
+  private async computePlan(pools: IpPool[]): Promise<TunnelPlan> {
+    const nodes = this.of<CalicoNode>('Node');
+    const me = nodes.find((n) => n.metadata.name === this.options.node);
+    const encapsulated = pools.some((p) => (poolRouting(p)?.encapsulation ?? 'none') !== 'none');
+    let underlay: { interfaceName: string; mtu: number } | undefined;
+    const address = me?.spec.bgp?.ipv4Address;
+    if (encapsulated && address) {
+      const interfaces = await this.options.host.interfaces();
+      const holder = interfaceAddress(interfaces, parseIp(address.split('/')[0]!));
+      const mtu = interfaces.find((i) => i.name === holder?.interfaceName)?.mtu;
+      if (holder && mtu) underlay = { interfaceName: holder.interfaceName, mtu };
+    }
+    const felix = this.felixVxlan();
+    return planTunnels({
+      node: this.options.node,
+      nodes,
+      pools,
+      blocks: this.options.blocks(),
+      vxlan: { ...(felix.vxlanVNI ? { vni: felix.vxlanVNI } : {}), ...(felix.vxlanPort ? { port: felix.vxlanPort } : {}), ...(felix.vxlanMTU ? { mtu: felix.vxlanMTU } : {}) },
+      ...(underlay ? { underlay } : {}),
+      ipipAvailable: this.ipipAvailable,
+    });
+  }
+}
