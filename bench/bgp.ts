@@ -16,92 +16,29 @@
  * Not part of the test run: `npm run bench:bgp`. Knobs: SIZES (default 3,10,20), CLAIMS (default
  * 30), RUNS (docker rounds, default 10), SKIP_DOCKER.
  */
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { birdCommand } from '../src/adapters/bird/bird-control.js';
 import { RECONFIGURED } from '../src/adapters/bird/bird-speaker.js';
 import { EtcdResourceStore } from '../src/adapters/datastore/etcd/etcd-resource-store.js';
 import { API_VERSION } from '../src/domain/resources.js';
 import { IpamService } from '../src/services/ipam/ipam-service.js';
 import { PoolService } from '../src/services/ipam/pool-service.js';
-import { post, ROOT } from '../test/helpers/daemon.js';
+import { post } from '../test/helpers/daemon.js';
 import { DockerHost } from '../test/helpers/docker-host.js';
-import { TestEtcd } from '../test/helpers/etcd.js';
 import { storeOn } from '../test/helpers/ipam.js';
 import { Underlay } from '../test/helpers/underlay.js';
 import { runInOwnNetns } from './in-netns.js';
+import { CLK_TCK, onUnderlay, percentile, processTicks, round, RouteWatch, saveReport, waitFor } from './measure.js';
 
 const BENCH_NETNS = 'calico-bench-bgp';
 const SIZES = (process.env.SIZES ?? '3,10,20').split(',').map(Number);
 const CLAIMS = Number(process.env.CLAIMS ?? 30);
 const RUNS = Number(process.env.RUNS ?? 10);
-const ETCD_ADDRESS = '10.47.0.250';
 const POOL = '10.200.0.0/16';
 /** The floor's routes: inside a pool, so BIRD exports them. */
 const FLOOR_POOL = '10.201.0.0/16';
-const CLK_TCK = 100;
-
-const percentile = (values: number[], p: number): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-};
-const round = (n: number, digits = 1): number => Number(n.toFixed(digits));
-
-/** First time each host's kernel showed each prefix (ip monitor route), by prefix, then host. */
-class RouteWatch {
-  private readonly seen = new Map<string, Map<string, number>>();
-  private readonly monitors: ChildProcess[] = [];
-
-  watch(host: DockerHost): void {
-    const monitor = spawn('ip', ['-n', host.netns, 'monitor', 'route'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    this.monitors.push(monitor);
-    createInterface({ input: monitor.stdout! }).on('line', (line) => {
-      const prefix = /^(\d+\.\d+\.\d+\.\d+\/\d+) via /.exec(line)?.[1];
-      if (!prefix) return;
-      const hosts = this.seen.get(prefix) ?? new Map<string, number>();
-      if (!hosts.has(host.node)) hosts.set(host.node, performance.now());
-      this.seen.set(prefix, hosts);
-    });
-  }
-
-  /** When the last of `hosts` first showed `prefix`, or undefined while one has not. */
-  everywhere(prefix: string, hosts: DockerHost[]): number | undefined {
-    const seen = this.seen.get(prefix);
-    if (!seen || hosts.some((h) => !seen.has(h.node))) return undefined;
-    return Math.max(...hosts.map((h) => seen.get(h.node)!));
-  }
-
-  forget(prefix: string): void {
-    this.seen.delete(prefix);
-  }
-
-  stop(): void {
-    for (const m of this.monitors) m.kill();
-  }
-}
-
-async function waitFor<T>(probe: () => T | undefined, limitMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + limitMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${limitMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
-
-function processTicks(pid: number | undefined): number {
-  if (!pid) return 0;
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return Number(fields[11]) + Number(fields[12]);
-  } catch {
-    return 0;
-  }
-}
 
 function rssMb(pid: number | undefined): number {
   if (!pid) return 0;
@@ -297,34 +234,23 @@ async function dockerRun(etcdEndpoint: string, underlay: Underlay): Promise<obje
 }
 
 async function main(): Promise<void> {
-  const underlay = new Underlay('benchul');
-  underlay.start();
-  underlay.join(BENCH_NETNS, 'bench', `${ETCD_ADDRESS}/24`);
-  const etcd = new TestEtcd(undefined, false, { netns: BENCH_NETNS, address: ETCD_ADDRESS });
-  await etcd.start();
   const results: SetupResult[] = [];
-  let docker: object | undefined;
-  try {
+  await onUnderlay(BENCH_NETNS, 'benchul', async (etcdEndpoint, underlay) => {
     for (const n of SIZES) {
-      results.push(await setup(n, 'mesh', etcd.endpoint, underlay));
+      results.push(await setup(n, 'mesh', etcdEndpoint, underlay));
       console.log(JSON.stringify(results.at(-1)));
     }
     if (SIZES.includes(20)) {
-      results.push(await setup(20, 'route reflectors', etcd.endpoint, underlay));
+      results.push(await setup(20, 'route reflectors', etcdEndpoint, underlay));
       console.log(JSON.stringify(results.at(-1)));
     }
+    let docker: object | undefined;
     if (!process.env.SKIP_DOCKER) {
-      docker = await dockerRun(etcd.endpoint, underlay);
+      docker = await dockerRun(etcdEndpoint, underlay);
       console.log(JSON.stringify({ dockerRunToFirstPing: docker }));
     }
-  } finally {
-    await etcd.destroy();
-    underlay.stop();
-  }
-  const git = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim();
-  const report = { bench: 'bgp', date: new Date().toISOString(), git, cpus: cpus().length, bird: spawnSync('bird', ['--version'], { encoding: 'utf8' }).stderr.trim(), claimsPerSetup: CLAIMS, results, docker };
-  mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-  writeFileSync(join(ROOT, 'bench/results', `bgp-${report.date.slice(0, 10)}.json`), `${JSON.stringify(report, null, 2)}\n`);
+    saveReport('bgp', { bird: spawnSync('bird', ['--version'], { encoding: 'utf8' }).stderr.trim(), claimsPerSetup: CLAIMS, results, docker });
+  });
   console.log('\nsetup                   all up ms   converged ms (after all up)   claim p50/p99 ms   floor p50/p99 ms   ratio   sessions   daemon+bird MB   idle CPU %');
   for (const r of results) {
     console.log(

@@ -14,15 +14,12 @@ import { ROOT } from '../test/helpers/daemon.js';
 import { DockerHost, HostEtcd } from '../test/helpers/docker-host.js';
 import { TestEtcd } from '../test/helpers/etcd.js';
 import { storeOn } from '../test/helpers/ipam.js';
+import { percentile } from './measure.js';
 
 const PAIRS = Number(process.env.PAIRS ?? 30);
 const ETCD_MODE = process.env.BENCH_ETCD === 'relay' ? 'relay' : 'embedded';
 const POOL = '10.123.0.0/16';
 
-const percentile = (values: number[], p: number): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-};
 
 /**
  * 95 % interval of median(a) / median(b) over rounds resampled with replacement (a round keeps its

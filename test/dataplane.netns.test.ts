@@ -74,6 +74,35 @@ describe('netlink dataplane, in a namespace of its own', () => {
     expect(result.afterClose).toEqual({ code: 0, stdout: 'again\n', stderr: '' });
   });
 
+  it('tunnels: writes only what changed between resyncs, compares with the kernel when asked, and recovers from a device deleted behind it', () => {
+    for (const args of [['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth1'], ['addr', 'add', '10.9.0.1/24', 'dev', 'eth0'], ['link', 'set', 'eth0', 'up'], ['link', 'set', 'eth1', 'up']]) {
+      expect(inNs(['ip', ...args]).status).toBe(0);
+    }
+    const result = scenario('tunnels');
+    expect(result.ok, result.error).toBe(true);
+    // Two neighbours, two FDB entries, two routes.
+    expect(result.first).toBe(6);
+    expect(result.again).toBe(0);
+    // Node 3's neighbour, FDB entry and route go, one route comes.
+    expect(result.incremental).toBe(4);
+    expect(result.afterIncremental).toEqual({
+      neighbours: ['10.10.2.0 lladdr 66:00:00:00:00:02 PERMANENT'],
+      fdb: ['66:00:00:00:00:02 dst 10.9.0.2 self permanent'],
+      routes: ['10.11.2.0/26 via 10.10.2.0 dev vxlan.calico onlink', '10.11.2.64/26 via 10.10.2.0 dev vxlan.calico onlink'],
+    });
+    // A route deleted by someone else is put back by the next resync, not by plain changes.
+    expect(result.unnoticed).toBe(0);
+    expect(result.resynced).toBe(1);
+    expect(result.afterResync).toHaveLength(2);
+    expect(result.mtu).toBe('1400');
+    expect(result.failed).toBe('ENODEV');
+    expect(result.afterRecovery).toEqual({
+      neighbours: ['10.10.2.0 lladdr 66:00:00:00:00:02 PERMANENT'],
+      fdb: ['66:00:00:00:00:02 dst 10.9.0.2 self permanent'],
+      routes: ['10.11.2.0/26 via 10.10.2.0 dev vxlan.calico onlink', '10.11.2.128/26 via 10.10.2.0 dev vxlan.calico onlink', '10.11.2.64/26 via 10.10.2.0 dev vxlan.calico onlink'],
+    });
+  });
+
   it('reports a duplicate veth as a dataplane error with its errno', () => {
     const result = scenario('duplicate');
     expect(result.error).toEqual({ name: 'DataplaneError', code: 'E_DATAPLANE', errno: 'EEXIST', message: 'create veth failed: EEXIST (calid1/tempd1)' });

@@ -98,6 +98,45 @@ function view(node: CalicoNode): NodeView | undefined {
 }
 
 const hostOf = (block: AllocationBlock): string | undefined => (block.affinity?.startsWith('host:') ? block.affinity.slice('host:'.length) : undefined);
+const CIDR_ORDER = new Intl.Collator('en', { numeric: true });
+
+/** What routing needs of a block: its CIDR, its owner, and the addresses other nodes use in it. */
+interface BlockSummary {
+  cidr: Cidr;
+  text: string;
+  owner: string | undefined;
+  /** Addresses used by a node that does not own the block, as /32s (Felix routes them by the allocation's `node` attribute). */
+  borrowed: { address: string; node: string }[];
+}
+
+/**
+ * Blocks are immutable values (each change is a new one), so each is summarized once: every host
+ * plans again for every block claimed anywhere, and walking all allocations of all blocks each time
+ * cost milliseconds per plan.
+ */
+const summaries = new WeakMap<AllocationBlock, BlockSummary | null>();
+
+function blockSummary(block: AllocationBlock): BlockSummary | null {
+  const known = summaries.get(block);
+  if (known !== undefined) return known;
+  let summary: BlockSummary | null = null;
+  try {
+    const cidr = parseCidr(block.cidr);
+    const owner = hostOf(block);
+    const borrowed: BlockSummary['borrowed'] = [];
+    block.allocations.forEach((index, ordinal) => {
+      const attributes = index === null ? undefined : block.attributes[index]?.secondary;
+      const node = attributes?.node;
+      if (!node || node === owner || attributes?.type?.endsWith('TunnelAddress')) return;
+      borrowed.push({ address: `${formatIp({ family: cidr.family, value: cidr.base + BigInt(ordinal) })}/32`, node });
+    });
+    summary = { cidr, text: formatCidr(cidr), owner, borrowed };
+  } catch {
+    summary = null;
+  }
+  summaries.set(block, summary);
+  return summary;
+}
 
 export function planTunnels(input: TunnelInput): TunnelPlan {
   const plan: TunnelPlan = { neighbors: [], fdb: [], routes: [], unavailable: [] };
@@ -153,33 +192,21 @@ export function planTunnels(input: TunnelInput): TunnelPlan {
   };
   const routes = new Map<string, TunnelRoute>();
   for (const block of input.blocks) {
-    let cidr: Cidr;
-    try {
-      cidr = parseCidr(block.cidr);
-    } catch {
-      continue;
-    }
-    const pool = pools.find((p) => cidrContains(p.cidr, { family: cidr.family, value: cidr.base }));
+    const summary = blockSummary(block);
+    if (!summary) continue;
+    const pool = pools.find((p) => cidrContains(p.cidr, { family: summary.cidr.family, value: summary.cidr.base }));
     if (!pool) continue;
-    const owner = hostOf(block);
-    const ownerView = owner ? others.get(owner) : undefined;
+    const ownerView = summary.owner ? others.get(summary.owner) : undefined;
     if (ownerView) {
-      const route = routeTo(formatCidr(cidr), pool, ownerView);
+      const route = routeTo(summary.text, pool, ownerView);
       if (route) routes.set(route.cidr, route);
     }
-    // Addresses used by a node that does not own the block: a /32 to that node (Felix routes them by
-    // the allocation's `node` attribute).
-    block.allocations.forEach((index, ordinal) => {
-      if (index === null) return;
-      const attributes = block.attributes[index]?.secondary;
-      const user = attributes?.node;
-      if (!user || user === owner || user === input.node || attributes?.type?.endsWith('TunnelAddress')) return;
-      const target = others.get(user);
-      if (!target) return;
-      const route = routeTo(`${formatIp({ family: cidr.family, value: cidr.base + BigInt(ordinal) })}/32`, pool, target);
+    for (const { address, node } of summary.borrowed) {
+      const target = node !== input.node ? others.get(node) : undefined;
+      const route = target && routeTo(address, pool, target);
       if (route) routes.set(route.cidr, route);
-    });
+    }
   }
-  plan.routes = [...routes.values()].sort((a, b) => a.cidr.localeCompare(b.cidr, 'en', { numeric: true }));
+  plan.routes = [...routes.values()].sort((a, b) => CIDR_ORDER.compare(a.cidr, b.cidr));
   return plan;
 }

@@ -55,6 +55,9 @@ export interface TunnelApplyResult {
 
 /** The tunnel side of the host kernel: VXLAN/IPIP devices, neighbours, FDB entries, tunnel routes. */
 export interface TunnelDataplane {
-  /** Makes the kernel exactly `plan` (the daemon's tunnel routes are those of protocol 80). */
-  applyTunnels(plan: TunnelPlan): Promise<TunnelApplyResult>;
+  /**
+   * Makes the kernel exactly `plan` (the daemon's tunnel routes are those of protocol 80). May send
+   * only what differs from the plan it last applied; `resync` compares with the kernel itself.
+   */
+  applyTunnels(plan: TunnelPlan, options?: { resync?: boolean }): Promise<TunnelApplyResult>;
 }

@@ -6,6 +6,7 @@ import { CommandHelper } from '../../dist/src/adapters/dataplane/command-helper.
 import { runCommand } from '../../dist/src/adapters/dataplane/command.js';
 import { EndpointReconciler } from '../../dist/src/services/network/endpoint-reconciler.js';
 import { formatCidr, formatIp, parseCidr, parseIp } from '../../dist/src/domain/cidr.js';
+import { execFileSync } from 'node:child_process';
 
 const dataplane = new NetlinkDataplane();
 const scenario = process.argv[2];
@@ -91,6 +92,41 @@ try {
     out.afterClose = await helper.run('echo', ['again']);
     helper.close();
     out.ballast = ballast.length;
+  } else if (scenario === 'tunnels') {
+    // eth0 (10.9.0.1/24) is made by the test. Two remote nodes, then one of them gone.
+    const sh = (cmd) => execFileSync('sh', ['-c', cmd], { encoding: 'utf8' }).split('\n').map((l) => l.trim()).filter(Boolean).sort();
+    const kernel = () => ({
+      neighbours: sh('ip neigh show dev vxlan.calico'),
+      fdb: sh('bridge fdb show dev vxlan.calico | grep dst'),
+      routes: sh('ip route show proto 80'),
+    });
+    const vxlan = { vni: 4096, port: 4789, mtu: 1450, localIp: '10.9.0.1', parent: 'eth0', mac: '66:00:00:00:00:01', address: '10.10.1.0' };
+    const remote = (n) => ({ ip: `10.10.${n}.0`, mac: `66:00:00:00:00:0${n}` });
+    const plan = (nodes, routes, device = vxlan) => ({
+      vxlan: device,
+      neighbors: nodes.map(remote),
+      fdb: nodes.map((n) => ({ mac: remote(n).mac, dst: `10.9.0.${n}` })),
+      routes: routes.map(([cidr, n]) => ({ cidr, via: `10.10.${n}.0`, device: 'vxlan.calico' })),
+      unavailable: [],
+    });
+    const both = plan([2, 3], [['10.11.2.0/26', 2], ['10.11.3.0/26', 3]]);
+    const onlyTwo = plan([2], [['10.11.2.0/26', 2], ['10.11.2.64/26', 2]]);
+    out.first = (await dataplane.applyTunnels(both)).changes;
+    out.again = (await dataplane.applyTunnels(both)).changes;
+    out.incremental = (await dataplane.applyTunnels(onlyTwo)).changes;
+    out.afterIncremental = kernel();
+    sh('ip route del 10.11.2.64/26');
+    out.unnoticed = (await dataplane.applyTunnels(onlyTwo)).changes;
+    out.resynced = (await dataplane.applyTunnels(onlyTwo, { resync: true })).changes;
+    out.afterResync = kernel().routes;
+    out.mtuChanged = (await dataplane.applyTunnels(plan([2], [['10.11.2.0/26', 2], ['10.11.2.64/26', 2]], { ...vxlan, mtu: 1400 }))).changes;
+    out.mtu = sh('cat /sys/class/net/vxlan.calico/mtu')[0];
+    // Deleted behind the adapter's back, the device is missed by the next change, which fails; the one after reads the kernel again.
+    sh('ip link del vxlan.calico');
+    const grown = plan([2], [['10.11.2.0/26', 2], ['10.11.2.64/26', 2], ['10.11.2.128/26', 2]], { ...vxlan, mtu: 1400 });
+    out.failed = await dataplane.applyTunnels(grown).then(() => 'applied', (error) => error.errno);
+    out.recovered = (await dataplane.applyTunnels(grown)).changes;
+    out.afterRecovery = kernel();
   } else if (scenario === 'duplicate') {
     await dataplane.createVeth('calid1', 'tempd1');
     try {

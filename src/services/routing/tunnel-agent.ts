@@ -11,6 +11,8 @@ import { IPIP_ADDRESS, TunnelAddresses, VXLAN_ADDRESS } from '../nodes/tunnel-ad
 
 const DEBOUNCE_MS = 5;
 const RETRY_MS = 1000;
+/** How often the kernel itself is compared with the plan (Felix refreshes its routes every 90 s). */
+const RESYNC_MS = 90_000;
 const KINDS = ['Node', 'IPPool', 'FelixConfiguration'];
 
 export const IPIP_UNAVAILABLE = 'this kernel has no ipip module: pools in IPIP mode are not routed through this host (VXLAN works)';
@@ -26,6 +28,8 @@ export interface TunnelAgentOptions {
   log?: Logger;
 }
 
+type TunnelUnderlay = { interfaceName: string; mtu: number };
+
 interface FelixVxlan {
   vxlanVNI?: number;
   vxlanPort?: number;
@@ -37,12 +41,17 @@ interface FelixVxlan {
  * watches the Nodes, pools and FelixConfiguration (and hears from IPAM when blocks change), keeps
  * this node's tunnel addresses, computes the tunnel plan purely, and has the dataplane make the kernel
  * match it. With BIRD, BGP routes the other pools; without BIRD these are all the routes there are.
+ * Between resyncs (at start, after a failure, every RESYNC_MS) only what changed is written, and the
+ * underlay interface is looked up again only when the node's address changes.
  */
 export class TunnelAgent {
   private readonly resources = new Map<string, Resource>();
   private readonly log: Logger;
   private watch: { cancel(): Promise<void> } | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private resyncDue = true;
+  private underlay: { address: string; found: TunnelUnderlay | undefined } | undefined;
   private applying: Promise<void> | undefined;
   private dirty = false;
   private addressesDirty = true;
@@ -73,12 +82,19 @@ export class TunnelAgent {
     this.watch = await this.store.watch(KINDS, snapshot.revision, (change) => this.onChange(change), (error) => this.onLost(error));
     this.synced = true;
     this.addressesDirty = true;
+    this.resyncDue = true;
+    clearInterval(this.resyncTimer);
+    this.resyncTimer = setInterval(() => {
+      this.resyncDue = true;
+      this.schedule(0);
+    }, RESYNC_MS).unref();
     await this.applyNow();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearInterval(this.resyncTimer);
     await this.watch?.cancel().catch(() => undefined);
     await this.applying;
   }
@@ -142,8 +158,10 @@ export class TunnelAgent {
           await this.options.addresses.ensure(IPIP_ADDRESS, this.ipipAvailable ? pools : []);
           return this.schedule(0);
         }
-        const plan = await this.computePlan(pools);
-        const result = await this.dataplane.applyTunnels(plan);
+        const resync = this.resyncDue;
+        this.resyncDue = false;
+        const plan = await this.computePlan(pools, resync);
+        const result = await this.dataplane.applyTunnels(plan, { resync });
         this.plan = plan;
         if (result.ipipUnavailable && this.ipipAvailable) {
           this.ipipAvailable = false;
@@ -155,6 +173,7 @@ export class TunnelAgent {
         if (result.changes) this.log.info({ changes: result.changes, routes: plan.routes.length }, 'tunnel routes programmed');
       } catch (error) {
         this.log.error({ err: error }, 'could not program tunnel routes; retrying');
+        this.resyncDue = true;
         setTimeout(() => this.schedule(0), RETRY_MS).unref();
       }
     })().finally(() => {
@@ -171,18 +190,12 @@ export class TunnelAgent {
     this.options.onStatus?.(ipipUnavailable ? { ipipUnavailable: IPIP_UNAVAILABLE } : {});
   }
 
-  private async computePlan(pools: IpPool[]): Promise<TunnelPlan> {
+  private async computePlan(pools: IpPool[], resync: boolean): Promise<TunnelPlan> {
     const nodes = this.of<CalicoNode>('Node');
     const me = nodes.find((n) => n.metadata.name === this.options.node);
     const encapsulated = pools.some((p) => (poolRouting(p)?.encapsulation ?? 'none') !== 'none');
-    let underlay: { interfaceName: string; mtu: number } | undefined;
     const address = me?.spec.bgp?.ipv4Address;
-    if (encapsulated && address) {
-      const interfaces = await this.options.host.interfaces();
-      const holder = interfaceAddress(interfaces, parseIp(address.split('/')[0]!));
-      const mtu = interfaces.find((i) => i.name === holder?.interfaceName)?.mtu;
-      if (holder && mtu) underlay = { interfaceName: holder.interfaceName, mtu };
-    }
+    const underlay = encapsulated && address ? await this.underlayOf(address, resync) : undefined;
     const felix = this.felixVxlan();
     return planTunnels({
       node: this.options.node,
@@ -193,5 +206,16 @@ export class TunnelAgent {
       ...(underlay ? { underlay } : {}),
       ipipAvailable: this.ipipAvailable,
     });
+  }
+
+  /** The interface holding the node's address, and its MTU: what the tunnel devices sit on. */
+  private async underlayOf(address: string, resync: boolean): Promise<TunnelUnderlay | undefined> {
+    if (!resync && this.underlay?.address === address && this.underlay.found) return this.underlay.found;
+    const interfaces = await this.options.host.interfaces();
+    const holder = interfaceAddress(interfaces, parseIp(address.split('/')[0]!));
+    const mtu = interfaces.find((i) => i.name === holder?.interfaceName)?.mtu;
+    const found = holder && mtu ? { interfaceName: holder.interfaceName, mtu } : undefined;
+    this.underlay = { address, found };
+    return found;
   }
 }

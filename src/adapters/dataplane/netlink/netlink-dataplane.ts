@@ -74,8 +74,8 @@ export class NetlinkDataplane implements Dataplane, TunnelDataplane {
     return this.call('listHostRoutes', [prefix]);
   }
 
-  applyTunnels(plan: TunnelPlan): Promise<TunnelApplyResult> {
-    return this.call('applyTunnels', [plan]);
+  applyTunnels(plan: TunnelPlan, options: { resync?: boolean } = {}): Promise<TunnelApplyResult> {
+    return this.call('applyTunnels', [plan, options]);
   }
 
   listInterfaces(): Promise<HostInterface[]> {

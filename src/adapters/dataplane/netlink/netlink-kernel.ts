@@ -43,8 +43,8 @@ export class NetlinkKernel implements Dataplane, TunnelDataplane {
 
   private readonly tunnels = new NetlinkTunnels(this.socket, (op, detail, work) => this.run(op, detail, work));
 
-  applyTunnels(plan: TunnelPlan): Promise<TunnelApplyResult> {
-    return this.tunnels.apply(plan);
+  applyTunnels(plan: TunnelPlan, options: { resync?: boolean } = {}): Promise<TunnelApplyResult> {
+    return this.tunnels.apply(plan, options);
   }
 
   private async run<T>(op: string, detail: string, work: () => Promise<T>): Promise<T> {
