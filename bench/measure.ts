@@ -1,5 +1,5 @@
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -41,8 +41,16 @@ export function saveReport(bench: string, results: object): object {
   const git = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim();
   const report = { bench, date: new Date().toISOString(), git, cpus: cpus().length, ...results };
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-  writeFileSync(join(ROOT, 'bench/results', `${bench}-${report.date.slice(0, 10)}.json`), `${JSON.stringify(report, null, 2)}\n`);
+  writeFileSync(resultFile(bench, report.date.slice(0, 10)), `${JSON.stringify(report, null, 2)}\n`);
   return report;
+}
+
+/** bench/results/<bench>-<day>.json, or -2, -3… after it: a second run the same day keeps the first. */
+function resultFile(bench: string, day: string): string {
+  const name = (n: number): string => join(ROOT, 'bench/results', `${bench}-${day}${n > 1 ? `-${n}` : ''}.json`);
+  let n = 1;
+  while (existsSync(name(n))) n++;
+  return name(n);
 }
 
 export const percentile = (values: number[], p: number): number => {

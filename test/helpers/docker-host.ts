@@ -283,9 +283,13 @@ export class DockerHost {
     return child;
   }
 
+  get daemonRunning(): boolean {
+    return this.daemon !== undefined && this.daemon.exitCode === null && this.daemon.signalCode === null;
+  }
+
   async stopDaemon(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     const daemon = this.daemon;
-    if (!daemon || daemon.exitCode !== null || daemon.signalCode !== null) return;
+    if (!daemon || !this.daemonRunning) return;
     const exited = new Promise((r) => daemon.once('exit', r));
     daemon.kill(signal);
     const killLater = setTimeout(() => daemon.kill('SIGKILL'), 15_000);
@@ -342,17 +346,22 @@ export class DockerHost {
   }
 
   /** Removes every container and every Calico network of this host. */
-  clear(): void {
+  /**
+   * Removes every container and Calico network. Asynchronous, so hosts stopped together clear
+   * together; without a running plugin daemon the networks stay (Docker would wait for the plugin).
+   */
+  async clear(): Promise<void> {
     if (this.options.docker === false) return;
-    const ids = this.docker(['ps', '-aq']).stdout.split('\n').filter(Boolean);
-    if (ids.length) this.docker(['rm', '-f', ...ids]);
-    for (const network of this.docker(['network', 'ls', '--filter', 'driver=calico', '-q']).stdout.split('\n').filter(Boolean)) {
-      this.docker(['network', 'rm', network]);
-    }
+    const lines = async (args: string[]): Promise<string[]> => (await this.dockerAsync(args)).stdout.split('\n').filter(Boolean);
+    const ids = await lines(['ps', '-aq']);
+    if (ids.length) await this.dockerAsync(['rm', '-f', ...ids]);
+    if (!this.daemonRunning) return;
+    const networks = await lines(['network', 'ls', '--filter', 'driver=calico', '-q']);
+    if (networks.length) await this.dockerAsync(['network', 'rm', ...networks]);
   }
 
   async stop(): Promise<void> {
-    this.clear();
+    await this.clear();
     if (this.dockerd && this.dockerd.exitCode === null) {
       const exited = new Promise((r) => this.dockerd!.once('exit', r));
       this.dockerd.kill('SIGTERM');
