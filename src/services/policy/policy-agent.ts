@@ -6,10 +6,10 @@ import type { CalicoNode, Resource } from '../../domain/resources.js';
 import type { PolicyDataplane } from '../../ports/policy-dataplane.js';
 import type { PolicyChange, PolicyStore } from '../../ports/policy-store.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
+import { ApplyLoop } from '../apply-loop.js';
 
 /** Changes arriving together are applied together: one write for a burst. */
 const DEBOUNCE_MS = 20;
-const RETRY_MS = 1000;
 
 /**
  * Keeps this host's iptables and ipsets in line with the profiles, the endpoints of every node (tag
@@ -22,19 +22,17 @@ export class PolicyAgent {
   private readonly pools = new Map<string, IpPool>();
   private readonly nodes = new Map<string, CalicoNode>();
   private readonly felix = new Map<string, Resource>();
-  private synced = false;
-  private timer: NodeJS.Timeout | undefined;
-  private applying: Promise<void> | undefined;
-  private dirty = false;
   private watch: { cancel(): Promise<void> } | undefined;
-  private stopped = false;
+  private readonly loop: ApplyLoop;
 
   constructor(
     private readonly store: PolicyStore,
     private readonly dataplane: PolicyDataplane,
     private readonly node: string,
     private readonly log: Logger = silentLogger,
-  ) {}
+  ) {
+    this.loop = new ApplyLoop({ apply: () => this.apply(), reload: () => this.start(), log, failed: 'could not program policy; retrying', lost: 'policy watch lost; reloading' });
+  }
 
   async start(): Promise<void> {
     const snapshot = await this.store.snapshot();
@@ -45,18 +43,16 @@ export class PolicyAgent {
     for (const n of snapshot.nodes) this.nodes.set(n.metadata.name, n);
     for (const f of snapshot.felixConfigurations) this.felix.set(f.metadata.name, f);
     await this.watch?.cancel().catch(() => undefined);
-    this.watch = await this.store.watch(snapshot.revision, (change) => this.onChange(change), (error) => this.onLost(error));
-    this.synced = true;
-    await this.applyNow();
+    this.watch = await this.store.watch(snapshot.revision, (change) => this.onChange(change), (error) => this.loop.watchLost(error));
+    await this.loop.synchronised();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
+    const finished = this.loop.stop();
     const watch = this.watch;
     this.watch = undefined;
     await watch?.cancel().catch(() => undefined);
-    await this.applying;
+    await finished;
   }
 
   private onChange(change: PolicyChange): void {
@@ -64,27 +60,7 @@ export class PolicyAgent {
     const map = maps[change.kind];
     if (change.value === null) map.delete(change.name);
     else map.set(change.name, change.value);
-    this.schedule(DEBOUNCE_MS);
-  }
-
-  private onLost(error: Error): void {
-    if (this.stopped) return;
-    this.log.warn({ err: error }, 'policy watch lost; reloading');
-    this.synced = false;
-    const retry = (): void => {
-      if (!this.stopped) this.start().catch(() => setTimeout(retry, RETRY_MS).unref());
-    };
-    retry();
-  }
-
-  private schedule(delay: number): void {
-    if (!this.synced || this.stopped) return;
-    this.dirty = true;
-    if (this.timer) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.applyNow();
-    }, delay);
+    this.loop.schedule(DEBOUNCE_MS);
   }
 
   /** What the packet filter is computed from: the datastore as last seen. */
@@ -108,28 +84,10 @@ export class PolicyAgent {
   }
 
   /** Computes and writes the whole desired state; the dataplane writes only what changed. */
-  async applyNow(): Promise<void> {
-    if (this.applying) {
-      this.dirty = true;
-      return this.applying;
-    }
-    this.dirty = false;
-    this.applying = (async () => {
-      const started = performance.now();
-      try {
-        const desired = desiredDataplane(this.input());
-        const result = await this.dataplane.apply(desired);
-        const ms = performance.now() - started;
-        if (result.chainsWritten || result.setsWritten) this.log.info({ ...result, ms: Number(ms.toFixed(1)) }, 'policy programmed');
-      } catch (error) {
-        this.log.error({ err: error }, 'could not program policy; retrying');
-        this.dirty = false;
-        setTimeout(() => this.schedule(0), RETRY_MS).unref();
-      }
-    })().finally(() => {
-      this.applying = undefined;
-      if (this.dirty) this.schedule(0);
-    });
-    return this.applying;
+  private async apply(): Promise<void> {
+    const started = performance.now();
+    const result = await this.dataplane.apply(desiredDataplane(this.input()));
+    const ms = performance.now() - started;
+    if (result.chainsWritten || result.setsWritten) this.log.info({ ...result, ms: Number(ms.toFixed(1)) }, 'policy programmed');
   }
 }

@@ -8,10 +8,10 @@ import { BgpConfiguration, BgpPeer, CalicoNode, DEFAULT_BGP_CONFIGURATION, Resou
 import type { BgpSpeaker } from '../../ports/bgp-speaker.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
 import type { ResourceChange, ResourceStore } from '../../ports/resource-store.js';
+import { ApplyLoop } from '../apply-loop.js';
 
 /** Changes arriving together are rendered together. */
 const DEBOUNCE_MS = 5;
-const RETRY_MS = 1000;
 const KINDS = ['Node', 'BGPConfiguration', 'BGPPeer', 'IPPool'];
 
 export interface BgpAgentOptions {
@@ -46,11 +46,7 @@ export class BgpAgent {
   private readonly resources = new Map<string, Resource>();
   private readonly log: Logger;
   private watch: { cancel(): Promise<void> } | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private applying: Promise<void> | undefined;
-  private dirty = false;
-  private synced = false;
-  private stopped = false;
+  private readonly loop: ApplyLoop;
   /** The last configuration handed to the speaker (applied or refused): not handed again until it changes. */
   private last: string | undefined;
 
@@ -60,6 +56,13 @@ export class BgpAgent {
     private readonly options: BgpAgentOptions,
   ) {
     this.log = options.log ?? silentLogger;
+    this.loop = new ApplyLoop({
+      apply: () => this.apply(),
+      reload: () => this.start(),
+      log: this.log,
+      failed: 'could not apply the BGP configuration; retrying',
+      lost: 'BGP watch lost; reloading',
+    });
   }
 
   async start(): Promise<void> {
@@ -67,48 +70,26 @@ export class BgpAgent {
     this.resources.clear();
     for (const resource of snapshot.resources) this.resources.set(keyOf(resource.kind, resource.metadata.name), resource);
     await this.watch?.cancel().catch(() => undefined);
-    this.watch = await this.store.watch(KINDS, snapshot.revision, (change) => this.onChange(change), (error) => this.onLost(error));
-    this.synced = true;
-    await this.applyNow();
+    this.watch = await this.store.watch(KINDS, snapshot.revision, (change) => this.onChange(change), (error) => this.loop.watchLost(error));
+    await this.loop.synchronised();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
+    const finished = this.loop.stop();
     await this.watch?.cancel().catch(() => undefined);
-    await this.applying;
+    await finished;
   }
 
   /** This node's blocks changed (a claim, a release): render again. */
   blocksChanged(): void {
-    this.schedule(0);
+    this.loop.schedule(0);
   }
 
   private onChange(change: ResourceChange): void {
     const key = keyOf(change.kind, change.name);
     if (change.value) this.resources.set(key, change.value);
     else this.resources.delete(key);
-    this.schedule(DEBOUNCE_MS);
-  }
-
-  private onLost(error: Error): void {
-    if (this.stopped) return;
-    this.log.warn({ err: error }, 'BGP watch lost; reloading');
-    this.synced = false;
-    const retry = (): void => {
-      if (!this.stopped) this.start().catch(() => setTimeout(retry, RETRY_MS).unref());
-    };
-    retry();
-  }
-
-  private schedule(delay: number): void {
-    if (!this.synced || this.stopped) return;
-    this.dirty = true;
-    if (this.timer) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.applyNow();
-    }, delay);
+    this.loop.schedule(DEBOUNCE_MS);
   }
 
   private of<R extends Resource>(kind: string): R[] {
@@ -152,29 +133,14 @@ export class BgpAgent {
     return v4 ? formatIp(v4) : undefined;
   }
 
-  private async applyNow(): Promise<void> {
-    if (this.applying) {
-      this.dirty = true;
-      return this.applying;
-    }
-    this.dirty = false;
-    this.applying = (async () => {
-      try {
-        const config = this.desiredConfig();
-        if (config === undefined || config === this.last) return;
-        const started = performance.now();
-        const result = await this.speaker.apply(config);
-        this.last = config;
-        if (result.applied) this.log.info({ ms: Number((performance.now() - started).toFixed(1)) }, 'BGP configuration applied');
-      } catch (error) {
-        this.log.error({ err: error }, 'could not apply the BGP configuration; retrying');
-        setTimeout(() => this.schedule(0), RETRY_MS).unref();
-      }
-    })().finally(() => {
-      this.applying = undefined;
-      if (this.dirty) this.schedule(0);
-    });
-    return this.applying;
+  /** Hands the speaker the configuration, unless it is the one it already has. */
+  private async apply(): Promise<void> {
+    const config = this.desiredConfig();
+    if (config === undefined || config === this.last) return;
+    const started = performance.now();
+    const result = await this.speaker.apply(config);
+    this.last = config;
+    if (result.applied) this.log.info({ ms: Number((performance.now() - started).toFixed(1)) }, 'BGP configuration applied');
   }
 }
 

@@ -7,10 +7,10 @@ import type { HostNetwork } from '../../ports/host-network.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
 import type { ResourceChange, ResourceStore } from '../../ports/resource-store.js';
 import { interfaceAddress } from '../nodes/address-detection.js';
+import { ApplyLoop } from '../apply-loop.js';
 import { IPIP_ADDRESS, TunnelAddresses, VXLAN_ADDRESS } from '../nodes/tunnel-addresses.js';
 
 const DEBOUNCE_MS = 5;
-const RETRY_MS = 1000;
 /** How often the kernel itself is compared with the plan (Felix refreshes its routes every 90 s). */
 const RESYNC_MS = 90_000;
 const KINDS = ['Node', 'IPPool', 'FelixConfiguration'];
@@ -48,15 +48,11 @@ export class TunnelAgent {
   private readonly resources = new Map<string, Resource>();
   private readonly log: Logger;
   private watch: { cancel(): Promise<void> } | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private readonly loop: ApplyLoop;
   private resyncTimer: NodeJS.Timeout | undefined;
   private resyncDue = true;
   private underlay: { address: string; found: TunnelUnderlay | undefined } | undefined;
-  private applying: Promise<void> | undefined;
-  private dirty = false;
   private addressesDirty = true;
-  private synced = false;
-  private stopped = false;
   private ipipAvailable = true;
   private plan: TunnelPlan | undefined;
   private reported: boolean | undefined;
@@ -67,6 +63,7 @@ export class TunnelAgent {
     private readonly options: TunnelAgentOptions,
   ) {
     this.log = options.log ?? silentLogger;
+    this.loop = new ApplyLoop({ apply: () => this.apply(), reload: () => this.start(), log: this.log, failed: 'could not program tunnel routes; retrying', lost: 'tunnel watch lost; reloading' });
   }
 
   /** The MTU a new workload's veth should have with the encapsulation this host uses now. */
@@ -79,28 +76,26 @@ export class TunnelAgent {
     this.resources.clear();
     for (const resource of snapshot.resources) this.resources.set(`${resource.kind}/${resource.metadata.name}`, resource);
     await this.watch?.cancel().catch(() => undefined);
-    this.watch = await this.store.watch(KINDS, snapshot.revision, (change) => this.onChange(change), (error) => this.onLost(error));
-    this.synced = true;
+    this.watch = await this.store.watch(KINDS, snapshot.revision, (change) => this.onChange(change), (error) => this.loop.watchLost(error));
     this.addressesDirty = true;
     this.resyncDue = true;
     clearInterval(this.resyncTimer);
     this.resyncTimer = setInterval(() => {
       this.resyncDue = true;
-      this.schedule(0);
+      this.loop.schedule(0);
     }, RESYNC_MS).unref();
-    await this.applyNow();
+    await this.loop.synchronised();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
+    const finished = this.loop.stop();
     clearInterval(this.resyncTimer);
     await this.watch?.cancel().catch(() => undefined);
-    await this.applying;
+    await finished;
   }
 
   blocksChanged(): void {
-    this.schedule(DEBOUNCE_MS);
+    this.loop.schedule(DEBOUNCE_MS);
   }
 
   private onChange(change: ResourceChange): void {
@@ -108,27 +103,7 @@ export class TunnelAgent {
     if (change.value) this.resources.set(key, change.value);
     else this.resources.delete(key);
     if (change.kind === 'IPPool' || (change.kind === 'Node' && change.name === this.options.node)) this.addressesDirty = true;
-    this.schedule(DEBOUNCE_MS);
-  }
-
-  private onLost(error: Error): void {
-    if (this.stopped) return;
-    this.log.warn({ err: error }, 'tunnel watch lost; reloading');
-    this.synced = false;
-    const retry = (): void => {
-      if (!this.stopped) this.start().catch(() => setTimeout(retry, RETRY_MS).unref());
-    };
-    retry();
-  }
-
-  private schedule(delay: number): void {
-    if (!this.synced || this.stopped) return;
-    this.dirty = true;
-    if (this.timer) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.applyNow();
-    }, delay);
+    this.loop.schedule(DEBOUNCE_MS);
   }
 
   private of<R extends Resource>(kind: string): R[] {
@@ -142,45 +117,35 @@ export class TunnelAgent {
     return { ...global, ...mine };
   }
 
-  private async applyNow(): Promise<void> {
-    if (this.applying) {
-      this.dirty = true;
-      return this.applying;
-    }
-    this.dirty = false;
-    this.applying = (async () => {
-      try {
-        const pools = this.of<IpPool>('IPPool');
-        if (this.addressesDirty) {
-          this.addressesDirty = false;
-          await this.options.addresses.ensure(VXLAN_ADDRESS, pools);
-          // An IPIP address only where IPIP can be served.
-          await this.options.addresses.ensure(IPIP_ADDRESS, this.ipipAvailable ? pools : []);
-          return this.schedule(0);
-        }
-        const resync = this.resyncDue;
-        this.resyncDue = false;
-        const plan = await this.computePlan(pools, resync);
-        const result = await this.dataplane.applyTunnels(plan, { resync });
-        this.plan = plan;
-        if (result.ipipUnavailable && this.ipipAvailable) {
-          this.ipipAvailable = false;
-          this.addressesDirty = true;
-          this.log.error({}, `IPIP is not available: ${IPIP_UNAVAILABLE}`);
-          this.schedule(0);
-        }
-        this.report(!this.ipipAvailable && pools.some((p) => poolRouting(p)?.encapsulation === 'ipip'));
-        if (result.changes) this.log.info({ changes: result.changes, routes: plan.routes.length }, 'tunnel routes programmed');
-      } catch (error) {
-        this.log.error({ err: error }, 'could not program tunnel routes; retrying');
-        this.resyncDue = true;
-        setTimeout(() => this.schedule(0), RETRY_MS).unref();
+  /** Makes sure of this node's tunnel addresses when they may be due (and runs again), else writes the plan. */
+  private async apply(): Promise<void> {
+    try {
+      const pools = this.of<IpPool>('IPPool');
+      if (this.addressesDirty) {
+        this.addressesDirty = false;
+        await this.options.addresses.ensure(VXLAN_ADDRESS, pools);
+        // An IPIP address only where IPIP can be served.
+        await this.options.addresses.ensure(IPIP_ADDRESS, this.ipipAvailable ? pools : []);
+        return this.loop.schedule(0);
       }
-    })().finally(() => {
-      this.applying = undefined;
-      if (this.dirty) this.schedule(0);
-    });
-    return this.applying;
+      const resync = this.resyncDue;
+      this.resyncDue = false;
+      const plan = await this.computePlan(pools, resync);
+      const result = await this.dataplane.applyTunnels(plan, { resync });
+      this.plan = plan;
+      if (result.ipipUnavailable && this.ipipAvailable) {
+        this.ipipAvailable = false;
+        this.addressesDirty = true;
+        this.log.error({}, `IPIP is not available: ${IPIP_UNAVAILABLE}`);
+        this.loop.schedule(0);
+      }
+      this.report(!this.ipipAvailable && pools.some((p) => poolRouting(p)?.encapsulation === 'ipip'));
+      if (result.changes) this.log.info({ changes: result.changes, routes: plan.routes.length }, 'tunnel routes programmed');
+    } catch (error) {
+      // What the kernel holds is unknown after a failed write: the retry compares with it.
+      this.resyncDue = true;
+      throw error;
+    }
   }
 
   /** What `calicoctl node status` says about IPIP: written when it changes. */

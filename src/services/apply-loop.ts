@@ -1,0 +1,87 @@
+import type { Logger } from '../ports/logger.js';
+
+const RETRY_MS = 1000;
+
+export interface ApplyLoopSteps {
+  /** Computes the whole desired state and writes it. Throwing means: try again in RETRY_MS. */
+  apply: () => Promise<void>;
+  /** Takes a fresh snapshot and watch after the watch was lost; retried until it succeeds. */
+  reload: () => Promise<void>;
+  log: Logger;
+  /** Logged with the error when an apply fails, e.g. `could not program policy; retrying`. */
+  failed: string;
+  /** Logged with the error when the watch is lost, e.g. `policy watch lost; reloading`. */
+  lost: string;
+}
+
+/**
+ * The loop each agent runs between its watch and its writer: changes schedule one apply after a
+ * short debounce (a burst becomes one write); one apply runs at a time, and another follows when
+ * something changed meanwhile; a failed apply is retried after RETRY_MS (it recomputes everything, so
+ * the changes that came in during the failed one are in it). Nothing is scheduled before the first
+ * snapshot is in, so a restart never writes a half-loaded view.
+ */
+export class ApplyLoop {
+  private synced = false;
+  private stopped = false;
+  private dirty = false;
+  private timer: NodeJS.Timeout | undefined;
+  private applying: Promise<void> | undefined;
+
+  constructor(private readonly steps: ApplyLoopSteps) {}
+
+  /** The first snapshot is in: applies now, and lets changes schedule applies from here on. */
+  synchronised(): Promise<void> {
+    this.synced = true;
+    return this.run();
+  }
+
+  schedule(delay: number): void {
+    if (!this.synced || this.stopped) return;
+    this.dirty = true;
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.run();
+    }, delay);
+  }
+
+  /** Applies now, or (while an apply runs) once more after it. */
+  run(): Promise<void> {
+    if (this.applying) {
+      this.dirty = true;
+      return this.applying;
+    }
+    this.dirty = false;
+    this.applying = this.steps
+      .apply()
+      .catch((error: unknown) => {
+        this.steps.log.error({ err: error }, this.steps.failed);
+        this.dirty = false;
+        setTimeout(() => this.schedule(0), RETRY_MS).unref();
+      })
+      .finally(() => {
+        this.applying = undefined;
+        if (this.dirty) this.schedule(0);
+      });
+    return this.applying;
+  }
+
+  /** The watch is gone: nothing is applied until a reload has a fresh snapshot in. */
+  watchLost(error: Error): void {
+    if (this.stopped) return;
+    this.steps.log.warn({ err: error }, this.steps.lost);
+    this.synced = false;
+    const retry = (): void => {
+      if (!this.stopped) this.steps.reload().catch(() => setTimeout(retry, RETRY_MS).unref());
+    };
+    retry();
+  }
+
+  /** Schedules nothing more; resolves when the apply under way (if any) has finished. */
+  stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    return this.applying ?? Promise.resolve();
+  }
+}
