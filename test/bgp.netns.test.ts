@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { until } from './helpers/cluster.js';
 import { DockerHost } from './helpers/docker-host.js';
 import { post } from './helpers/daemon.js';
 import { TestEtcd } from './helpers/etcd.js';
@@ -33,16 +34,6 @@ const blockOf = (address: string): string => {
   const [a, b, c, d] = address.split('/')[0]!.split('.').map(Number);
   return `${a}.${b}.${c}.${d! & ~63}/26`;
 };
-
-async function until<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, limitMs = 20_000): Promise<T> {
-  const deadline = Date.now() + limitMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function requestAddress(host: DockerHost, pool = 'CalicoPoolIPv4'): Promise<string> {
   const reply = await post(host.pluginSocket('calico-ipam'), 'IpamDriver.RequestAddress', { PoolID: pool, Address: '' });

@@ -1,10 +1,10 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll } from 'vitest';
-import { EtcdEndpointStore } from '../../src/adapters/datastore/etcd/etcd-endpoint-store.js';
-import { PoolOptions, PoolService } from '../../src/services/ipam/pool-service.js';
-import { DockerHost, HostOptions } from './docker-host.js';
+import type { EtcdEndpointStore } from '../../src/adapters/datastore/etcd/etcd-endpoint-store.js';
+import type { PoolOptions } from '../../src/services/ipam/pool-service.js';
+import { DockerHost, HostOptions, startDatastore } from './docker-host.js';
 import { TestEtcd } from './etcd.js';
-import { EtcdContext, storeOn } from './ipam.js';
+import type { EtcdContext } from './ipam.js';
 import { Underlay } from './underlay.js';
 
 export interface ClusterOptions {
@@ -52,11 +52,7 @@ export function clusterForSuite(options: ClusterOptions): Cluster {
   const cluster = { etcd: new TestEtcd(undefined, options.etcdV2 === true), hosts: [] as DockerHost[], underlay: new Underlay(`${options.name}ul`) } as Cluster;
   const subnet = options.subnet ?? '10.47.0';
   beforeAll(async () => {
-    await cluster.etcd.start();
-    cluster.ctx = storeOn(cluster.etcd.endpoint);
-    cluster.endpoints = new EtcdEndpointStore(cluster.ctx.etcd);
-    await cluster.ctx.wipe();
-    for (const pool of options.pools) await new PoolService(cluster.ctx.store).add(pool);
+    Object.assign(cluster, await startDatastore(cluster.etcd, options.pools));
     cluster.underlay.start();
     cluster.hosts = Array.from({ length: options.hosts }, (_, i) => {
       const n = i + 1;

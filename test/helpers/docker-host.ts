@@ -384,6 +384,20 @@ export class DockerHost {
   }
 }
 
+/** Starts `etcd` holding nothing but `pools`, and the clients a suite reads it through. */
+export async function startDatastore(etcd: TestEtcd, pools: PoolOptions[]): Promise<{ ctx: EtcdContext; endpoints: EtcdEndpointStore }> {
+  await etcd.start();
+  const ctx = storeOn(etcd.endpoint);
+  try {
+    await ctx.wipe();
+    for (const pool of pools) await new PoolService(ctx.store).add(pool);
+  } catch (error) {
+    ctx.etcd.close();
+    throw error;
+  }
+  return { ctx, endpoints: new EtcdEndpointStore(ctx.etcd) };
+}
+
 export interface DockerSuite {
   etcd: TestEtcd;
   ctx: EtcdContext;
@@ -398,11 +412,7 @@ export interface DockerSuite {
 export function dockerHostForSuite(node: string, options: { pools: PoolOptions[]; env?: Record<string, string> }): DockerSuite {
   const suite = { etcd: new TestEtcd() } as DockerSuite;
   beforeAll(async () => {
-    await suite.etcd.start();
-    suite.ctx = storeOn(suite.etcd.endpoint);
-    suite.endpoints = new EtcdEndpointStore(suite.ctx.etcd);
-    await suite.ctx.wipe();
-    for (const pool of options.pools) await new PoolService(suite.ctx.store).add(pool);
+    Object.assign(suite, await startDatastore(suite.etcd, options.pools));
     suite.host = new DockerHost(node, suite.etcd, options.env ?? {});
     await suite.host.start();
   }, 120_000);
