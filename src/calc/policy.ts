@@ -230,8 +230,9 @@ function familyTables(input: PolicyInput, views: EndpointView[], profiles: Map<s
   // hosts always passes, whatever the host's own firewall does with the rest (Felix's failsafe ports).
   const tunnels = family === 4 ? input.tunnels : undefined;
   filter.set('cali-INPUT', [`-i ${w} -j cali-wl-to-host`, ...tunnelInputRules(tunnels), `! -i ${w} -j cali-failsafe-in`]);
-  filter.set('cali-failsafe-in', [`-p tcp --dport ${BGP_PORT} -j ACCEPT`, `-p tcp --sport ${BGP_PORT} -m conntrack --ctstate ESTABLISHED -j ACCEPT`]);
-  filter.set('cali-failsafe-out', [`-p tcp --dport ${BGP_PORT} -j ACCEPT`, `-p tcp --sport ${BGP_PORT} -m conntrack --ctstate ESTABLISHED -j ACCEPT`]);
+  const failsafe = [`-p tcp --dport ${BGP_PORT} -j ACCEPT`, `-p tcp --sport ${BGP_PORT} -m conntrack --ctstate ESTABLISHED -j ACCEPT`];
+  filter.set('cali-failsafe-in', failsafe);
+  filter.set('cali-failsafe-out', failsafe);
   // IPv6 neighbour discovery and multicast listener messages always pass (Felix allows 130-133, 135, 136).
   const icmpv6 = family === 6 ? [130, 131, 132, 133, 135, 136].map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j ACCEPT`) : [];
   filter.set('cali-wl-to-host', [...icmpv6, '-j cali-from-wl-dispatch', '-j RETURN']);
