@@ -4,6 +4,7 @@ import { IpamReport } from '../src/services/ipam/ipam-report.js';
 import { EtcdEndpointStore } from '../src/adapters/datastore/etcd/etcd-endpoint-store.js';
 import { parseIp } from '../src/domain/cidr.js';
 import { DockerHost, dockerHostForSuite } from './helpers/docker-host.js';
+import { until } from './helpers/cluster.js';
 import type { EtcdContext } from './helpers/ipam.js';
 
 let ctx: EtcdContext;
@@ -87,10 +88,15 @@ describe('docker run on a Calico network', () => {
     host.dockerOk(['run', '-d', '--net', 'net1', '--name', 'c1', 'busybox:local', 'sleep', '1000']);
     const net = inspectNet('c1', 'net1');
     expect(net.MacAddress).toBe('ee:ee:ee:ee:ee:ee');
-    const wep = (await endpoints.getEndpoint(workloadEndpointName(NODE, net.EndpointID)))!.value;
+    // The endpoint learns its container's name and ID from Docker, in the background.
+    const wep = await until('the endpoint knows its container', async () => {
+      const stored = (await endpoints.getEndpoint(workloadEndpointName(NODE, net.EndpointID)))!.value;
+      return stored.spec.workload === 'c1' && stored;
+    }, 5_000);
     expect(wep.spec).toMatchObject({
       orchestrator: 'libnetwork',
-      workload: 'libnetwork',
+      workload: 'c1',
+      containerID: host.dockerOk(['inspect', '--format', '{{.Id}}', 'c1']),
       node: NODE,
       endpoint: net.EndpointID,
       interfaceName: vethOf(net.EndpointID),

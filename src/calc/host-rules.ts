@@ -67,3 +67,14 @@ export function tunnelOutputRules(tunnels: TunnelFirewall | undefined): string[]
   if (tunnels.ipip) rules.push(`-p 4 -m set --match-set ${IPIP_HOSTS_SET} dst -j ACCEPT`);
   return rules;
 }
+
+/**
+ * Containers' DNS queries to an upstream server, sent from their own namespace (Docker's embedded
+ * resolver forwards there), go to the name service's port for that server instead. cali veths have
+ * route_localnet, so 127.0.0.1 is a valid destination from them.
+ */
+export function dnsRedirectRules(redirects: { upstream: string; port: number }[], workloads: string): string[] {
+  return redirects.flatMap(({ upstream, port }) =>
+    (['udp', 'tcp'] as const).map((p) => `-i ${workloads} -d ${upstream}/32 -p ${p} -m ${p} --dport 53 -j DNAT --to-destination 127.0.0.1:${port}`),
+  );
+}

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { formatCidr, IpFamily, parseCidr } from '../domain/cidr.js';
 import type { Profile, Rule, RuleEntity, WorkloadEndpoint } from '../domain/endpoint-model.js';
-import { localhostSnat, IPIP_HOSTS_SET, PUBLISH_CHAIN, publishedAccepts, publishRules, TunnelFirewall, tunnelInputRules, tunnelOutputRules, VXLAN_HOSTS_SET } from './host-rules.js';
+import { dnsRedirectRules, localhostSnat, IPIP_HOSTS_SET, PUBLISH_CHAIN, publishedAccepts, publishRules, TunnelFirewall, tunnelInputRules, tunnelOutputRules, VXLAN_HOSTS_SET } from './host-rules.js';
 import { parseSelector, Selector } from './selector.js';
 
 /**
@@ -35,6 +35,8 @@ export interface PolicyInput {
   hostAddress?: string;
   /** VXLAN and IPIP in use between hosts, and the other hosts allowed to send them. */
   tunnels?: TunnelFirewall;
+  /** Containers' DNS queries to these servers go to the daemon's name service on 127.0.0.1 instead. */
+  dnsRedirects?: { upstream: string; port: number }[];
 }
 
 export interface IpSet {
@@ -235,7 +237,9 @@ function familyTables(input: PolicyInput, views: EndpointView[], profiles: Map<s
   filter.set('cali-failsafe-out', failsafe);
   // IPv6 neighbour discovery and multicast listener messages always pass (Felix allows 130-133, 135, 136).
   const icmpv6 = family === 6 ? [130, 131, 132, 133, 135, 136].map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j ACCEPT`) : [];
-  filter.set('cali-wl-to-host', [...icmpv6, '-j cali-from-wl-dispatch', '-j RETURN']);
+  // A DNS query redirected to the name service, once the workload's outbound rules let it go to its server.
+  const redirected = family === 4 && input.dnsRedirects?.length ? ['-m conntrack --ctstate DNAT --ctorigdstport 53 -d 127.0.0.1/32 -j ACCEPT'] : [];
+  filter.set('cali-wl-to-host', [...icmpv6, '-j cali-from-wl-dispatch', ...redirected, '-j RETURN']);
   // Host to its own workloads is not policed (as Felix): contacting them from the host is useful.
   filter.set('cali-OUTPUT', [`-o ${w} -j RETURN`, ...tunnelOutputRules(tunnels), '-j cali-failsafe-out']);
   if (tunnels?.vxlanPort) ipsets.set(VXLAN_HOSTS_SET, { family, type: 'hash:net', members: [...tunnels.hosts].sort() });
@@ -246,7 +250,7 @@ function familyTables(input: PolicyInput, views: EndpointView[], profiles: Map<s
   const masq = pools.filter((p) => p.natOutgoing);
   // Published ports: to any of the host's addresses, from outside (PREROUTING) or from the host itself (OUTPUT).
   const published = family === 4 ? publishRules(local.map((v) => v.endpoint)) : [];
-  nat.set('cali-PREROUTING', [`-m addrtype --dst-type LOCAL -j ${PUBLISH_CHAIN}`]);
+  nat.set('cali-PREROUTING', [...(family === 4 ? dnsRedirectRules(input.dnsRedirects ?? [], w) : []), `-m addrtype --dst-type LOCAL -j ${PUBLISH_CHAIN}`]);
   nat.set('cali-OUTPUT', [`-m addrtype --dst-type LOCAL -j ${PUBLISH_CHAIN}`]);
   nat.set(PUBLISH_CHAIN, published);
   nat.set('cali-POSTROUTING', ['-j cali-nat-outgoing', ...(family === 4 ? localhostSnat(input.hostAddress, published.length > 0, w) : [])]);

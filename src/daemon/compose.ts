@@ -19,12 +19,16 @@ import { IpamService } from '../services/ipam/ipam-service.js';
 import { PoolService } from '../services/ipam/pool-service.js';
 import { BlockRoutes } from '../services/network/block-routes.js';
 import { EndpointReconciler } from '../services/network/endpoint-reconciler.js';
+import { DockerWatcher } from '../services/network/docker-watcher.js';
 import { NetworkDriver } from '../services/network/network-driver.js';
 import { NetworkProfiles } from '../services/network/network-profiles.js';
 import { PublishedPorts } from '../services/network/published-ports.js';
 import { NodeRegistration } from '../services/nodes/node-registration.js';
 import { TunnelAddresses } from '../services/nodes/tunnel-addresses.js';
 import { PolicyAgent } from '../services/policy/policy-agent.js';
+import { NameService } from '../services/dns/name-service.js';
+import { DnsProxy } from '../adapters/dns/dns-proxy.js';
+import { readFileSync } from 'node:fs';
 import { BgpAgent } from '../services/routing/bgp-agent.js';
 import { TunnelAgent } from '../services/routing/tunnel-agent.js';
 import type { DaemonConfig } from './config.js';
@@ -74,16 +78,37 @@ export function composeDaemon(config: DaemonConfig, log: Logger) {
     log: log.child({ component: 'tunnels' }),
   });
   const ipamDriver = new DockerIpamDriver(ipam, pools);
+  const dockerWatcher = new DockerWatcher(docker, endpointStore, { node, driverName: DRIVER_NAME, labelEndpoints: config.network.labelEndpoints }, log.child({ component: 'docker' }));
   const networkDriver = new NetworkDriver(
     endpointStore,
     dataplane,
-    docker,
+    dockerWatcher,
     ipam,
     new NetworkProfiles(endpointStore, log),
     { node, ...config.network, encapsulationMtu: () => tunnels?.workloadMtu() },
     log,
   );
   const policy = new PolicyAgent(new EtcdPolicyStore(etcd), new IptablesPolicyDataplane(commands.run), node, log.child({ component: 'policy' }));
+  const dnsLog = log.child({ component: 'dns' });
+  let dnsProxy: DnsProxy | undefined;
+  const names = config.dns.enabled
+    ? new NameService(
+        new EtcdPolicyStore(etcd),
+        {
+          node,
+          basePort: config.dns.basePort,
+          readResolvConf: () => readFileSync(config.dns.resolvConf, 'utf8'),
+          // The ports listen before any query is sent to them.
+          onListeners: (listeners) =>
+            void dnsProxy!
+              .serve(listeners)
+              .then(() => policy.setDnsRedirects(listeners))
+              .catch((error) => dnsLog.error({ err: error, listeners }, 'could not listen for containers\' DNS queries; they go to their servers directly')),
+        },
+        dnsLog,
+      )
+    : undefined;
+  if (names) dnsProxy = new DnsProxy((question, source) => names.answer(question, source), dnsLog);
   const reconciler = new EndpointReconciler(endpointStore, dataplane, docker, ipam, { node, driverName: DRIVER_NAME, graceMs: config.gcGraceMs, busyInterfaces: () => networkDriver.busyInterfaces() }, log);
   const ipamApp = buildDockerPlugin({ implements: ['IpamDriver'], methods: ipamMethods(ipamDriver), logger: log.child({ socket: 'calico-ipam' }) });
   const networkApp = buildDockerPlugin({
@@ -100,6 +125,10 @@ export function composeDaemon(config: DaemonConfig, log: Logger) {
     registration: new NodeRegistration(resources, hostNetwork, log.child({ component: 'node' })),
     reconciler,
     policy,
+    dockerWatcher,
+    networkDriver,
+    names,
+    dnsProxy,
     bird,
     bgp,
     tunnels,

@@ -25,6 +25,8 @@ export interface DaemonConfig {
   /** CALICO_NETWORKING_BACKEND: `bird` runs BIRD; `vxlan` and `none` no BGP (tunnel routes only). */
   backend: 'bird' | 'vxlan' | 'none';
   routerId?: string;
+  /** Container names across hosts: the name service and where it listens. */
+  dns: { enabled: boolean; basePort: number; resolvConf: string };
 }
 
 export const DEFAULT_RUN_DIR = '/run/calico';
@@ -119,7 +121,6 @@ export function configFrom(env: NodeJS.ProcessEnv): DaemonConfig {
       scope: env.CALICO_LIBNETWORK_SCOPE === 'global' ? 'global' : 'local',
       createProfiles: !/^false$/i.test(env.CALICO_LIBNETWORK_CREATE_PROFILES ?? ''),
       labelEndpoints: isTrue(env.CALICO_LIBNETWORK_LABEL_ENDPOINTS),
-      labelPollTimeoutMs: durationMs(env, 'CALICO_LIBNETWORK_LABEL_POLL_TIMEOUT', 5000),
     },
     dockerHost: env.DOCKER_HOST,
     runDir: env.CALICO_RUN_DIR || DEFAULT_RUN_DIR,
@@ -130,6 +131,11 @@ export function configFrom(env: NodeJS.ProcessEnv): DaemonConfig {
     },
     backend: backendFrom(env),
     ...(routerIdFrom(env) ? { routerId: routerIdFrom(env)! } : {}),
+    dns: {
+      enabled: !/^false$/i.test(env.CALICO_LIBNETWORK_DNS ?? ''),
+      basePort: positiveNumber(env, 'CALICO_LIBNETWORK_DNS_PORT', 8553, 65000),
+      resolvConf: env.CALICO_LIBNETWORK_RESOLV_CONF || '/etc/resolv.conf',
+    },
     gcIntervalMs: durationMs(env, 'CALICO_LIBNETWORK_GC_INTERVAL', 60_000),
     gcGraceMs: durationMs(env, 'CALICO_LIBNETWORK_GC_GRACE', 300_000),
     defaultPools: noDefaults

@@ -28,6 +28,7 @@ async function main(): Promise<void> {
   await listenOnSocket(daemon.ipamApp, `${config.pluginDir}/calico-ipam.sock`);
   await listenOnSocket(daemon.networkApp, `${config.pluginDir}/calico.sock`);
   writePidFile(config.runDir);
+  daemon.dockerWatcher.start();
   log.info({ pluginDir: config.pluginDir, etcd: config.etcd.endpoints, embeddedEtcd: Boolean(embedded), backend: config.backend }, 'calico-libnetwork serving');
 
   void startServices(daemon, config, log).catch((error: unknown) => {
@@ -52,6 +53,9 @@ async function main(): Promise<void> {
     log.info({ signal }, 'shutting down');
     clearInterval(gc);
     await Promise.allSettled([daemon.ipamApp.close(), daemon.networkApp.close()]);
+    daemon.dockerWatcher.stop();
+    await daemon.names?.stop();
+    await daemon.dnsProxy?.close();
     await daemon.ipam.stop();
     await daemon.policy.stop();
     await daemon.bgp?.stop();
@@ -80,7 +84,9 @@ async function startServices(daemon: Daemon, config: DaemonConfig, log: pino.Log
     await daemon.ipam.start();
   });
   await daemon.reconciler.reconcileDataplane().catch((error) => log.error({ err: error }, 'could not reconcile the dataplane'));
+  await daemon.reconciler.restoreSandboxes(daemon.networkDriver).catch((error) => log.error({ err: error }, 'could not restore the containers of this host'));
   await untilDone(log, 'policy agent not ready', () => daemon.policy.start());
+  if (daemon.names) await untilDone(log, 'name service not ready', () => daemon.names!.start());
   if (daemon.bgp) await untilDone(log, 'BGP agent not ready', () => daemon.bgp!.start());
   // Another backend than bird: a BIRD left running from before goes (its peers withdraw at once).
   else if (await daemon.bird.shutdown()) log.info({ backend: config.backend }, 'stopped the BIRD of the earlier backend');

@@ -17,7 +17,10 @@ export interface WorkloadEndpoint {
   };
   spec: {
     orchestrator: 'libnetwork';
-    workload: 'libnetwork';
+    /** The container's name once Docker has told it (events and inspect, in the background); `libnetwork` until then. */
+    workload: string;
+    /** The container's ID, learnt with its name. */
+    containerID?: string;
     node: string;
     endpoint: string;
     interfaceName: string;
@@ -60,6 +63,15 @@ export const endpointAddresses = (endpoint: WorkloadEndpoint | undefined): IpAdd
 
 /** Annotations of ours on Calico objects. */
 export const NETWORK_NAME_ANNOTATION = 'libnetwork.projectcalico.org/network-name';
+/** On an endpoint: the name of its Docker network (its profiles may be changed; this stays). */
+export const NETWORK_ANNOTATION = 'libnetwork.projectcalico.org/network';
+/** On an endpoint: the names Docker resolves to it in its network (name, aliases, short ID), a JSON list. */
+export const DNS_NAMES_ANNOTATION = 'libnetwork.projectcalico.org/dns-names';
+/** On an endpoint: the DNS servers the container was given (`--dns`, daemon.json `dns`), comma separated. */
+export const DNS_SERVERS_ANNOTATION = 'libnetwork.projectcalico.org/dns-servers';
+/** On an endpoint: the container's network namespace (Docker's sandbox key) and the gateway it was given. */
+export const SANDBOX_ANNOTATION = 'libnetwork.projectcalico.org/sandbox';
+export const GATEWAY_ANNOTATION = 'libnetwork.projectcalico.org/gateway';
 export const HANDLES_ANNOTATION = 'libnetwork.projectcalico.org/ipam-handles';
 /** The ports `docker run -p` published for an endpoint, host ports resolved. */
 export const PORT_MAP_ANNOTATION = 'libnetwork.projectcalico.org/port-map';
@@ -84,6 +96,16 @@ export function portMappings(endpoint: WorkloadEndpoint): PortMapping[] {
     return parsed.filter(
       (m): m is PortMapping => ['tcp', 'udp', 'sctp'].includes(m?.protocol) && isPort(m.hostPort) && isPort(m.port) && typeof (m.hostIp ?? '') === 'string',
     );
+  } catch {
+    return [];
+  }
+}
+
+/** The names an endpoint answers to in DNS; entries that are not strings (written by others) are left out. */
+export function dnsNames(endpoint: WorkloadEndpoint): string[] {
+  try {
+    const parsed = JSON.parse(endpoint.metadata.annotations?.[DNS_NAMES_ANNOTATION] ?? '[]') as unknown;
+    return Array.isArray(parsed) ? parsed.filter((n): n is string => typeof n === 'string' && n !== '') : [];
   } catch {
     return [];
   }

@@ -11,6 +11,9 @@ import type { NetworkDriver } from '../services/network/network-driver.js';
 import type { PublishedPorts } from '../services/network/published-ports.js';
 import type { MethodHandler } from './docker-plugin.js';
 
+/** A list of strings from Docker's options; anything else there is ignored. */
+const stringList = (value: unknown): string[] => (Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : []);
+
 const empty = async (): Promise<Record<string, never>> => ({});
 
 /** NetworkDriver.*: wire fields in, one driver call, wire fields out. */
@@ -44,6 +47,7 @@ export function networkMethods(driver: NetworkDriver, ports: PublishedPorts): Re
           address: body.Interface?.Address ?? '',
           addressIPv6: body.Interface?.AddressIPv6 ?? '',
           macAddress: body.Interface?.MacAddress ?? '',
+          dnsServers: stringList(body.Options?.['com.docker.network.endpoint.dnsservers']),
         });
         return { Interface: result.macAddress ? { MacAddress: result.macAddress } : null };
       },
@@ -59,7 +63,7 @@ export function networkMethods(driver: NetworkDriver, ports: PublishedPorts): Re
     'NetworkDriver.Join': {
       spec: m['NetworkDriver.Join'],
       handle: async (body: JoinRequest) => {
-        const r = await driver.join(body.NetworkID, body.EndpointID, body.SandboxKey);
+        const r = await driver.join(body.EndpointID, body.SandboxKey);
         return {
           InterfaceName: { SrcName: r.srcName, DstPrefix: r.dstPrefix },
           Gateway: r.gateway,

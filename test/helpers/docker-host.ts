@@ -41,7 +41,7 @@ function run(command: string, args: string[], options: { input?: string; timeout
 
 const readLog = (path: string): string => (existsSync(path) ? readFileSync(path, 'utf8') : '');
 
-const BUSYBOX_TOOLS = ['sh', 'ip', 'ping', 'nc', 'sleep', 'cat', 'true', 'echo', 'ifconfig', 'route', 'ls', 'timeout'];
+const BUSYBOX_TOOLS = ['sh', 'ip', 'ping', 'nc', 'sleep', 'cat', 'true', 'echo', 'ifconfig', 'route', 'ls', 'timeout', 'nslookup'];
 
 /** A link from the host into a shared underlay: the host's "eth0", with its address. */
 export interface UnderlayLink {
@@ -62,6 +62,11 @@ export interface HostOptions {
   engineRoot?: string;
   /** Extra dockerd flags (e.g. the cluster store). */
   dockerdArgs?: string[];
+  /**
+   * The host's /etc/resolv.conf (what dockerd and the daemon read). Default: a nameserver on the
+   * uplink that nobody holds, so no query ever leaves the test world.
+   */
+  resolvConf?: string;
   /**
    * Relay etcd on its own port too, inside the host: clients that sync etcd's member list (Docker's
    * cluster store) dial the address etcd advertises.
@@ -162,7 +167,9 @@ export class DockerHost {
     this.ip('link set uplink-peer up');
     if (this.options.underlay) this.attachUnderlay(this.options.underlay);
     else this.ip('route add default via 198.18.0.254 dev uplink');
-    const mounts = ['/run/docker/plugins', '/run/calico'].map((dir) => `mkdir -p ${dir} && mount -t tmpfs tmpfs ${dir}`).join(' && ');
+    const resolvConf = join(this.dir, 'resolv.conf');
+    writeFileSync(resolvConf, this.options.resolvConf ?? 'nameserver 198.18.0.53\n');
+    const mounts = [...['/run/docker/plugins', '/run/calico'].map((dir) => `mkdir -p ${dir} && mount -t tmpfs tmpfs ${dir}`), `mount --bind ${resolvConf} /etc/resolv.conf`].join(' && ');
     const holder = spawn('nsenter', [`--net=/run/netns/${this.netns}`, 'unshare', '-m', '--', 'sh', '-c', `mount --make-rprivate / && ${mounts} && echo ready && exec sleep 100000`], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
@@ -204,7 +211,7 @@ export class DockerHost {
   }
 
   /** Runs a command inside the host's network and mount namespaces. */
-  private enter(args: string[]): string[] {
+  enter(args: string[]): string[] {
     return ['nsenter', '-t', String(this.holder!.pid), '-m', '-n', '--', ...args];
   }
 

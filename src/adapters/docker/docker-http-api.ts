@@ -1,5 +1,5 @@
 import { request } from 'node:http';
-import type { DockerApi } from '../../ports/docker-api.js';
+import type { ContainerInfo, DockerApi, DockerEvent } from '../../ports/docker-api.js';
 
 interface Target {
   socketPath?: string;
@@ -60,17 +60,84 @@ export class DockerHttpApi implements DockerApi {
     return typeof id === 'string' ? id : undefined;
   }
 
-  async endpointContainerLabels(networkId: string, endpointId: string): Promise<Record<string, string> | undefined> {
+  async listNetworks(driver: string): Promise<{ id: string; name: string; containers: string[] }[] | undefined> {
     try {
-      const network = await this.get(`/networks/${encodeURIComponent(networkId)}`);
-      const containers = (network.body?.Containers ?? {}) as Record<string, { EndpointID?: string }>;
-      const containerId = Object.entries(containers).find(([, c]) => c.EndpointID === endpointId)?.[0];
-      if (!containerId) return undefined;
-      const container = await this.get(`/containers/${encodeURIComponent(containerId)}/json`);
-      return container.status === 200 ? ((container.body?.Config?.Labels ?? {}) as Record<string, string>) : undefined;
+      const list = await this.get(`/networks?filters=${encodeURIComponent(JSON.stringify({ driver: [driver] }))}`);
+      if (list.status !== 200 || !Array.isArray(list.body)) return undefined;
+      const networks = [];
+      for (const summary of list.body as { Id: string; Name: string }[]) {
+        // The list leaves out the containers: each network is asked on its own.
+        const network = await this.get(`/networks/${encodeURIComponent(summary.Id)}`);
+        if (network.status !== 200) continue;
+        networks.push({ id: summary.Id, name: summary.Name, containers: Object.keys(network.body?.Containers ?? {}) });
+      }
+      return networks;
     } catch {
       return undefined;
     }
+  }
+
+  async inspectContainer(nameOrId: string): Promise<ContainerInfo | undefined> {
+    try {
+      const reply = await this.get(`/containers/${encodeURIComponent(nameOrId)}/json`);
+      if (reply.status !== 200 || typeof reply.body?.Id !== 'string') return undefined;
+      const body = reply.body;
+      const networks: ContainerInfo['networks'] = {};
+      for (const [name, n] of Object.entries((body.NetworkSettings?.Networks ?? {}) as Record<string, any>)) {
+        networks[name] = {
+          networkId: String(n?.NetworkID ?? ''),
+          endpointId: String(n?.EndpointID ?? ''),
+          aliases: Array.isArray(n?.Aliases) ? n.Aliases.filter((a: unknown): a is string => typeof a === 'string') : [],
+          gateway: String(n?.Gateway ?? ''),
+        };
+      }
+      return {
+        id: body.Id,
+        name: String(body.Name ?? '').replace(/^\//, ''),
+        labels: (body.Config?.Labels ?? {}) as Record<string, string>,
+        sandboxKey: String(body.NetworkSettings?.SandboxKey ?? ''),
+        networks,
+      };
+    } catch {
+      return undefined;
+    }
+  }
+
+  events(onEvent: (event: DockerEvent) => void, onEnd: (error?: Error) => void): { close(): void } {
+    const filters = encodeURIComponent(JSON.stringify({ type: ['network', 'container'] }));
+    let ended = false;
+    const end = (error?: Error): void => {
+      if (ended) return;
+      ended = true;
+      onEnd(error);
+    };
+    const req = request({ ...this.target, path: `/v1.40/events?filters=${filters}`, method: 'GET' }, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        return end(new Error(`docker events answered ${res.statusCode}`));
+      }
+      let pending = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        pending += chunk;
+        let newline: number;
+        while ((newline = pending.indexOf('\n')) >= 0) {
+          const line = pending.slice(0, newline).trim();
+          pending = pending.slice(newline + 1);
+          if (line) parseEvent(line, onEvent);
+        }
+      });
+      res.on('end', () => end());
+      res.on('error', (error) => end(error));
+    });
+    req.on('error', (error) => end(error));
+    req.end();
+    return {
+      close: () => {
+        ended = true;
+        req.destroy();
+      },
+    };
   }
 
   async knownEndpoints(driver: string): Promise<Set<string> | undefined> {
@@ -90,4 +157,16 @@ export class DockerHttpApi implements DockerApi {
       return undefined;
     }
   }
+}
+
+/** One line of Docker's event stream; lines that are not events of interest are skipped. */
+function parseEvent(line: string, onEvent: (event: DockerEvent) => void): void {
+  let raw: any;
+  try {
+    raw = JSON.parse(line);
+  } catch {
+    return;
+  }
+  if (raw?.Type !== 'network' && raw?.Type !== 'container') return;
+  onEvent({ type: raw.Type, action: String(raw.Action ?? ''), actorId: String(raw.Actor?.ID ?? ''), attributes: (raw.Actor?.Attributes ?? {}) as Record<string, string> });
 }

@@ -49,6 +49,11 @@ export class EndpointReconciler {
     return (await this.endpoints.listEndpoints()).filter((e) => e.value.spec.node === this.options.node);
   }
 
+  /** Hands the driver this host's endpoints after a restart: which containers hold which (and their gateways). */
+  async restoreSandboxes(driver: { restore(local: WorkloadEndpoint[]): void }): Promise<void> {
+    driver.restore((await this.localEndpoints()).map((e) => e.value));
+  }
+
   /** Kernel state from etcd: what a daemon restart (or kill -9) must leave working. */
   async reconcileDataplane(): Promise<void> {
     const endpoints = await this.localEndpoints();

@@ -1,20 +1,34 @@
 import { formatIp, hostCidr, IpAddr, parseCidr, parseIp } from '../../domain/cidr.js';
 import {
+  DNS_SERVERS_ANNOTATION,
   endpointAddresses,
+  GATEWAY_ANNOTATION,
   HANDLES_ANNOTATION,
   hostInterfaceName,
+  NETWORK_ANNOTATION,
+  SANDBOX_ANNOTATION,
   tempInterfaceName,
   WorkloadEndpoint,
   workloadEndpointName,
 } from '../../domain/endpoint-model.js';
 import { AppError, DataplaneError, InvalidRequestError, NotFoundError } from '../../domain/errors.js';
 import type { Dataplane } from '../../ports/dataplane.js';
-import type { DockerApi } from '../../ports/docker-api.js';
 import type { EndpointStore } from '../../ports/endpoint-store.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
 import type { IpamService } from '../ipam/ipam-service.js';
 import { checkCalicoIpam, checkNetworkOptions, IpamData } from './network-options.js';
 import type { NetworkProfiles } from './network-profiles.js';
+import { SandboxMember, Sandboxes } from './sandboxes.js';
+
+/** Network names, learnt from Docker in the background (DockerWatcher). */
+export interface NetworkNames {
+  networkName(networkId: string): string | undefined;
+  /** Asks Docker in the background when the name is not known yet, waiting at most `timeoutMs`. */
+  networkNameWithin(networkId: string, timeoutMs: number): Promise<string | undefined>;
+}
+
+/** How long CreateEndpoint waits for the name of a network Docker's events have not told. */
+const NETWORK_NAME_WAIT_MS = 2000;
 
 export interface NetworkDriverOptions {
   node: string;
@@ -27,13 +41,10 @@ export interface NetworkDriverOptions {
   scope: 'local' | 'global';
   createProfiles: boolean;
   labelEndpoints: boolean;
-  labelPollTimeoutMs: number;
 }
 
-export const GATEWAY_IPV4 = '169.254.1.1';
 /** The MAC the container side gets unless Docker was given --mac-address (Calico's fixed MAC). */
 export const WORKLOAD_MAC = 'ee:ee:ee:ee:ee:ee';
-const LABEL_PREFIX = 'org.projectcalico.label.';
 export const HOST_INTERFACE_PREFIX = 'cali';
 
 export interface JoinResult {
@@ -50,6 +61,8 @@ export interface CreateEndpointRequest {
   address: string;
   addressIPv6: string;
   macAddress: string;
+  /** The DNS servers Docker gave the container (`--dns`, daemon.json `dns`). */
+  dnsServers?: string[];
 }
 
 
@@ -68,8 +81,8 @@ export function linkLocalFromMac(mac: string): string {
  */
 export class NetworkDriver {
   private readonly log: Logger;
-  /** Endpoints per sandbox in join order: a container's further Calico addresses route through its first veth. */
-  private readonly sandboxes = new Map<string, string[]>();
+  /** This host's containers and their Calico endpoints: their gateways, and the veth their addresses route through. */
+  private readonly sandboxes = new Sandboxes();
   private baseRules: Promise<void> | undefined;
   /** Docker network ID → its name, which is its profile's: known once the profile lists this node. */
   private readonly networkNames = new Map<string, string>();
@@ -81,7 +94,7 @@ export class NetworkDriver {
   constructor(
     private readonly endpoints: EndpointStore,
     private readonly dataplane: Dataplane,
-    private readonly docker: DockerApi,
+    private readonly names: NetworkNames,
     private readonly ipam: IpamService,
     private readonly profiles: NetworkProfiles,
     readonly options: NetworkDriverOptions,
@@ -126,7 +139,8 @@ export class NetworkDriver {
       ipNetworks.push(hostCidr(ip));
     }
     const mac = request.macAddress === '' ? WORKLOAD_MAC : normaliseMac(request.macAddress);
-    const profiles = this.options.createProfiles ? [await this.profileOf(request.networkId)] : [];
+    const network = await this.networkOf(request.networkId);
+    const profiles = this.options.createProfiles ? [network] : [];
     const handles = ipNetworks.map((n) => this.ipam.allocationOf(parseIp(n.split('/')[0]!))?.handleId).filter((h): h is string => Boolean(h));
     const endpoint: WorkloadEndpoint = {
       kind: 'WorkloadEndpoint',
@@ -135,7 +149,11 @@ export class NetworkDriver {
         name: workloadEndpointName(this.options.node, request.endpointId),
         namespace: 'libnetwork',
         labels: { 'projectcalico.org/namespace': 'libnetwork', 'projectcalico.org/orchestrator': 'libnetwork' },
-        annotations: { [HANDLES_ANNOTATION]: handles.join(',') },
+        annotations: {
+          [HANDLES_ANNOTATION]: handles.join(','),
+          [NETWORK_ANNOTATION]: network,
+          ...(request.dnsServers?.length ? { [DNS_SERVERS_ANNOTATION]: request.dnsServers.join(',') } : {}),
+        },
         creationTimestamp: new Date().toISOString(),
       },
       spec: {
@@ -214,7 +232,7 @@ export class NetworkDriver {
     return stored?.value;
   }
 
-  async join(networkId: string, endpointId: string, sandboxKey: string): Promise<JoinResult> {
+  async join(endpointId: string, sandboxKey: string): Promise<JoinResult> {
     const endpoint = await this.endpoint(endpointId);
     if (!endpoint) throw new NotFoundError(`Endpoint ${endpointId} not found: CreateEndpoint was not called or failed`);
     const hostName = hostInterfaceName(endpointId);
@@ -227,36 +245,62 @@ export class NetworkDriver {
     });
     await this.baseRules;
     const { hostMac } = await this.createVeth(hostName, tempName);
-    const sandbox = this.sandboxes.get(sandboxKey) ?? [];
-    const routeVia = sandbox.length > 0 ? hostInterfaceName(sandbox[0]!) : hostName;
+    const member: SandboxMember = { endpointId, gateway: this.sandboxes.freeGateway(sandboxKey), network: endpoint.metadata.annotations?.[NETWORK_ANNOTATION] ?? '', dualStack: hasIpv6 };
+    const { members, via } = this.sandboxes.join(sandboxKey, member);
     try {
       await this.dataplane.configureHostInterface(hostName, { ipv4: true, ipv6: hasIpv6 });
       // Nothing routes to the endpoint before etcd has it.
       await this.stored(endpointId);
-      for (const address of addresses) await this.dataplane.setHostRoute({ address, interfaceName: routeVia });
+      // The new endpoint carries the container's default route from now on: every address moves to it.
+      const routed = via === member ? members : [member];
+      await this.routeThrough(routed, via);
     } catch (error) {
+      this.sandboxes.leave(endpointId);
       const rollback = await this.dataplane.deleteLink(hostName).then(
         () => 'rolled back',
         (e: Error) => `failed to roll back: ${e.message}`,
       );
       throw new AppError(error instanceof AppError ? error.code : 'E_DATAPLANE', `${(error as Error).message}; ${rollback}`, { cause: error });
     }
-    this.sandboxes.set(sandboxKey, [...sandbox, endpointId]);
-    if (this.options.labelEndpoints) void this.copyLabels(endpoint.metadata.name, networkId, endpointId);
-    const first = sandbox.length === 0;
     const result: JoinResult = {
       srcName: tempName,
       dstPrefix: this.options.containerInterfacePrefix,
-      gateway: GATEWAY_IPV4,
-      // The connected route to the gateway exists once per container; a second one fails with "file exists".
-      staticRoutes: first ? [{ destination: `${GATEWAY_IPV4}/32`, routeType: 1, nextHop: '' }] : [],
+      gateway: member.gateway,
+      staticRoutes: [{ destination: `${member.gateway}/32`, routeType: 1, nextHop: '' }],
     };
     if (hasIpv6) {
+      // The link-local address of this endpoint's own host veth: unique per veth, so never a duplicate route.
       const gateway = linkLocalFromMac(hostMac);
       result.gatewayIPv6 = gateway;
-      if (first) result.staticRoutes.push({ destination: `${gateway}/128`, routeType: 1, nextHop: '' });
+      result.staticRoutes.push({ destination: `${gateway}/128`, routeType: 1, nextHop: '' });
     }
     return result;
+  }
+
+  /** Routes the addresses of `members` through the veth of `via`. */
+  private async routeThrough(members: SandboxMember[], via: SandboxMember): Promise<void> {
+    for (const m of members) {
+      for (const address of endpointAddresses(await this.endpoint(m.endpointId))) {
+        await this.dataplane.setHostRoute({ address, interfaceName: hostInterfaceName(via.endpointId) });
+      }
+    }
+  }
+
+  /**
+   * After a restart: this host's containers and their endpoints, as Docker described them to the
+   * DockerWatcher (sandbox and gateway), so that a container joining another network gets a free
+   * gateway and its routes stay on the veth Docker sends its default route through.
+   */
+  restore(local: WorkloadEndpoint[]): void {
+    for (const endpoint of local) {
+      const annotations = endpoint.metadata.annotations ?? {};
+      const sandbox = annotations[SANDBOX_ANNOTATION];
+      const gateway = annotations[GATEWAY_ANNOTATION];
+      if (!sandbox || !gateway) continue;
+      this.known.set(endpoint.spec.endpoint, endpoint);
+      const dualStack = endpointAddresses(endpoint).some((a) => a.family === 6);
+      this.sandboxes.join(sandbox, { endpointId: endpoint.spec.endpoint, gateway, network: annotations[NETWORK_ANNOTATION] ?? '', dualStack });
+    }
   }
 
   /** A repeated Join (Docker retries) finds the veth of the first attempt: it starts over. */
@@ -277,30 +321,17 @@ export class NetworkDriver {
 
   /**
    * Takes the endpoint off the dataplane: its veth (the routes through it go with it), the routes of
-   * its addresses that go through a sandbox sibling's veth, and, when its veth carried a sibling's
-   * addresses, those routes onto the sibling's veth. Resolves once every change is queued on the
-   * dataplane, in order, without waiting for the kernel: deleting a veth takes the kernel ~17 ms,
-   * which Docker would otherwise wait for on every container stop. Later changes for the same
-   * addresses queue behind these, so they can never be undone by them.
+   * its addresses that go through a sandbox sibling's veth, and, when its veth carried the container's
+   * routes, those routes onto the veth Docker moves the container's default route to. Resolves once
+   * every change is queued on the dataplane, in order, without waiting for the kernel: deleting a veth
+   * takes the kernel ~17 ms, which Docker would otherwise wait for on every container stop. Later
+   * changes for the same addresses queue behind these, so they can never be undone by them.
    */
   private async detach(endpointId: string): Promise<void> {
     const own = endpointAddresses(await this.endpoint(endpointId));
-    const moves: { address: IpAddr; interfaceName: string }[] = [];
-    for (const [key, members] of this.sandboxes) {
-      if (!members.includes(endpointId)) continue;
-      const rest = members.filter((m) => m !== endpointId);
-      if (rest.length === 0) this.sandboxes.delete(key);
-      else this.sandboxes.set(key, rest);
-      if (members[0] !== endpointId || rest.length === 0) continue;
-      for (const member of rest) {
-        for (const address of endpointAddresses(await this.endpoint(member))) moves.push({ address, interfaceName: hostInterfaceName(rest[0]!) });
-      }
-    }
-    const queued = [
-      this.dataplane.deleteLink(hostInterfaceName(endpointId)),
-      ...own.map((address) => this.dataplane.removeHostRoute(address)),
-      ...moves.map((route) => this.dataplane.setHostRoute(route)),
-    ];
+    const moved = this.sandboxes.leave(endpointId);
+    const queued = [this.dataplane.deleteLink(hostInterfaceName(endpointId)), ...own.map((address) => this.dataplane.removeHostRoute(address))];
+    if (moved) queued.push(this.routeThrough(moved.members, moved.via));
     void Promise.all(queued).catch((error) => this.log.warn({ err: error, endpointId }, 'could not take endpoint off the dataplane; the periodic reconcile will'));
   }
 
@@ -309,23 +340,25 @@ export class NetworkDriver {
   }
 
   /**
-   * The profile of a Docker network: its name, shared by the networks of that name on every host.
-   * Only when Docker cannot tell the name is the network's ID used instead.
+   * The name of a Docker network, which names its profile, shared by the networks of that name on
+   * every host. Docker's events tell it (DockerWatcher); for a network they have not told (another
+   * host's, in global scope) Docker is asked in the background, for a short while. Only when Docker
+   * cannot tell is the network's ID used instead.
    */
-  private async profileOf(networkId: string): Promise<string> {
+  private async networkOf(networkId: string): Promise<string> {
     const known = this.networkNames.get(networkId);
     if (known) return known;
-    const name = (await this.docker.networkName(networkId)) ?? networkId;
-    await this.profiles.join(name, networkId, this.options.node);
+    const name = (await this.names.networkNameWithin(networkId, NETWORK_NAME_WAIT_MS)) ?? networkId;
+    if (this.options.createProfiles) await this.profiles.join(name, networkId, this.options.node);
     if (name !== networkId) this.networkNames.set(networkId, name);
     return name;
   }
 
-  /** Docker records the network after CreateNetwork returns; poll briefly for its name. */
+  /** Docker records the network, and tells its name, after CreateNetwork returns: the profile follows then. */
   private async joinProfileLater(networkId: string): Promise<void> {
-    for (let attempt = 0; attempt < 20 && !this.networkNames.has(networkId); attempt++) {
-      await new Promise((r) => setTimeout(r, 250));
-      const name = await this.docker.networkName(networkId);
+    for (let attempt = 0; attempt < 50 && !this.networkNames.has(networkId); attempt++) {
+      await new Promise((r) => setTimeout(r, 100));
+      const name = this.names.networkName(networkId) ?? (attempt === 49 ? await this.names.networkNameWithin(networkId, NETWORK_NAME_WAIT_MS) : undefined);
       if (!name) continue;
       try {
         await this.profiles.join(name, networkId, this.options.node);
@@ -334,22 +367,6 @@ export class NetworkDriver {
         this.log.warn({ err: error, networkId }, 'could not record the network on its profile; its first endpoint will');
       }
       return;
-    }
-  }
-
-  /** Docker does not pass labels: ask its API once the join is recorded, and copy Calico's onto the endpoint. */
-  private async copyLabels(name: string, networkId: string, endpointId: string): Promise<void> {
-    const deadline = Date.now() + this.options.labelPollTimeoutMs;
-    while (Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 100));
-      const stored = await this.endpoints.getEndpoint(name).catch(() => null);
-      if (!stored) return;
-      const labels = await this.docker.endpointContainerLabels(networkId, endpointId);
-      if (!labels) continue;
-      const calico = Object.fromEntries(Object.entries(labels).filter(([k]) => k.startsWith(LABEL_PREFIX)).map(([k, v]) => [k.slice(LABEL_PREFIX.length), v]));
-      if (Object.keys(calico).length === 0) return;
-      const updated = { ...stored.value, metadata: { ...stored.value.metadata, labels: { ...stored.value.metadata.labels, ...calico } } };
-      if (await this.endpoints.updateEndpoint(updated, stored.modRevision)) return;
     }
   }
 }

@@ -24,6 +24,7 @@ export class PolicyAgent {
   private readonly felix = new Map<string, Resource>();
   private watch: { cancel(): Promise<void> } | undefined;
   private readonly loop: ApplyLoop;
+  private dnsRedirects: { upstream: string; port: number }[] = [];
 
   constructor(
     private readonly store: PolicyStore,
@@ -55,6 +56,12 @@ export class PolicyAgent {
     await finished;
   }
 
+  /** Where the name service takes containers' DNS queries: in the next apply. */
+  setDnsRedirects(redirects: { upstream: string; port: number }[]): void {
+    this.dnsRedirects = redirects;
+    this.loop.schedule(DEBOUNCE_MS);
+  }
+
   private onChange(change: PolicyChange): void {
     const maps: Record<PolicyChange['kind'], Map<string, unknown>> = { profile: this.profiles, endpoint: this.endpoints, pool: this.pools, node: this.nodes, felix: this.felix };
     const map = maps[change.kind];
@@ -77,6 +84,7 @@ export class PolicyAgent {
       endpoints: [...this.endpoints.values()],
       pools: pools.map((p) => ({ cidr: p.spec.cidr, natOutgoing: p.spec.natOutgoing === true })),
       ...(hostAddress ? { hostAddress } : {}),
+      ...(this.dnsRedirects.length ? { dnsRedirects: this.dnsRedirects } : {}),
       ...(encapsulations.has('vxlan') || encapsulations.has('ipip')
         ? { tunnels: { hosts, ...(encapsulations.has('vxlan') ? { vxlanPort } : {}), ipip: encapsulations.has('ipip') } }
         : {}),

@@ -1,0 +1,149 @@
+import type * as packet from 'dns-packet';
+import { addressOfReverseName, endpointNetwork, NameIndex } from '../../calc/dns-names.js';
+import { DNS_SERVERS_ANNOTATION, SANDBOX_ANNOTATION, WorkloadEndpoint } from '../../domain/endpoint-model.js';
+import type { DnsListener, DnsVerdict } from '../../ports/dns.js';
+import type { PolicyChange, PolicyStore } from '../../ports/policy-store.js';
+import { Logger, silentLogger } from '../../ports/logger.js';
+
+/** Answers carry no TTL to speak of: a removed container must stop resolving at once, everywhere. */
+const ANSWER_TTL = 0;
+/** Docker forwards to the first three servers of the host's file. */
+const MAX_UPSTREAMS = 3;
+
+export interface NameServiceOptions {
+  node: string;
+  /** The first port of the proxy's listeners; upstream n (in address order) gets port + n. */
+  basePort: number;
+  /** The host's resolver configuration, as Docker reads it (/etc/resolv.conf). */
+  readResolvConf: () => string;
+  /** Called with the listeners whenever the upstream servers change. */
+  onListeners: (listeners: DnsListener[]) => void;
+}
+
+/** The nameservers of a resolv.conf that Docker queries from the container's namespace: IPv4, not loopback. */
+export function containerSideServers(resolvConf: string): string[] {
+  const servers = resolvConf
+    .split('\n')
+    .map((line) => /^\s*nameserver\s+(\S+)/.exec(line)?.[1])
+    .filter((s): s is string => s !== undefined)
+    .slice(0, MAX_UPSTREAMS);
+  return servers.filter((s) => /^\d{1,3}(\.\d{1,3}){3}$/.test(s) && !s.startsWith('127.'));
+}
+
+/**
+ * Names of containers on other hosts. Watches every workload endpoint in etcd (each knows its
+ * container's DNS names, recorded by the DockerWatcher of its host), and answers, for a container of
+ * this host, the names of the networks that container is on; everything else goes to the upstream
+ * server it was meant for. Also decides which upstreams are intercepted: the host's resolv.conf
+ * servers and the `--dns` servers of this host's endpoints.
+ */
+export class NameService {
+  private readonly endpoints = new Map<string, WorkloadEndpoint>();
+  private index: NameIndex | undefined;
+  /** This host's endpoints by address. */
+  private local = new Map<string, WorkloadEndpoint>();
+  private watch: { cancel(): Promise<void> } | undefined;
+  private listeners: DnsListener[] = [];
+  private resolvConf = '';
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly store: PolicyStore,
+    private readonly options: NameServiceOptions,
+    private readonly log: Logger = silentLogger,
+  ) {}
+
+  async start(): Promise<void> {
+    const snapshot = await this.store.snapshot();
+    this.endpoints.clear();
+    for (const e of snapshot.endpoints) this.endpoints.set(e.metadata.name, e);
+    this.changed();
+    await this.watch?.cancel().catch(() => undefined);
+    this.watch = await this.store.watch(snapshot.revision, (change) => this.onChange(change), (error) => {
+      this.log.warn({ err: error }, 'name service watch lost; reloading');
+      setTimeout(() => void this.start().catch(() => undefined), 1000).unref();
+    });
+    // The host's file may change (DHCP, an operator): looked at again every few seconds.
+    this.timer ??= setInterval(() => this.updateListeners(), 5000);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.watch?.cancel().catch(() => undefined);
+  }
+
+  private onChange(change: PolicyChange): void {
+    if (change.kind !== 'endpoint') return;
+    if (change.value === null) this.endpoints.delete(change.name);
+    else this.endpoints.set(change.name, change.value);
+    this.changed();
+  }
+
+  private changed(): void {
+    this.index = undefined;
+    this.local = new Map();
+    for (const e of this.endpoints.values()) {
+      if (e.spec.node !== this.options.node) continue;
+      for (const n of e.spec.ipNetworks) this.local.set(n.split('/')[0]!, e);
+    }
+    this.updateListeners();
+  }
+
+  /** One listener per upstream a container of this host may query from its own namespace. */
+  private updateListeners(): void {
+    try {
+      this.resolvConf = this.options.readResolvConf();
+    } catch {
+      // No file: Docker then uses its own defaults, which are not ours to intercept.
+      this.resolvConf = '';
+    }
+    const own = [...new Set(this.local.values())].flatMap((e) => e.metadata.annotations?.[DNS_SERVERS_ANNOTATION]?.split(',') ?? []);
+    const upstreams = [...new Set([...containerSideServers(this.resolvConf), ...containerSideServers(own.map((s) => `nameserver ${s}`).join('\n'))])].sort();
+    const listeners = upstreams.map((upstream, i) => ({ upstream, port: this.options.basePort + i }));
+    if (JSON.stringify(listeners) === JSON.stringify(this.listeners)) return;
+    this.listeners = listeners;
+    this.log.info({ upstreams }, 'container DNS through this host');
+    this.options.onListeners(listeners);
+  }
+
+  /** The Calico networks of the container that has `source`: its endpoint's, and its other endpoints'. */
+  private networksOf(source: string): string[] {
+    const own = this.local.get(source);
+    if (!own) return [];
+    const container = own.spec.containerID;
+    const sandbox = own.metadata.annotations?.[SANDBOX_ANNOTATION];
+    const siblings = [...this.local.values()].filter(
+      (e) => e === own || (container && e.spec.containerID === container) || (sandbox && e.metadata.annotations?.[SANDBOX_ANNOTATION] === sandbox),
+    );
+    return [...new Set(siblings.map(endpointNetwork).filter((n): n is string => n !== undefined))];
+  }
+
+  /** A query from `source`: the answer when it is a container name of its networks, else undefined (forward). */
+  answer(question: packet.Question, source: string): DnsVerdict {
+    const networks = this.networksOf(source);
+    if (networks.length === 0) return undefined;
+    this.index ??= new NameIndex(this.endpoints.values());
+    if (question.type === 'PTR') {
+      const address = addressOfReverseName(question.name);
+      const name = address && this.index.reverse(address, networks);
+      return name ? { answer: [{ type: 'PTR', name: question.name, ttl: ANSWER_TTL, class: 'IN', data: name }] } : undefined;
+    }
+    if (question.type !== 'A' && question.type !== 'AAAA') return undefined;
+    const found = this.index.resolve(question.name, networks);
+    if (!found) return undefined;
+    const addresses = shuffled(question.type === 'A' ? found.ipv4 : found.ipv6);
+    // A known name without an address of that family is answered empty, not forwarded (as Docker does).
+    return { answer: addresses.map((data) => ({ type: question.type as 'A', name: question.name, ttl: ANSWER_TTL, class: 'IN' as const, data })) };
+  }
+}
+
+function shuffled<T>(items: T[]): T[] {
+  const copy = [...items];
+  for (let i = copy.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [copy[i], copy[j]] = [copy[j]!, copy[i]!];
+  }
+  return copy;
+}

@@ -1,0 +1,173 @@
+import {
+  DNS_NAMES_ANNOTATION,
+  GATEWAY_ANNOTATION,
+  SANDBOX_ANNOTATION,
+  WorkloadEndpoint,
+  workloadEndpointName,
+} from '../../domain/endpoint-model.js';
+import type { ContainerInfo, DockerApi, DockerEvent } from '../../ports/docker-api.js';
+import type { EndpointStore } from '../../ports/endpoint-store.js';
+import { Logger, silentLogger } from '../../ports/logger.js';
+
+const LABEL_PREFIX = 'org.projectcalico.label.';
+const RECONNECT_MS = 1000;
+const CAS_ATTEMPTS = 10;
+
+export interface DockerWatcherOptions {
+  node: string;
+  /** The name Docker knows this plugin's networks by. */
+  driverName: string;
+  /** CALICO_LIBNETWORK_LABEL_ENDPOINTS: copy `org.projectcalico.label.<k>=<v>` onto the endpoint as `<k>=<v>`. */
+  labelEndpoints: boolean;
+}
+
+/**
+ * What Docker never tells a driver, learnt in the background from its event stream and its inspect
+ * API, never inside a plugin request (Docker holds its own locks while it waits for the driver):
+ * the names of its networks, and for each container on them its name, aliases, labels, sandbox and
+ * gateway, recorded on the container's workload endpoints. After a (re)connect to the event stream
+ * every container on our networks is looked at again, so nothing missed meanwhile stays missing.
+ */
+export class DockerWatcher {
+  private readonly names = new Map<string, string>();
+  /** Network name lookups asked by requests for networks not (yet) seen in the events. */
+  private readonly asking = new Map<string, Promise<string | undefined>>();
+  private stream: { close(): void } | undefined;
+  private stopped = false;
+  /** One inspect per container at a time; a later event for it waits for the one under way. */
+  private readonly inspecting = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly docker: DockerApi,
+    private readonly endpoints: EndpointStore,
+    private readonly options: DockerWatcherOptions,
+    private readonly log: Logger = silentLogger,
+  ) {}
+
+  start(): void {
+    this.stopped = false;
+    this.follow();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.stream?.close();
+  }
+
+  /** The name of a network of ours, as far as the events and listings have told. */
+  networkName(networkId: string): string | undefined {
+    return this.names.get(networkId);
+  }
+
+  /**
+   * The name of a network, asking Docker in the background when the events have not told it yet (a
+   * network another host created in global scope), waiting at most `timeoutMs` for the answer.
+   */
+  async networkNameWithin(networkId: string, timeoutMs: number): Promise<string | undefined> {
+    const known = this.names.get(networkId);
+    if (known) return known;
+    let asking = this.asking.get(networkId);
+    if (!asking) {
+      asking = this.docker.networkName(networkId).then((name) => {
+        if (name) this.names.set(networkId, name);
+        this.asking.delete(networkId);
+        return name;
+      });
+      this.asking.set(networkId, asking);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs)));
+    try {
+      return await Promise.race([asking, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private follow(): void {
+    if (this.stopped) return;
+    this.stream = this.docker.events(
+      (event) => this.onEvent(event),
+      (error) => {
+        if (this.stopped) return;
+        this.log.warn({ err: error }, 'docker event stream ended; reconnecting');
+        setTimeout(() => this.follow(), RECONNECT_MS).unref();
+      },
+    );
+    // Whatever happened while the stream was not there: every network and container of ours, again.
+    void this.catchUp();
+  }
+
+  private async catchUp(): Promise<void> {
+    const networks = await this.docker.listNetworks(this.options.driverName);
+    if (!networks) return;
+    for (const network of networks) this.names.set(network.id, network.name);
+    const containers = new Set(networks.flatMap((n) => n.containers));
+    for (const id of containers) await this.inspect(id);
+  }
+
+  private onEvent(event: DockerEvent): void {
+    if (event.type === 'network') {
+      if (event.attributes.type !== this.options.driverName) return;
+      if (event.action === 'create' && event.attributes.name) this.names.set(event.actorId, event.attributes.name);
+      if (event.action === 'destroy') this.names.delete(event.actorId);
+      if (event.action === 'connect' && event.attributes.container) void this.inspect(event.attributes.container);
+      return;
+    }
+    if (event.action === 'rename') void this.inspect(event.actorId);
+  }
+
+  /** Inspects a container and records what Docker says of it on each of its endpoints of this node. */
+  private inspect(containerId: string): Promise<void> {
+    const previous = this.inspecting.get(containerId) ?? Promise.resolve();
+    const next = previous.then(async () => {
+      const container = await this.docker.inspectContainer(containerId);
+      if (!container) return;
+      for (const [networkName, network] of Object.entries(container.networks)) {
+        if (!network.endpointId) continue;
+        await this.record(container, networkName, network).catch((error) => this.log.warn({ err: error, container: container.name }, 'could not record the container on its endpoint'));
+      }
+    });
+    const settled = next.finally(() => {
+      if (this.inspecting.get(containerId) === settled) this.inspecting.delete(containerId);
+    });
+    this.inspecting.set(containerId, settled);
+    return settled;
+  }
+
+  private async record(container: ContainerInfo, networkName: string, network: ContainerInfo['networks'][string]): Promise<void> {
+    const name = workloadEndpointName(this.options.node, network.endpointId);
+    for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
+      const stored = await this.endpoints.getEndpoint(name);
+      if (!stored) return;
+      const updated = withContainer(stored.value, container, network, this.options.labelEndpoints);
+      if (JSON.stringify(updated) === JSON.stringify(stored.value)) return;
+      if (await this.endpoints.updateEndpoint(updated, stored.modRevision)) {
+        this.log.debug({ endpoint: name, container: container.name, network: networkName }, 'endpoint knows its container');
+        return;
+      }
+    }
+  }
+}
+
+/** The endpoint with its container's identity: name, ID, DNS names, sandbox, gateway, Calico labels. */
+export function withContainer(endpoint: WorkloadEndpoint, container: ContainerInfo, network: ContainerInfo['networks'][string], copyLabels: boolean): WorkloadEndpoint {
+  const names = [...new Set([container.name, ...network.aliases].filter((n) => n !== ''))];
+  const labels = copyLabels
+    ? Object.fromEntries(Object.entries(container.labels).filter(([k]) => k.startsWith(LABEL_PREFIX)).map(([k, v]) => [k.slice(LABEL_PREFIX.length), v]))
+    : {};
+  return {
+    ...endpoint,
+    metadata: {
+      ...endpoint.metadata,
+      labels: { ...endpoint.metadata.labels, ...labels },
+      annotations: {
+        ...endpoint.metadata.annotations,
+        [DNS_NAMES_ANNOTATION]: JSON.stringify(names),
+        ...(container.sandboxKey ? { [SANDBOX_ANNOTATION]: container.sandboxKey } : {}),
+        ...(network.gateway ? { [GATEWAY_ANNOTATION]: network.gateway } : {}),
+      },
+    },
+    spec: { ...endpoint.spec, workload: container.name || endpoint.spec.workload, containerID: container.id },
+  };
+}
