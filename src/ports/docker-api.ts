@@ -8,4 +8,10 @@ export interface DockerApi {
   endpointContainerLabels(networkId: string, endpointId: string): Promise<Record<string, string> | undefined>;
   /** Every endpoint ID Docker knows on networks of `driver`; undefined when Docker cannot be asked. */
   knownEndpoints(driver: string): Promise<Set<string> | undefined>;
+  /**
+   * For calicoctl, never the daemon (Docker waits on the plugin while it serves a request): the
+   * EndpointID of each network a container (name, ID or unique ID prefix) is on, by network name;
+   * undefined when Docker has no such container. Throws when Docker cannot be asked.
+   */
+  containerEndpoints(container: string): Promise<Map<string, string> | undefined>;
 }

@@ -90,4 +90,17 @@ export class DockerHttpApi implements DockerApi {
       return undefined;
     }
   }
+
+  async containerEndpoints(container: string): Promise<Map<string, string> | undefined> {
+    let reply: { status: number; body: any };
+    try {
+      reply = await this.get(`/containers/${encodeURIComponent(container)}/json`);
+    } catch (error) {
+      throw new Error(`Unable to run docker commands. Is the docker daemon running? (${(error as Error).message})`);
+    }
+    if (reply.status === 404) return undefined;
+    if (reply.status !== 200) throw new Error(`docker API: ${reply.body?.message ?? `status ${reply.status}`}`);
+    const networks = (reply.body?.NetworkSettings?.Networks ?? {}) as Record<string, { EndpointID?: string }>;
+    return new Map(Object.entries(networks).filter(([, n]) => n.EndpointID).map(([name, n]) => [name, n.EndpointID!]));
+  }
 }
