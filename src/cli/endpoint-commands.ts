@@ -5,19 +5,19 @@ import { ProfileService } from '../services/policy/profile-service.js';
 import { CalicoctlFailure, type CliContext } from './context.js';
 import { renderTable } from './table.js';
 
-const FILTERS = '[--host=<HOSTNAME>] [--orchestrator=<ORCHESTRATOR_ID>] [--workload=<WORKLOAD_ID>]';
 const ENDPOINT_USAGE = `Usage:
-  calicoctl endpoint show ${FILTERS} [--endpoint=<ENDPOINT_ID>] [--detailed]
-  calicoctl endpoint <ENDPOINT_ID> profile (append|remove|set) ${FILTERS} [<PROFILES>...]
-  calicoctl endpoint <ENDPOINT_ID> profile show ${FILTERS}
-ENDPOINT_ID is Docker's endpoint ID or a unique prefix of it ('calicoctl container <CONTAINER> endpoint-id show').
+  calicoctl endpoint show [FILTERS] [--endpoint=<ENDPOINT_ID>] [--detailed]
+  calicoctl endpoint <ENDPOINT_ID> profile (append|remove|set) [FILTERS] [<PROFILES>...]
+  calicoctl endpoint <ENDPOINT_ID> profile show [FILTERS]
+FILTERS: [--host=<HOSTNAME>] [--orchestrator=<ORCHESTRATOR_ID>] [--workload=<WORKLOAD_ID>]
+ENDPOINT_ID: Docker's endpoint ID or a unique prefix of it ('calicoctl container <CONTAINER> endpoint-id show').
 A Docker network's name works wherever a profile is named.`;
 const CONTAINER_USAGE = `Usage:
   calicoctl container <CONTAINER> endpoint-id show
 CONTAINER is a container's name or ID, on this host (DOCKER_HOST).`;
 
-/** The words, and `--name=value` / `--name value` / `--flag` options taken out of them. */
-function splitOptions(words: string[], valued: string[]): { positional: string[]; options: Map<string, string | true> } {
+/** The words, and `--name=value` / `--name value` / `--flag` options taken out of them; any other option is refused. */
+function splitOptions(words: string[], valued: string[], flags: string[]): { positional: string[]; options: Map<string, string | true> } {
   const positional: string[] = [];
   const options = new Map<string, string | true>();
   for (let i = 0; i < words.length; i++) {
@@ -28,7 +28,8 @@ function splitOptions(words: string[], valued: string[]): { positional: string[]
     }
     const [flag, inline] = word.split(/=(.*)/s) as [string, string | undefined];
     const name = flag.slice(2);
-    if (!valued.includes(name)) {
+    if (!valued.includes(name) && !flags.includes(name)) throw new InvalidRequestError(`unknown option --${name}\n${ENDPOINT_USAGE}`);
+    if (flags.includes(name)) {
       if (inline !== undefined) throw new InvalidRequestError(`option --${name} takes no value`);
       options.set(name, true);
       continue;
@@ -109,7 +110,7 @@ async function changeProfiles(ctx: CliContext, service: EndpointProfiles, verb: 
 }
 
 async function endpointCommand(ctx: CliContext, words: string[]): Promise<void> {
-  const { positional, options } = splitOptions(words, ['host', 'orchestrator', 'workload', 'endpoint']);
+  const { positional, options } = splitOptions(words, ['host', 'orchestrator', 'workload', 'endpoint'], ['detailed']);
   const service = new EndpointProfiles(ctx.endpoints, new ProfileService(ctx.endpoints, ctx.docker), ctx.docker);
   const filter = filterFrom(options);
   const [first, second, verb, ...profiles] = positional;
