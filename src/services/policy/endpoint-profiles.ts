@@ -3,6 +3,7 @@ import { ConflictError, InvalidRequestError, NotFoundError } from '../../domain/
 import type { DockerApi } from '../../ports/docker-api.js';
 import type { EndpointStore } from '../../ports/endpoint-store.js';
 import { displayName, ProfileService } from './profile-service.js';
+import { validateName } from './seed-rules.js';
 
 const MAX_ATTEMPTS = 20;
 
@@ -109,6 +110,7 @@ export class EndpointProfiles {
   private async storedNames(typed: string[]): Promise<string[]> {
     const resolved: string[] = [];
     for (const name of typed) {
+      validateName('profile', name);
       const stored = await this.profiles.resolve(name).catch((error: unknown) => {
         if (error instanceof NotFoundError) throw new NotFoundError(`Profile with name ${name} was not found.`);
         throw error;
