@@ -101,6 +101,7 @@ describe('calicoctl endpoint ID profile', () => {
       [['endpoint', ID_A1, 'profile', 'set', 'frontend', NET_ID], 1, new RegExp(`^Profile with name ${NET_ID} was specified more than once\\.\\n$`)],
       [['endpoint', ID_A1, 'profile', 'append', 'bad name'], 1, /^invalid profile name "bad name": use letters, digits, '\.', '_' and '-' only\n$/],
       [['endpoint', ID_A1, 'profile', 'frobnicate', 'PROF_B'], 1, /unknown endpoint command/],
+      [['endpoint', ID_A1, 'profile', 'constructor'], 1, /unknown endpoint command/],
       [['endpoint', ID_A1, 'profile', 'set', 'PROF_B', '--hots=host-a'], 1, /unknown option --hots/],
       [['endpoint', ID_A1, 'profile', 'set', 'PROF_B', '--host=host-b'], 1, new RegExp(`^Failed to set profiles for endpoint\\.\\nEndpoint ${ID_A1} is unknown to Calico\\.\\n$`)],
     ];

@@ -71,6 +71,9 @@ const VERB_HEADERS = {
   show: 'Failed to list profiles in endpoint.',
 } as const;
 type ProfileVerb = keyof typeof VERB_HEADERS;
+const isProfileVerb = (word: string | undefined): word is ProfileVerb => word !== undefined && Object.hasOwn(VERB_HEADERS, word);
+
+const endpointProfiles = (ctx: CliContext): EndpointProfiles => new EndpointProfiles(ctx.endpoints, new ProfileService(ctx.endpoints, ctx.docker), ctx.docker);
 
 async function showEndpoints(ctx: CliContext, service: EndpointProfiles, filter: EndpointFilter, detailed: boolean): Promise<void> {
   const endpoints = await service.list(filter);
@@ -111,21 +114,20 @@ async function changeProfiles(ctx: CliContext, service: EndpointProfiles, verb: 
 
 async function endpointCommand(ctx: CliContext, words: string[]): Promise<void> {
   const { positional, options } = splitOptions(words, ['host', 'orchestrator', 'workload', 'endpoint'], ['detailed']);
-  const service = new EndpointProfiles(ctx.endpoints, new ProfileService(ctx.endpoints, ctx.docker), ctx.docker);
+  const service = endpointProfiles(ctx);
   const filter = filterFrom(options);
   const [first, second, verb, ...profiles] = positional;
   if (first === 'show' && positional.length === 1) return showEndpoints(ctx, service, filter, options.has('detailed'));
-  if (!first || second !== 'profile' || !verb || !(verb in VERB_HEADERS) || (verb === 'show' && profiles.length > 0)) {
+  if (!first || second !== 'profile' || !isProfileVerb(verb) || (verb === 'show' && profiles.length > 0)) {
     throw new InvalidRequestError(`unknown endpoint command ${JSON.stringify(words.join(' '))}\n${ENDPOINT_USAGE}`);
   }
   if (options.has('endpoint')) throw new InvalidRequestError(`--endpoint is for endpoint show: the endpoint is ${first}`);
-  const header = VERB_HEADERS[verb as ProfileVerb];
-  const name = await asCalico(() => service.resolve(first, filter), header);
+  const name = await asCalico(() => service.resolve(first, filter), VERB_HEADERS[verb]);
   if (verb === 'show') {
     const names = await service.profilesOf(name);
     return ctx.out(names.length ? renderTable(['Name'], [...names].sort().map((n) => [n])) : 'Endpoint has no profiles associated with it.');
   }
-  await asCalico(() => changeProfiles(ctx, service, verb as Exclude<ProfileVerb, 'show'>, name, profiles));
+  await asCalico(() => changeProfiles(ctx, service, verb, name, profiles));
 }
 
 async function containerCommand(ctx: CliContext, words: string[]): Promise<void> {
@@ -133,8 +135,7 @@ async function containerCommand(ctx: CliContext, words: string[]): Promise<void>
   if (!container || what !== 'endpoint-id' || verb !== 'show' || rest.length > 0) {
     throw new InvalidRequestError(`unknown container command ${JSON.stringify(words.join(' '))}\n${CONTAINER_USAGE}`);
   }
-  const service = new EndpointProfiles(ctx.endpoints, new ProfileService(ctx.endpoints, ctx.docker), ctx.docker);
-  for (const id of await asCalico(() => service.ofContainer(container))) ctx.out(id);
+  for (const id of await asCalico(() => endpointProfiles(ctx).ofContainer(container))) ctx.out(id);
 }
 
 /** The seed-era `calicoctl endpoint` and `calicoctl container` words, parsed by hand as `profile` is. */
