@@ -114,6 +114,25 @@ describe('policy rendering', () => {
     expect(desiredDataplane(input)).toEqual(desired);
   });
 
+  it("an endpoint's profiles of its own: its chains run each in order, and their tags hold it on every host", () => {
+    const own: Profile = { kind: 'Profile', apiVersion: 'projectcalico.org/v3', metadata: { name: 'PROF_A_C_E' }, spec: { ingress: [{ action: 'Allow', source: { selector: 'has(PROF_A_C_E)' } }], egress: [{ action: 'Allow' }], labelsToApply: { PROF_A_C_E: '' } } };
+    const endpoints = [
+      endpoint('h1', 'aaaaaaaaaaaaaaaa', ['10.0.0.1/32'], ['net-web', 'PROF_A_C_E']),
+      endpoint('h1', 'bbbbbbbbbbbbbbbb', ['10.0.0.2/32'], []),
+      endpoint('h2', 'cccccccccccccccc', ['10.0.1.1/32'], ['PROF_A_C_E']),
+    ];
+    const tw = (node: string, iface: string) => desiredDataplane({ ...input, node, profiles: [web, own], endpoints }).tables[4].filter.get(`cali-tw-${iface}`);
+    const jumps = (chain: string[] | undefined) => chain?.filter((r) => r.startsWith('-j cali-p') || r === '-j DROP');
+    expect(jumps(tw('h1', 'caliaaaaaaaaaaa'))).toEqual([`-j ${chainName('cali-pri-', 'net-web')}`, `-j ${chainName('cali-pri-', 'PROF_A_C_E')}`, '-j DROP']);
+    // No profile left: nothing gets in.
+    expect(jumps(tw('h1', 'calibbbbbbbbbbb'))).toEqual(['-j DROP']);
+    // On h2, where only c has the profile, the tag's set holds a (h1) as well; web's tag does not hold c.
+    const h2 = desiredDataplane({ ...input, node: 'h2', profiles: [web, own], endpoints });
+    expect(h2.tables[4].filter.get(chainName('cali-pri-', 'PROF_A_C_E'))?.[0]).toContain(selectorSetName(4, 'has(PROF_A_C_E)'));
+    expect(h2.ipsets.get(selectorSetName(4, 'has(PROF_A_C_E)'))?.members).toEqual(['10.0.0.1', '10.0.1.1']);
+    expect(desiredDataplane({ ...input, profiles: [web, own], endpoints }).ipsets.get(selectorSetName(4, 'has(web)'))?.members).toEqual(['10.0.0.1']);
+  });
+
   it('grows linearly: rules per endpoint and per profile rule, not per tag member', () => {
     const many = (n: number) => {
       const endpoints = Array.from({ length: n }, (_, i) => endpoint('h1', `${String(i).padStart(11, '0')}fffff`, [`10.0.${Math.floor(i / 250)}.${(i % 250) + 1}/32`], ['net-web']));

@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { addBgpCommands } from './bgp-commands.js';
 import { CalicoctlFailure, CliContext, CliIo, contextFrom } from './context.js';
+import { addEndpointCommands } from './endpoint-commands.js';
 import { addIpamCommands } from './ipam-commands.js';
 import { addNodeCommands } from './node-commands.js';
 import { addPoolCommands } from './pool-commands.js';
@@ -17,7 +18,7 @@ export async function runCalicoctl(args: string[], io: CliIo): Promise<number> {
   let status = 0;
   const program = new Command('calicoctl')
     .description(
-      'Manage Calico networking for Docker: IP pools, IPAM, profiles, nodes and BGP, in calicoctl 0.x words and Calico v3 verbs.\n' +
+      'Manage Calico networking for Docker: IP pools, IPAM, profiles, endpoints, nodes and BGP, in calicoctl 0.x words and Calico v3 verbs.\n' +
         'Datastore from ETCD_ENDPOINTS (default http://127.0.0.1:2379) and ETCD_CA_CERT_FILE / ETCD_CERT_FILE / ETCD_KEY_FILE.',
     )
     .exitOverride()
@@ -25,6 +26,7 @@ export async function runCalicoctl(args: string[], io: CliIo): Promise<number> {
   addResourceCommands(program, getContext);
   addPoolCommands(program, getContext);
   addProfileCommands(program, getContext);
+  addEndpointCommands(program, getContext);
   addIpamCommands(program, getContext, (code) => {
     status = code;
   });

@@ -1,7 +1,8 @@
 /**
  * calicoctl-style ASCII tables (olekukonko/tablewriter): a ruled header, centred titles, one row
- * per line. With `wrap`, cells longer than that many characters are broken at spaces onto more lines,
- * as calicoctl's `node status` does (a single word longer than the limit stays whole).
+ * per line. A cell's own line breaks make the row taller (PrettyTable's multi-line cells, as calicoctl
+ * 0.x listed an endpoint's addresses). With `wrap`, cells longer than that many characters are broken
+ * at spaces onto more lines, as calicoctl's `node status` does (a single word longer than the limit stays whole).
  */
 export function renderTable(headers: string[], rows: string[][], options: { wrap?: number } = {}): string {
   const lines = rows.flatMap((row) => wrapRow(row, options.wrap));
@@ -32,8 +33,7 @@ function wrapCell(text: string, limit: number): string[] {
 }
 
 function wrapRow(row: string[], limit: number | undefined): string[][] {
-  if (!limit) return [row];
-  const cells = row.map((cell) => wrapCell(cell ?? '', limit));
+  const cells = row.map((cell) => (cell ?? '').split('\n').flatMap((line) => (limit ? wrapCell(line, limit) : [line])));
   const height = Math.max(...cells.map((c) => c.length));
   return Array.from({ length: height }, (_, i) => cells.map((c) => c[i] ?? ''));
 }

@@ -27,7 +27,7 @@ export interface DockerApi {
   networkId(nameOrId: string): Promise<string | undefined>;
   /** The networks of `driver` (ID and name), or undefined when Docker cannot be asked. */
   listNetworks(driver: string): Promise<{ id: string; name: string; containers: string[] }[] | undefined>;
-  /** A container with its networks, or undefined when Docker has none of that name or ID (or cannot be asked). */
+  /** A container with its networks, or undefined when Docker has none of that name or ID; throws when Docker cannot be asked. */
   inspectContainer(nameOrId: string): Promise<ContainerInfo | undefined>;
   /** Every endpoint ID Docker knows on networks of `driver`; undefined when Docker cannot be asked. */
   knownEndpoints(driver: string): Promise<Set<string> | undefined>;

@@ -78,29 +78,31 @@ export class DockerHttpApi implements DockerApi {
   }
 
   async inspectContainer(nameOrId: string): Promise<ContainerInfo | undefined> {
+    let reply: { status: number; body: any };
     try {
-      const reply = await this.get(`/containers/${encodeURIComponent(nameOrId)}/json`);
-      if (reply.status !== 200 || typeof reply.body?.Id !== 'string') return undefined;
-      const body = reply.body;
-      const networks: ContainerInfo['networks'] = {};
-      for (const [name, n] of Object.entries((body.NetworkSettings?.Networks ?? {}) as Record<string, any>)) {
-        networks[name] = {
-          networkId: String(n?.NetworkID ?? ''),
-          endpointId: String(n?.EndpointID ?? ''),
-          aliases: Array.isArray(n?.Aliases) ? n.Aliases.filter((a: unknown): a is string => typeof a === 'string') : [],
-          gateway: String(n?.Gateway ?? ''),
-        };
-      }
-      return {
-        id: body.Id,
-        name: String(body.Name ?? '').replace(/^\//, ''),
-        labels: (body.Config?.Labels ?? {}) as Record<string, string>,
-        sandboxKey: String(body.NetworkSettings?.SandboxKey ?? ''),
-        networks,
-      };
-    } catch {
-      return undefined;
+      reply = await this.get(`/containers/${encodeURIComponent(nameOrId)}/json`);
+    } catch (error) {
+      throw new Error(`Unable to run docker commands. Is the docker daemon running? (${(error as Error).message})`);
     }
+    if (reply.status === 404) return undefined;
+    if (reply.status !== 200 || typeof reply.body?.Id !== 'string') throw new Error(`docker API: ${reply.body?.message ?? `status ${reply.status}`}`);
+    const body = reply.body;
+    const networks: ContainerInfo['networks'] = {};
+    for (const [name, n] of Object.entries((body.NetworkSettings?.Networks ?? {}) as Record<string, any>)) {
+      networks[name] = {
+        networkId: String(n?.NetworkID ?? ''),
+        endpointId: String(n?.EndpointID ?? ''),
+        aliases: Array.isArray(n?.Aliases) ? n.Aliases.filter((a: unknown): a is string => typeof a === 'string') : [],
+        gateway: String(n?.Gateway ?? ''),
+      };
+    }
+    return {
+      id: body.Id,
+      name: String(body.Name ?? '').replace(/^\//, ''),
+      labels: (body.Config?.Labels ?? {}) as Record<string, string>,
+      sandboxKey: String(body.NetworkSettings?.SandboxKey ?? ''),
+      networks,
+    };
   }
 
   events(onEvent: (event: DockerEvent) => void, onEnd: (error?: Error) => void): { close(): void } {

@@ -121,7 +121,10 @@ export class DockerWatcher {
   private inspect(containerId: string): Promise<void> {
     const previous = this.inspecting.get(containerId) ?? Promise.resolve();
     const next = previous.then(async () => {
-      const container = await this.docker.inspectContainer(containerId);
+      const container = await this.docker.inspectContainer(containerId).catch((error: Error) => {
+        this.log.warn({ err: error, container: containerId }, 'could not inspect a container');
+        return undefined;
+      });
       if (!container) return;
       for (const [networkName, network] of Object.entries(container.networks)) {
         if (!network.endpointId) continue;
