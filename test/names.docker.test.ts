@@ -1,8 +1,9 @@
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clusterForSuite, Cluster, until } from './helpers/cluster.js';
 import { ROOT } from './helpers/daemon.js';
+import { docker26Root } from './helpers/docker26.js';
 import type { DockerHost } from './helpers/docker-host.js';
 
 /**
@@ -137,5 +138,96 @@ describe('Docker 20.10, local scope, three hosts', () => {
     await until('no veth left', () => host(1).ip('-o link show').stdout.split('\n').filter((l) => / cali/.test(l)).length === linksBefore - 1, 5_000);
     const left = (await cluster.endpoints.listEndpoints()).filter((e) => e.value.spec.workload === 'multi');
     expect(left).toEqual([]);
+  });
+});
+
+describe('Docker 26, local scope; one host resolving through a loopback stub (systemd-resolved)', () => {
+  const engineRoot = docker26Root();
+  const subnet = '10.49.0';
+  const upstreamAddress = `${subnet}.53`;
+  let upstream: ChildProcess | undefined;
+  const cluster = clusterForSuite({
+    name: 'd26n',
+    hosts: 2,
+    subnet,
+    pools: [{ cidr: '10.55.0.0/16', name: 'd26n-pool' }],
+    // Host 1 as most hosts are; host 2 as a systemd-resolved host: its file names only 127.0.0.53, and
+    // Docker is given the real upstream (daemon.json "dns", here the same flag), as the README says.
+    hostOptions: (n) => ({
+      engineRoot,
+      ...(n === 1 ? { resolvConf: `nameserver ${upstreamAddress}\n` } : { resolvConf: 'nameserver 127.0.0.53\n', dockerdArgs: ['--dns', upstreamAddress] }),
+    }),
+  });
+  const host = (n: number): DockerHost => cluster.hosts[n - 1]!;
+
+  beforeAll(async () => {
+    const netns = cluster.underlay.namespace('dns', `${upstreamAddress}/24`);
+    upstream = spawn('ip', ['netns', 'exec', netns, process.execPath, join(ROOT, 'test/helpers/dns-server.mjs'), upstreamAddress, '53', JSON.stringify(OUTSIDE_RECORDS)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise((resolve) => upstream!.stdout!.once('data', resolve));
+    // Host 2's own stub on loopback knows one name of its own: the host's resolution stays its own.
+    host(2).spawnInside([process.execPath, join(ROOT, 'test/helpers/dns-server.mjs'), '127.0.0.53', '53', JSON.stringify({ 'stub.example': '192.0.2.53' })]);
+    for (const h of cluster.hosts) await until(`${h.node} mesh`, () => meshUp(h, 1), 30_000);
+    for (const h of cluster.hosts) h.dockerOk(['network', 'create', 'cal_net1', ...CALICO]);
+  }, 90_000);
+  afterAll(() => upstream?.kill('SIGKILL'));
+
+  it('names resolve across hosts both ways, upstream names too, with no change to Docker on the first host', async () => {
+    expect(host(1).dockerOk(['version', '--format', '{{.Server.Version}}'])).toMatch(/^26\./);
+    host(1).dockerOk(['run', '-d', '--net', 'cal_net1', '--name', 'bbox1', ...SLEEPER]);
+    host(2).dockerOk(['run', '-d', '--net', 'cal_net1', '--name', 'bbox2', '--network-alias', 'db', ...SLEEPER]);
+    const bbox1 = addressOf(host(1), 'bbox1', 'cal_net1');
+    const bbox2 = addressOf(host(2), 'bbox2', 'cal_net1');
+    await until('bbox1 resolves bbox2', () => lookup(host(1), 'bbox1', 'bbox2').join() === bbox2, 5_000);
+    await until('bbox2 resolves bbox1', () => lookup(host(2), 'bbox2', 'bbox1.cal_net1').join() === bbox1, 5_000);
+    expect(lookup(host(1), 'bbox1', 'db')).toEqual([bbox2]);
+    expect(host(1).docker(['exec', 'bbox1', 'ping', '-c', '2', 'bbox2'], 15_000).status).toBe(0);
+    expect(lookup(host(1), 'bbox1', 'outside.example')).toEqual(['192.0.2.7']);
+    expect(lookup(host(2), 'bbox2', 'outside.example')).toEqual(['192.0.2.7']);
+    // The host itself still resolves through its own stub.
+    const [command, ...args] = host(2).enter(['busybox', 'nslookup', 'stub.example']);
+    expect(spawnSync(command!, args, { encoding: 'utf8', timeout: 10_000 }).stdout).toContain('192.0.2.53');
+  });
+});
+
+describe('Docker 20.10, global scope (cluster store)', () => {
+  const subnet = '10.56.0';
+  let upstream: ChildProcess | undefined;
+  const cluster = clusterForSuite({
+    name: 'gsn',
+    hosts: 2,
+    subnet,
+    etcdV2: true,
+    pools: [{ cidr: '10.57.0.0/16', name: 'gsn-pool' }],
+    env: { CALICO_LIBNETWORK_SCOPE: 'global' },
+    hostOptions: (n, c) => ({
+      resolvConf: `nameserver ${subnet}.53\n`,
+      relayEtcdPort: true,
+      dockerdArgs: [`--cluster-store=etcd://127.0.0.1:${c.etcd.clientPort}`, `--cluster-advertise=${subnet}.${n}:2376`],
+    }),
+  });
+  const host = (n: number): DockerHost => cluster.hosts[n - 1]!;
+
+  beforeAll(async () => {
+    const netns = cluster.underlay.namespace('dns', `${subnet}.53/24`);
+    upstream = spawn('ip', ['netns', 'exec', netns, process.execPath, join(ROOT, 'test/helpers/dns-server.mjs'), `${subnet}.53`, '53', JSON.stringify(OUTSIDE_RECORDS)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise((resolve) => upstream!.stdout!.once('data', resolve));
+    for (const h of cluster.hosts) await until(`${h.node} mesh`, () => meshUp(h, 1), 30_000);
+  }, 90_000);
+  afterAll(() => upstream?.kill('SIGKILL'));
+
+  it('a network made once: its containers on both hosts resolve each other', async () => {
+    host(1).dockerOk(['network', 'create', 'gnames', ...CALICO]);
+    await until('the network on host 2', () => host(2).docker(['network', 'inspect', 'gnames']).status === 0, 20_000);
+    host(1).dockerOk(['run', '-d', '--net', 'gnames', '--name', 'ga', ...SLEEPER]);
+    host(2).dockerOk(['run', '-d', '--net', 'gnames', '--name', 'gb', ...SLEEPER]);
+    const gb = addressOf(host(2), 'gb', 'gnames');
+    const ga = addressOf(host(1), 'ga', 'gnames');
+    await until('ga resolves gb', () => lookup(host(1), 'ga', 'gb').join() === gb, 5_000);
+    await until('gb resolves ga', () => lookup(host(2), 'gb', 'ga.gnames').join() === ga, 5_000);
+    expect(host(1).docker(['exec', 'ga', 'ping', '-c', '2', 'gb'], 15_000).status).toBe(0);
+    expect(lookup(host(2), 'gb', 'outside.example')).toEqual(['192.0.2.7']);
+    // The endpoint on the host that did not create the network knows the network's name.
+    const endpoints = (await cluster.endpoints.listEndpoints()).map((e) => e.value);
+    expect(endpoints.find((e) => e.spec.workload === 'gb')?.metadata.annotations?.['libnetwork.projectcalico.org/network']).toBe('gnames');
   });
 });
