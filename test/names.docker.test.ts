@@ -2,7 +2,7 @@ import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clusterForSuite, Cluster, until } from './helpers/cluster.js';
-import { ROOT } from './helpers/daemon.js';
+import { DAEMON, ROOT } from './helpers/daemon.js';
 import { docker26Root } from './helpers/docker26.js';
 import type { DockerHost } from './helpers/docker-host.js';
 
@@ -138,6 +138,22 @@ describe('Docker 20.10, local scope, three hosts', () => {
     await until('no veth left', () => host(1).ip('-o link show').stdout.split('\n').filter((l) => / cali/.test(l)).length === linksBefore - 1, 5_000);
     const left = (await cluster.endpoints.listEndpoints()).filter((e) => e.value.spec.workload === 'multi');
     expect(left).toEqual([]);
+  });
+
+  it('`calico-libnetwork uninstall` takes away the routes the host programmed: blackholes, and the routes BIRD learnt', async () => {
+    const h3 = host(3);
+    const routes = (): string => h3.ip('route').stdout;
+    expect(routes()).toMatch(/^blackhole 10\.54\.\S+ proto static/m);
+    expect(routes()).toMatch(/ proto bird /);
+    await h3.stopDaemon();
+    const [command, ...args] = h3.enter([process.execPath, DAEMON, 'uninstall']);
+    const result = spawnSync('env', [`NODENAME=${h3.node}`, 'ETCD_ENDPOINTS=http://127.0.0.1:2379', command!, ...args], { encoding: 'utf8', timeout: 30_000 });
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/blackholes of this host's blocks and \d+ route\(s\) BIRD had learnt/);
+    expect(routes()).not.toMatch(/blackhole|proto bird/);
+    expect(spawnSync('ip', ['netns', 'exec', h3.netns, 'iptables-save'], { encoding: 'utf8' }).stdout).not.toMatch(/cali/);
+    // Back, so that Docker can remove the host's containers at the end without waiting for a plugin.
+    await h3.startDaemon();
   });
 });
 

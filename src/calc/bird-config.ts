@@ -3,6 +3,8 @@ import type { Peering } from './bgp-peerings.js';
 
 /** The kernel protocol of the daemon's tunnel routes (Felix uses it for its VXLAN routes too). */
 export const TUNNEL_ROUTE_PROTOCOL = 80;
+/** The kernel's route protocol number of BIRD's routes (`proto bird`, RTPROT_BIRD). */
+export const BIRD_ROUTE_PROTOCOL = 12;
 
 /**
  * BIRD 2 configuration for one node, from what the BGP agent gathered: Calico's BIRD behaviour

@@ -2,15 +2,13 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { BirdSpeaker } from '../adapters/bird/bird-speaker.js';
-import { CommandHelper } from '../adapters/dataplane/command-helper.js';
-import { IptablesPolicyDataplane } from '../adapters/dataplane/iptables/policy-dataplane.js';
 import { AppError } from '../domain/errors.js';
 import { NodeAddressConflictError } from '../services/nodes/node-registration.js';
 import { composeDaemon, Daemon } from './compose.js';
 import { configFrom, DAEMON_PID_FILE, DaemonConfig } from './config.js';
 import { EmbeddedEtcd, somethingListens } from './embedded-etcd.js';
 import { listenOnSocket } from './sockets.js';
+import { uninstall } from './uninstall.js';
 import { silenceGrpcTlsWarning } from './warnings.js';
 
 silenceGrpcTlsWarning();
@@ -116,17 +114,7 @@ async function untilDone<T>(log: pino.Logger, what: string, step: () => Promise<
   }
 }
 
-/** `calico-libnetwork uninstall`: removes every iptables chain, hook and ipset the daemon made, and stops BIRD. */
-async function uninstall(): Promise<void> {
-  await new IptablesPolicyDataplane().uninstall();
-  const config = configFrom(process.env);
-  const helper = new CommandHelper();
-  await new BirdSpeaker({ runDir: config.runDir, run: helper.run }).shutdown();
-  helper.close();
-  process.stdout.write('Removed the iptables chains, hooks and ipsets of calico-libnetwork and stopped BIRD.\n');
-}
-
-(process.argv[2] === 'uninstall' ? uninstall() : main()).catch((error: unknown) => {
+(process.argv[2] === 'uninstall' ? uninstall(configFrom(process.env), (line) => process.stdout.write(`${line}\n`)) : main()).catch((error: unknown) => {
   process.stderr.write(`calico-libnetwork: ${error instanceof Error ? error.message : String(error)}\n`);
   process.exit(1);
 });

@@ -43,6 +43,8 @@ export interface Dataplane {
   listInterfaces(): Promise<HostInterface[]>;
   /** Makes the blackhole routes inside `within` exactly `blocks`. */
   syncBlackholes(blocks: Cidr[], within: Cidr[]): Promise<void>;
+  /** Deletes the main table's routes of `protocol` (a kernel route protocol number) inside `within`; returns how many. */
+  deleteRoutes(protocol: number, within: Cidr[]): Promise<number>;
   close(): Promise<void>;
 }
 

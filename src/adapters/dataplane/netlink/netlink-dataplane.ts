@@ -86,6 +86,10 @@ export class NetlinkDataplane implements Dataplane, TunnelDataplane {
     return this.call('syncBlackholes', [blocks, within]);
   }
 
+  deleteRoutes(protocol: number, within: Cidr[]): Promise<number> {
+    return this.call('deleteRoutes', [protocol, within]);
+  }
+
   /** Resolves once the worker has closed its socket and ended. */
   async close(): Promise<void> {
     const worker = this.worker;

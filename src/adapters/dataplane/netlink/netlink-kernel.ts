@@ -196,6 +196,23 @@ export class NetlinkKernel implements Dataplane, TunnelDataplane {
     }
   }
 
+  async deleteRoutes(protocol: number, within: Cidr[]): Promise<number> {
+    let deleted = 0;
+    for (const family of [4, 6] as const) {
+      if (!within.some((c) => c.family === family)) continue;
+      const found = await this.run('list routes', '', () => this.socket.getRoutes({ family: AF[family] }, undefined, TIMEOUT));
+      for (const r of found) {
+        const number = Number(rt.RouteProtocol[r.data.protocol as keyof typeof rt.RouteProtocol] ?? r.data.protocol);
+        if (number !== protocol || !r.attrs.dst || (r.attrs.table ?? r.data.table) !== MAIN_TABLE) continue;
+        const cidr: Cidr = { family, base: bytesToValue(r.attrs.dst), prefix: r.data.dstLen ?? 0 };
+        if (!within.some((pool) => cidrsOverlap(pool, cidr))) continue;
+        await this.run('delete route', formatCidr(cidr), () => this.socket.delRoute({ ...r.data }, { dst: r.attrs.dst!, ...(r.attrs.table ? { table: r.attrs.table } : {}) }, TIMEOUT));
+        deleted++;
+      }
+    }
+    return deleted;
+  }
+
   async listInterfaces(): Promise<HostInterface[]> {
     const links = await this.run('getLinks', '', () => this.socket.getLinks(undefined, undefined, TIMEOUT));
     const addresses = await this.run('getAddresses', '', () => this.socket.getAddresses(undefined, undefined, TIMEOUT));
