@@ -4,7 +4,7 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import * as packet from 'dns-packet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DnsProxy } from '../src/adapters/dns/dns-proxy.js';
+import { DnsProxy, FrameReader, framed } from '../src/adapters/dns/dns-proxy.js';
 import { ROOT } from './helpers/daemon.js';
 
 /**
@@ -41,19 +41,14 @@ const query = (name: string, type: packet.RecordType = 'A', id = 7): Buffer =>
 function askTcp(message: Buffer): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const socket = connect({ port: PROXY_PORT, host: '127.0.0.1', localAddress: CONTAINER });
-    let buffered = Buffer.alloc(0);
+    const frames = new FrameReader();
     socket.on('error', reject);
-    socket.on('connect', () => {
-      const prefix = Buffer.alloc(2);
-      prefix.writeUInt16BE(message.length);
-      socket.write(Buffer.concat([prefix, message]));
-    });
+    socket.on('connect', () => socket.write(framed(message)));
     socket.on('data', (chunk: Buffer) => {
-      buffered = Buffer.concat([buffered, chunk]);
-      if (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) {
-        socket.destroy();
-        resolve(buffered.subarray(2));
-      }
+      const [reply] = frames.push(chunk);
+      if (!reply) return;
+      socket.destroy();
+      resolve(reply);
     });
   });
 }

@@ -10,7 +10,6 @@ export type DnsHandler = (question: packet.Question, source: string) => DnsVerdi
 const FORWARD_TIMEOUT_MS = 4000;
 /** Forwards in flight at once; more are refused (REFUSED), as Docker's own resolver caps them. */
 const MAX_IN_FLIGHT = 1024;
-const MAX_TCP_MESSAGE = 65535;
 const HEADER_BYTES = 12;
 const RCODE_FORMERR = 1;
 const RCODE_REFUSED = 5;
@@ -86,21 +85,13 @@ export class DnsProxy {
 
   /** Messages on a TCP connection, each with its two-byte length, answered in turn. */
   private serveTcp(socket: Socket, upstream: string): void {
-    let buffered = Buffer.alloc(0);
+    const frames = new FrameReader();
     socket.setTimeout(FORWARD_TIMEOUT_MS * 2, () => socket.destroy());
     socket.on('error', () => socket.destroy());
     socket.on('data', (chunk: Buffer) => {
-      buffered = Buffer.concat([buffered, chunk]);
-      while (buffered.length >= 2) {
-        const length = buffered.readUInt16BE(0);
-        if (buffered.length < 2 + length) break;
-        const message = buffered.subarray(2, 2 + length);
-        buffered = buffered.subarray(2 + length);
+      for (const message of frames.push(chunk)) {
         void this.query(message, socket.remoteAddress?.replace(/^::ffff:/, '') ?? '', 'tcp', upstream).then((reply) => {
-          if (!reply || socket.destroyed) return;
-          const prefix = Buffer.alloc(2);
-          prefix.writeUInt16BE(reply.length);
-          socket.write(Buffer.concat([prefix, reply]));
+          if (reply && !socket.destroyed) socket.write(framed(reply));
         });
       }
     });
@@ -158,46 +149,68 @@ function errorReply(message: Buffer, rcode: number): Buffer {
   return reply;
 }
 
-function forwardUdp(message: Buffer, upstream: string, port: number): Promise<Buffer> {
+/** DNS over TCP: a message behind its two-byte length. */
+export const framed = (message: Buffer): Buffer => Buffer.concat([Buffer.from([message.length >> 8, message.length & 0xff]), message]);
+
+/** The messages of a DNS-over-TCP stream, as its chunks come in. */
+export class FrameReader {
+  private buffered = Buffer.alloc(0);
+
+  push(chunk: Buffer): Buffer[] {
+    this.buffered = Buffer.concat([this.buffered, chunk]);
+    const messages: Buffer[] = [];
+    while (this.buffered.length >= 2 && this.buffered.length >= 2 + this.buffered.readUInt16BE(0)) {
+      const length = this.buffered.readUInt16BE(0);
+      messages.push(this.buffered.subarray(2, 2 + length));
+      this.buffered = this.buffered.subarray(2 + length);
+    }
+    return messages;
+  }
+}
+
+/** One exchange with an upstream server: settled by its reply, its failure or FORWARD_TIMEOUT_MS, then closed. */
+function exchange(open: (settle: (error?: Error, reply?: Buffer) => void) => { close(): void }): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const socket = createSocket('udp4');
-    const done = (error?: Error, reply?: Buffer): void => {
+    let settled = false;
+    const connection = open((error, reply) => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
-      socket.close();
+      connection.close();
       if (error) reject(error);
       else resolve(reply!);
-    };
-    const timer = setTimeout(() => done(new Error('upstream timed out')), FORWARD_TIMEOUT_MS);
-    socket.on('error', (error) => done(error));
+    });
+    const timer = setTimeout(() => {
+      settled = true;
+      connection.close();
+      reject(new Error('upstream timed out'));
+    }, FORWARD_TIMEOUT_MS);
+  });
+}
+
+function forwardUdp(message: Buffer, upstream: string, port: number): Promise<Buffer> {
+  return exchange((settle) => {
+    const socket = createSocket('udp4');
+    socket.on('error', (error) => settle(error));
     // The reply must carry the query's ID and come from the server asked (a connected socket sees no other).
     socket.on('message', (reply) => {
-      if (reply.length >= 2 && reply.readUInt16BE(0) === message.readUInt16BE(0)) done(undefined, reply);
+      if (reply.length >= 2 && reply.readUInt16BE(0) === message.readUInt16BE(0)) settle(undefined, reply);
     });
     socket.connect(port, upstream, () => socket.send(message));
+    return { close: () => socket.close() };
   });
 }
 
 function forwardTcp(message: Buffer, upstream: string, port: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
+  return exchange((settle) => {
     const socket = connect(port, upstream);
-    let buffered = Buffer.alloc(0);
-    const done = (error?: Error, reply?: Buffer): void => {
-      clearTimeout(timer);
-      socket.destroy();
-      if (error) reject(error);
-      else resolve(reply!);
-    };
-    const timer = setTimeout(() => done(new Error('upstream timed out')), FORWARD_TIMEOUT_MS);
-    socket.on('error', (error) => done(error));
-    socket.on('connect', () => {
-      const prefix = Buffer.alloc(2);
-      prefix.writeUInt16BE(message.length);
-      socket.write(Buffer.concat([prefix, message]));
-    });
+    const frames = new FrameReader();
+    socket.on('error', (error) => settle(error));
+    socket.on('connect', () => socket.write(framed(message)));
     socket.on('data', (chunk: Buffer) => {
-      buffered = Buffer.concat([buffered, chunk]);
-      if (buffered.length > MAX_TCP_MESSAGE + 2) return done(new Error('upstream reply too long'));
-      if (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) done(undefined, buffered.subarray(2, 2 + buffered.readUInt16BE(0)));
+      const [reply] = frames.push(chunk);
+      if (reply) settle(undefined, reply);
     });
+    return { close: () => socket.destroy() };
   });
 }
