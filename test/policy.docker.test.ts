@@ -75,7 +75,7 @@ describe('default profiles', () => {
     expect(ctlOk('profile', 'web', 'rule', 'show')).toBe('Inbound rules:\n   1 allow from tag web\nOutbound rules:\n   1 allow\n');
     expect(JSON.parse(ctlOk('profile', 'web', 'rule', 'json'))).toEqual({ inbound_rules: [{ action: 'allow', src_tag: 'web' }], outbound_rules: [{ action: 'allow' }] });
     expect(ctlOk('profile', 'web', 'tag', 'show')).toBe('web\n');
-    expect(ctlOk('profile', 'show', '--detailed')).toMatch(/\| web\s+\| dock-pol\s+\| libnetwork\s+\| libnetwork\s+\| [0-9a-f]{64} \| active \|/);
+    expect(ctlOk('profile', 'show', '--detailed')).toMatch(/\| web\s+\| dock-pol\s+\| libnetwork\s+\| web1\s+\| [0-9a-f]{64} \| active \|/);
   });
 });
 
