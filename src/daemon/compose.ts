@@ -93,6 +93,7 @@ export function composeDaemon(config: DaemonConfig, log: Logger) {
   });
   return {
     etcd,
+    resources,
     commands,
     dataplane,
     pools,
