@@ -1,9 +1,9 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { calicoctlHere, post, TestDaemon } from './helpers/daemon.js';
+import { calicoctlHere, post, ROOT, TestDaemon } from './helpers/daemon.js';
 import { freePort, TestEtcd } from './helpers/etcd.js';
 
 /** Config files for calicoctl and the daemon, against a real etcd; the daemon's choice of etcd. */
@@ -143,4 +143,22 @@ describe('the daemon and its etcd', () => {
       rmSync(dataDir, { recursive: true, force: true });
     }
   }, 60_000);
+});
+
+describe('calicoctl on PATH', () => {
+  it('scripts/install-commands.sh links calicoctl and calico-libnetwork, runnable from anywhere', () => {
+    const bin = mkdtempSync(join(tmpdir(), 'calico-bin-'));
+    try {
+      execFileSync('bash', [join(ROOT, 'scripts/install-commands.sh'), bin], { stdio: 'ignore' });
+      const config = file('path.cfg', v3File(etcd.endpoint));
+      const result = spawnSync('calicoctl', ['get', 'ippools', '-c', config], { cwd: '/', encoding: 'utf8', env: { PATH: `${bin}:${process.env.PATH}`, CALICO_DEFAULT_CONFIG_FILE: '/nonexistent' } });
+      expect(result.stderr).toBe('');
+      expect(result.stdout).toMatch(/10\.91\.0\.0\/24/);
+      expect(spawnSync(join(bin, 'calico-libnetwork'), ['--help-is-not-an-option'], { env: { PATH: process.env.PATH ?? '', CALICO_LIBNETWORK_ENABLED: 'false' }, encoding: 'utf8' }).stderr).toMatch(
+        /^calico-libnetwork: CALICO_LIBNETWORK_ENABLED=false: this daemon is the libnetwork plugin/,
+      );
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+    }
+  });
 });
