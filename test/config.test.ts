@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { checkLibnetworkEnabled, withCalicoNodeNames } from '../src/config/calico-node-env.js';
 import { ConfigError, datastoreFrom, parseConfigFile } from '../src/config/datastore-config.js';
@@ -128,6 +130,19 @@ describe("calico/node's variable names (the walkthroughs' calico.env)", () => {
     expect(config.node).toMatchObject({ ipv4: { kind: 'address', text: '10.0.0.6' }, ipv6: { kind: 'none' }, asNumber: 64513 });
     expect(config.defaultPools).toEqual({});
     expect(configFrom({ ...env, NODENAME: 'plain' }).nodeName).toBe('plain');
+  });
+
+  it('systemd/calico.env.example, read as systemd reads an EnvironmentFile, configures the daemon', () => {
+    const text = readFileSync(join(import.meta.dirname, '../systemd/calico.env.example'), 'utf8');
+    const env: Record<string, string> = { HOSTNAME: 'host-from-env' };
+    for (const line of text.split('\n')) {
+      const match = /^([A-Z0-9_]+)=(.*)$/.exec(line.trim());
+      if (match) env[match[1]!] = match[2]!.replace(/^"(.*)"$/, '$1');
+    }
+    const config = configFrom(env);
+    expect(config).toMatchObject({ nodeName: 'host-from-env', backend: 'bird', etcdConfigured: true });
+    expect(config.etcd).toEqual({ endpoints: ['http://10.0.0.10:2379'] });
+    expect(config.node.ipv4).toMatchObject({ kind: 'autodetect' });
   });
 
   it('CALICO_LIBNETWORK_ENABLED: true or unset is fine, false is refused with the reason', () => {
