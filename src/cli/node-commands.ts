@@ -77,17 +77,8 @@ function addNodeRunOptions(command: Command): Command {
 
 /** `node run` and 0.x `node --ip=...`: translate the flags, let the service start and watch the daemon. */
 async function runNode(ctx: CliContext, flags: NodeRunFlags): Promise<void> {
-  const request: NodeRunRequest = {
-    ...(flags.ip !== undefined ? { ip: flags.ip } : {}),
-    ...(flags.ip6 !== undefined ? { ip6: flags.ip6 } : {}),
-    ...(flags.as !== undefined ? { as: flags.as } : {}),
-    ...(flags.name !== undefined ? { name: flags.name } : {}),
-    ...(flags.ipAutodetectionMethod !== undefined ? { ipAutodetectionMethod: flags.ipAutodetectionMethod } : {}),
-    ...(flags.ip6AutodetectionMethod !== undefined ? { ip6AutodetectionMethod: flags.ip6AutodetectionMethod } : {}),
-    ...(flags.backend !== undefined ? { backend: flags.backend } : {}),
-    noDefaultIppools: flags.defaultIppools === false,
-  };
-  const settings = nodeRunSettings(request, ctx.env, ctx.datastore);
+  const { defaultIppools, nodeImage: _image, libnetwork: _always, ...request } = flags;
+  const settings = nodeRunSettings({ ...request, noDefaultIppools: defaultIppools === false }, ctx.env, ctx.datastore);
   if (flags.nodeImage) ctx.out(`Note: --node-image=${flags.nodeImage} is ignored: calico-libnetwork runs this installation's daemon, not a calico/node container.`);
   await ctx.nodeRunner().run(settings, ctx.env, ctx.out);
 }

@@ -87,7 +87,8 @@ function isDaemon(pid: number): boolean {
   try {
     const commandLine = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
     const state = /^State:\s+(\w)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-    return state !== 'Z' && commandLine.includes('daemon/main.js');
+    // Started as node dist/src/daemon/main.js, or through the calico-libnetwork link on PATH.
+    return state !== 'Z' && /daemon\/main\.js|calico-libnetwork/.test(commandLine);
   } catch {
     return false;
   }
@@ -96,9 +97,11 @@ function isDaemon(pid: number): boolean {
 /** systemd quoting for EnvironmentFile: double quotes, backslash and quote escaped. */
 const envLine = ([name, value]: [string, string]): string => `${name}="${value.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 
-/** The unit in systemd/ of this installation, its ExecStart pointing at this installation's daemon. */
-function unitText(): string {
-  return readFileSync(SYSTEMD_UNIT_TEMPLATE, 'utf8').replace(/^ExecStart=.*$/m, `ExecStart=${process.execPath} ${DAEMON_MAIN}`);
+/** The unit in systemd/ of this installation, pointing at this installation's daemon and at the env file written. */
+function unitText(envFile: string): string {
+  return readFileSync(SYSTEMD_UNIT_TEMPLATE, 'utf8')
+    .replace(/^ExecStart=.*$/m, `ExecStart=${process.execPath} ${DAEMON_MAIN}`)
+    .replace(/^EnvironmentFile=.*$/m, `EnvironmentFile=-${envFile}`);
 }
 
 /** The daemon as systemd's calico-libnetwork.service, its settings in CALICO_ENV_FILE (/etc/calico/calico.env). */
@@ -113,7 +116,7 @@ export class SystemdDaemon implements DaemonSupervisor {
     mkdirSync(dirname(this.paths.envFile), { recursive: true, mode: 0o755 });
     const lines = Object.entries(settings).map(envLine);
     writeFileSync(this.paths.envFile, `# Written by calicoctl node run; read by ${UNIT}.\n${lines.join('\n')}\n`, { mode: 0o600 });
-    const unit = unitText();
+    const unit = unitText(this.paths.envFile);
     if (!existsSync(UNIT_FILE) || readFileSync(UNIT_FILE, 'utf8') !== unit) {
       writeFileSync(UNIT_FILE, unit);
       await run('systemctl', ['daemon-reload']);

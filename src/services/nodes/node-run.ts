@@ -7,14 +7,14 @@ import { parseDetectionMethod } from './address-detection.js';
 
 /** `calicoctl node run`'s flags (and calicoctl 0.x `node`'s), as typed; undefined when not given. */
 export interface NodeRunRequest {
-  ip?: string;
-  ip6?: string;
-  as?: string;
-  name?: string;
-  ipAutodetectionMethod?: string;
-  ip6AutodetectionMethod?: string;
-  backend?: string;
-  noDefaultIppools?: boolean;
+  ip?: string | undefined;
+  ip6?: string | undefined;
+  as?: string | undefined;
+  name?: string | undefined;
+  ipAutodetectionMethod?: string | undefined;
+  ip6AutodetectionMethod?: string | undefined;
+  backend?: string | undefined;
+  noDefaultIppools?: boolean | undefined;
 }
 
 /** The daemon's environment, by the daemon's variable names. */
