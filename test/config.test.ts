@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { checkLibnetworkEnabled, withCalicoNodeNames } from '../src/config/calico-node-env.js';
 import { ConfigError, datastoreFrom, parseConfigFile } from '../src/config/datastore-config.js';
 import { configFrom } from '../src/daemon/config.js';
+import { systemdEnvironmentFile, unitText } from '../src/adapters/host/daemon-supervisor.js';
 import { nodeRunSettings, nodeShowsSettings } from '../src/services/nodes/node-run.js';
 import type { CalicoNode } from '../src/domain/resources.js';
 
@@ -27,6 +28,18 @@ spec:
   datastoreType: "etcdv3"
   etcdEndpoints: https://etcd1:2379
 `;
+
+/** An EnvironmentFile as systemd reads it: comments skipped, a double-quoted value unquoted and unescaped. */
+function readAsSystemd(text: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const match = /^([A-Za-z0-9_]+)=(.*)$/.exec(line.trim());
+    if (!match) continue;
+    const quoted = /^"((?:[^"\\]|\\.)*)"$/.exec(match[2]!);
+    env[match[1]!] = quoted ? quoted[1]!.replace(/\\(.)/g, '$1') : match[2]!;
+  }
+  return env;
+}
 
 /** The error `parseConfigFile` throws for `text`, as text. */
 function parseError(text: string): string {
@@ -134,12 +147,7 @@ describe("calico/node's variable names (the walkthroughs' calico.env)", () => {
 
   it('systemd/calico.env.example, read as systemd reads an EnvironmentFile, configures the daemon', () => {
     const text = readFileSync(join(import.meta.dirname, '../systemd/calico.env.example'), 'utf8');
-    const env: Record<string, string> = { HOSTNAME: 'host-from-env' };
-    for (const line of text.split('\n')) {
-      const match = /^([A-Z0-9_]+)=(.*)$/.exec(line.trim());
-      if (match) env[match[1]!] = match[2]!.replace(/^"(.*)"$/, '$1');
-    }
-    const config = configFrom(env);
+    const config = configFrom({ HOSTNAME: 'host-from-env', ...readAsSystemd(text) });
     expect(config).toMatchObject({ nodeName: 'host-from-env', backend: 'bird', etcdConfigured: true });
     expect(config.etcd).toEqual({ endpoints: ['http://10.0.0.10:2379'] });
     expect(config.node.ipv4).toMatchObject({ kind: 'autodetect' });
@@ -194,5 +202,14 @@ describe('calicoctl node run: the daemon settings', () => {
     expect(nodeShowsSettings(node({ ipv4Address: '10.0.0.5/24', asNumber: 64512 }), { IP: '10.0.0.5', AS: '64513' })).toBe(false);
     expect(nodeShowsSettings(node({ ipv4Address: '10.0.0.6/24' }), { IP: '10.0.0.5/24' })).toBe(false);
     expect(nodeShowsSettings(node({ ipv4Address: '10.0.0.6/24' }), { IP: 'autodetect' })).toBe(true);
+  });
+
+  it('through systemd: an env file that reads back as written, and the shipped unit pointed at it and at this daemon', () => {
+    const settings = { NODENAME: 'host 1', IP_AUTODETECTION_METHOD: 'interface=eth\\d+,"quoted"', ETCD_ENDPOINTS: 'http://10.0.0.1:2379' };
+    expect(readAsSystemd(systemdEnvironmentFile(settings))).toEqual(settings);
+    const unit = unitText(readFileSync(join(import.meta.dirname, '../systemd/calico-libnetwork.service'), 'utf8'), '/tmp/x/calico.env');
+    expect(unit).toMatch(/^EnvironmentFile=-\/tmp\/x\/calico\.env$/m);
+    expect(unit).toMatch(new RegExp(`^ExecStart=${process.execPath} \\S+/dist/src/daemon/main\\.js$`, 'm'));
+    expect(unit).toMatch(/^KillMode=process$/m);
   });
 });

@@ -94,12 +94,15 @@ function isDaemon(pid: number): boolean {
   }
 }
 
-/** systemd quoting for EnvironmentFile: double quotes, backslash and quote escaped. */
-const envLine = ([name, value]: [string, string]): string => `${name}="${value.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+/** The settings as a systemd EnvironmentFile: each value in double quotes, backslash and quote escaped. */
+export function systemdEnvironmentFile(settings: DaemonSettings): string {
+  const lines = Object.entries(settings).map(([name, value]) => `${name}="${value.replace(/[\\"]/g, (c) => `\\${c}`)}"`);
+  return `# Written by calicoctl node run; read by ${UNIT}.\n${lines.join('\n')}\n`;
+}
 
-/** The unit in systemd/ of this installation, pointing at this installation's daemon and at the env file written. */
-function unitText(envFile: string): string {
-  return readFileSync(SYSTEMD_UNIT_TEMPLATE, 'utf8')
+/** The unit in systemd/ of this installation (`template`), pointing at this installation's daemon and at the env file written. */
+export function unitText(template: string, envFile: string): string {
+  return template
     .replace(/^ExecStart=.*$/m, `ExecStart=${process.execPath} ${DAEMON_MAIN}`)
     .replace(/^EnvironmentFile=.*$/m, `EnvironmentFile=-${envFile}`);
 }
@@ -114,9 +117,8 @@ export class SystemdDaemon implements DaemonSupervisor {
 
   async restart(settings: DaemonSettings): Promise<StartedDaemon> {
     mkdirSync(dirname(this.paths.envFile), { recursive: true, mode: 0o755 });
-    const lines = Object.entries(settings).map(envLine);
-    writeFileSync(this.paths.envFile, `# Written by calicoctl node run; read by ${UNIT}.\n${lines.join('\n')}\n`, { mode: 0o600 });
-    const unit = unitText(this.paths.envFile);
+    writeFileSync(this.paths.envFile, systemdEnvironmentFile(settings), { mode: 0o600 });
+    const unit = unitText(readFileSync(SYSTEMD_UNIT_TEMPLATE, 'utf8'), this.paths.envFile);
     if (!existsSync(UNIT_FILE) || readFileSync(UNIT_FILE, 'utf8') !== unit) {
       writeFileSync(UNIT_FILE, unit);
       await run('systemctl', ['daemon-reload']);

@@ -103,6 +103,10 @@ export function nodeShowsSettings(node: CalicoNode | null, settings: DaemonSetti
   return settings.AS === undefined || bgp.asNumber === parseAsNumber(settings.AS);
 }
 
+function registeredAnew(node: CalicoNode | null, earlier: CalicoNode | null, settings: DaemonSettings): boolean {
+  return nodeShowsSettings(node, settings) && node?.metadata.resourceVersion !== earlier?.metadata.resourceVersion;
+}
+
 /** A daemon `node run` has started, watched until it is ready or gone. */
 export interface StartedDaemon {
   /** One line for the user: how it runs and where its log is. */
@@ -143,6 +147,8 @@ export class NodeRunner {
 
   async run(settings: DaemonSettings, env: NodeJS.ProcessEnv, say: (line: string) => void): Promise<void> {
     const node = nodeNameFrom({ ...env, ...settings });
+    // Every start writes the Node: a new revision tells this daemon's registration from an earlier one's.
+    const earlier = await this.probes.node(node).catch(() => null);
     say(`Starting calico-libnetwork for node ${node} ${this.supervisor.description}.`);
     const daemon = await this.supervisor.restart(settings);
     say(daemon.summary);
@@ -154,7 +160,7 @@ export class NodeRunner {
         throw new NodeRunError(`calico-libnetwork exited during start. The end of its log:\n${await daemon.logTail(20)}`);
       }
       try {
-        if ((await this.probes.pluginAnswers()) && nodeShowsSettings(await this.probes.node(node), settings)) break;
+        if ((await this.probes.pluginAnswers()) && registeredAnew(await this.probes.node(node), earlier, settings)) break;
       } catch (error) {
         lastError = error;
       }
