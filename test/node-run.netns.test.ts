@@ -18,7 +18,7 @@ import { EtcdContext, storeOn } from './helpers/ipam.js';
 const etcd = new TestEtcd();
 const logDir = mkdtempSync(join(tmpdir(), 'calico-node-run-'));
 /** The host's daemon log goes to a temp dir; never systemd, even on a machine that runs it. */
-const ENV = { CALICO_LOG_DIR: logDir, CALICO_SERVICE_MANAGER: 'background', NO_DEFAULT_POOLS: 'true' };
+const ENV = { CALICO_LOG_DIR: logDir, CALICO_SERVICE_MANAGER: 'background' };
 const HOST_IP = '198.18.0.1';
 let ctx: EtcdContext;
 let host: DockerHost;
@@ -34,6 +34,14 @@ const alive = (pid: number): boolean => {
     return false;
   }
 };
+
+async function until(condition: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out; daemon log:\n${readFileSync(join(logDir, 'calico-libnetwork.log'), 'utf8').slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 function started(result: Run): string {
   if (result.status !== 0) throw new Error(`node run failed (${result.status}): ${result.stderr}${result.stdout}`);
@@ -58,7 +66,7 @@ afterAll(async () => {
 
 describe('calicoctl node run', () => {
   it('starts the daemon with --ip and --as, notes --node-image, and restarts it when run again with another --as', async () => {
-    const out = started(nodeRun(['node', 'run', `--ip=${HOST_IP}`, '--as=64601', '--backend=none', '--node-image=calico/node:v3.8.9']));
+    const out = started(nodeRun(['node', 'run', `--ip=${HOST_IP}`, '--as=64601', '--backend=none', '--no-default-ippools', '--node-image=calico/node:v3.8.9']));
     expect(out).toContain('Note: --node-image=calico/node:v3.8.9 is ignored');
     expect(out).toContain(join(logDir, 'calico-libnetwork.log'));
     expect((await storedNode())?.spec.bgp).toMatchObject({ ipv4Address: `${HOST_IP}/24`, asNumber: 64601 });
@@ -66,9 +74,13 @@ describe('calicoctl node run', () => {
     expect(alive(first)).toBe(true);
     expect((await post(host.pluginSocket('calico'), 'Plugin.Activate')).status).toBe(200);
     expect(readFileSync(join(logDir, 'calico-libnetwork.log'), 'utf8')).toContain('node registered');
+    // Past the point where it would have made default pools: --no-default-ippools reached it.
+    await until(() => readFileSync(join(logDir, 'calico-libnetwork.log'), 'utf8').includes('dataplane reconciled'));
+    expect(await new EtcdResourceStore(ctx.etcd).list('IPPool')).toEqual([]);
 
     started(nodeRun(['node', 'run', `--ip=${HOST_IP}`, '--as=64602', '--backend=none']));
     expect((await storedNode())?.spec.bgp?.asNumber).toBe(64602);
+    await until(async () => (await new EtcdResourceStore(ctx.etcd).list('IPPool')).length > 0);
     const second = daemonPid();
     expect(second).not.toBe(first);
     expect(alive(first)).toBe(false);
