@@ -3,6 +3,9 @@ import { EtcdIpamStore } from '../adapters/datastore/etcd/etcd-ipam-store.js';
 import { EtcdEndpointStore } from '../adapters/datastore/etcd/etcd-endpoint-store.js';
 import { EtcdResourceStore } from '../adapters/datastore/etcd/etcd-resource-store.js';
 import { DockerHttpApi, dockerTarget } from '../adapters/docker/docker-http-api.js';
+import { supervisorFor } from '../adapters/host/daemon-supervisor.js';
+import { pluginActivates } from '../adapters/host/plugin-probe.js';
+import type { CalicoNode } from '../domain/resources.js';
 import type { DockerApi } from '../ports/docker-api.js';
 import type { EndpointStore } from '../ports/endpoint-store.js';
 import { nodeNameFrom, withCalicoNodeNames } from '../config/calico-node-env.js';
@@ -15,9 +18,6 @@ import { PoolService } from '../services/ipam/pool-service.js';
 import { NetworkProfiles } from '../services/network/network-profiles.js';
 import { NodeRemoval } from '../services/nodes/node-removal.js';
 import { NodeRunner } from '../services/nodes/node-run.js';
-import { supervisorFor } from '../adapters/host/daemon-supervisor.js';
-import { pluginActivates } from '../adapters/host/plugin-probe.js';
-import type { CalicoNode } from '../domain/resources.js';
 import { ResourceService } from '../services/resources/resource-service.js';
 
 export interface CliContext {

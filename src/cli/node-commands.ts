@@ -1,12 +1,12 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { nodeRunSettings, type NodeRunRequest } from '../services/nodes/node-run.js';
 import { birdCommand, BirdUnreachableError, parseProtocols } from '../adapters/bird/bird-control.js';
 import { birdPaths } from '../adapters/bird/bird-speaker.js';
 import { readHostStatus } from '../adapters/host/status-file.js';
 import { DAEMON_PID_FILE } from '../config/paths.js';
 import { NotFoundError } from '../domain/errors.js';
+import { nodeRunSettings, type NodeRunRequest } from '../services/nodes/node-run.js';
 import { formatSince, peerStatuses } from '../services/routing/bgp-status.js';
 import { addPeerCommands } from './bgp-commands.js';
 import { CalicoctlFailure, type CliContext } from './context.js';
