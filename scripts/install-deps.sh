@@ -17,3 +17,4 @@ fi
 command -v node >/dev/null || { echo "Node.js 20 or later is required (https://nodejs.org)" >&2; exit 1; }
 npm ci --no-audit --no-fund --loglevel=error
 npm run build --silent
+bash scripts/install-commands.sh

@@ -1,16 +1,23 @@
-import { EtcdClient } from '../adapters/datastore/etcd/etcd-client.js';
+import { EtcdClient, type EtcdSettings } from '../adapters/datastore/etcd/etcd-client.js';
 import { EtcdIpamStore } from '../adapters/datastore/etcd/etcd-ipam-store.js';
 import { EtcdEndpointStore } from '../adapters/datastore/etcd/etcd-endpoint-store.js';
 import { EtcdResourceStore } from '../adapters/datastore/etcd/etcd-resource-store.js';
 import { DockerHttpApi, dockerTarget } from '../adapters/docker/docker-http-api.js';
+import { supervisorFor } from '../adapters/host/daemon-supervisor.js';
+import { pluginActivates } from '../adapters/host/plugin-probe.js';
+import type { CalicoNode } from '../domain/resources.js';
 import type { DockerApi } from '../ports/docker-api.js';
 import type { EndpointStore } from '../ports/endpoint-store.js';
-import { DEFAULT_RUN_DIR, etcdSettingsFrom, nodeNameFrom } from '../daemon/config.js';
+import { nodeNameFrom, withCalicoNodeNames } from '../config/calico-node-env.js';
+import { readConfigFile } from '../config/config-file.js';
+import { datastoreFrom } from '../config/datastore-config.js';
+import { hostPaths } from '../config/paths.js';
 import type { IpamStore } from '../ports/ipam-store.js';
 import type { ResourceStore } from '../ports/resource-store.js';
 import { PoolService } from '../services/ipam/pool-service.js';
 import { NetworkProfiles } from '../services/network/network-profiles.js';
 import { NodeRemoval } from '../services/nodes/node-removal.js';
+import { NodeRunner } from '../services/nodes/node-run.js';
 import { ResourceService } from '../services/resources/resource-service.js';
 
 export interface CliContext {
@@ -19,10 +26,16 @@ export interface CliContext {
   resourceStore: ResourceStore;
   docker: DockerApi;
   node: string;
+  /** The etcd this calicoctl talks to (environment over config file over default). */
+  datastore: EtcdSettings;
+  /** calicoctl's environment, calico/node's CALICO_* names applied. */
+  env: NodeJS.ProcessEnv;
   /** CALICO_RUN_DIR: where this host's BIRD socket and the daemon's PID file are. */
   runDir: string;
   resources(): ResourceService;
   nodeRemoval(): NodeRemoval;
+  /** `calicoctl node run`'s service: this host's daemon, through systemd or in the background. */
+  nodeRunner(): NodeRunner;
   /** One line to standard output. */
   out(text: string): void;
   /** Text to standard output as it is. */
@@ -54,10 +67,14 @@ export class CalicoctlFailure extends Error {
   }
 }
 
-/** The datastore from the same environment as the daemon: ETCD_ENDPOINTS, the TLS files, NODENAME, DOCKER_HOST. */
-export function contextFrom(io: CliIo): CliContext {
-  const env = io.env;
-  const etcd = new EtcdClient(etcdSettingsFrom(env));
+/**
+ * The datastore from the same settings as the daemon: the ETCD_* variables over the config file
+ * (`-c FILE`, else /etc/calico/calicoctl.cfg if it exists); NODENAME, DOCKER_HOST.
+ */
+export function contextFrom(io: CliIo, configFile?: string): CliContext {
+  const env = withCalicoNodeNames(io.env);
+  const datastore = datastoreFrom(env, readConfigFile(configFile, env)).etcd;
+  const etcd = new EtcdClient(datastore);
   const store = new EtcdIpamStore(etcd);
   const endpoints = new EtcdEndpointStore(etcd);
   const resourceStore = new EtcdResourceStore(etcd);
@@ -70,9 +87,18 @@ export function contextFrom(io: CliIo): CliContext {
     get node() {
       return nodeNameFrom(env);
     },
-    runDir: env.CALICO_RUN_DIR || DEFAULT_RUN_DIR,
+    datastore,
+    env,
+    runDir: hostPaths(env).runDir,
     resources: () => new ResourceService(resourceStore, new PoolService(store), nodeRemoval()),
     nodeRemoval,
+    nodeRunner: () => {
+      const paths = hostPaths(env);
+      return new NodeRunner(supervisorFor(paths, env), {
+        pluginAnswers: () => pluginActivates(`${paths.pluginDir}/calico.sock`),
+        node: (name) => resourceStore.get<CalicoNode>({ kind: 'Node', name }),
+      });
+    },
     out: (text) => io.stdout(`${text}\n`),
     write: (text) => io.stdout(text),
     stdin: () => io.stdin(),

@@ -4,8 +4,9 @@ import type { Command } from 'commander';
 import { birdCommand, BirdUnreachableError, parseProtocols } from '../adapters/bird/bird-control.js';
 import { birdPaths } from '../adapters/bird/bird-speaker.js';
 import { readHostStatus } from '../adapters/host/status-file.js';
-import { DAEMON_PID_FILE } from '../daemon/config.js';
+import { DAEMON_PID_FILE } from '../config/paths.js';
 import { NotFoundError } from '../domain/errors.js';
+import { nodeRunSettings, type NodeRunRequest } from '../services/nodes/node-run.js';
 import { formatSince, peerStatuses } from '../services/routing/bgp-status.js';
 import { addPeerCommands } from './bgp-commands.js';
 import { CalicoctlFailure, type CliContext } from './context.js';
@@ -53,8 +54,50 @@ async function nodeStatus(ctx: CliContext): Promise<void> {
   ctx.out('');
 }
 
+interface NodeRunFlags extends Omit<NodeRunRequest, 'noDefaultIppools'> {
+  defaultIppools?: boolean;
+  nodeImage?: string;
+  libnetwork?: boolean;
+}
+
+/** calicoctl v3 `node run`'s flags and calicoctl 0.x `node`'s, on `node` itself: commander gives a parent's options to it wherever they stand. */
+function addNodeRunOptions(command: Command): Command {
+  return command
+    .option('--ip <addr>', 'this node\'s IPv4 address (ADDR or ADDR/len), or autodetect')
+    .option('--ip6 <addr>', 'this node\'s IPv6 address, or autodetect')
+    .option('--as <as>', 'this node\'s AS number (default: the global AS)')
+    .option('--name <nodename>', 'this node\'s name (default: NODENAME, else the hostname)')
+    .option('--ip-autodetection-method <method>', 'first-found, can-reach=DEST, interface=REGEX, skip-interface=REGEX, cidr=CIDR')
+    .option('--ip6-autodetection-method <method>', 'the same for IPv6')
+    .option('--backend <backend>', 'bird, vxlan or none')
+    .option('--no-default-ippools', 'create no default IP pools')
+    .option('--node-image <image>', 'accepted for calicoctl compatibility and ignored: no container is run')
+    .option('--libnetwork', 'calicoctl 0.x: run the libnetwork plugin (always on here)');
+}
+
+/** `node run` and 0.x `node --ip=...`: translate the flags, let the service start and watch the daemon. */
+async function runNode(ctx: CliContext, flags: NodeRunFlags): Promise<void> {
+  const { defaultIppools, nodeImage: _image, libnetwork: _always, ...request } = flags;
+  const settings = nodeRunSettings({ ...request, noDefaultIppools: defaultIppools === false }, ctx.env, ctx.datastore);
+  if (flags.nodeImage) ctx.out(`Note: --node-image=${flags.nodeImage} is ignored: calico-libnetwork runs this installation's daemon, not a calico/node container.`);
+  await ctx.nodeRunner().run(settings, ctx.env, ctx.out);
+}
+
 export function addNodeCommands(program: Command, context: () => CliContext): void {
-  const node = program.command('node').description('this host as a Calico node: its BGP status and peers; removing nodes');
+  const node = addNodeRunOptions(program.command('node'))
+    .description('this host as a Calico node: start it (node run, or 0.x `node --ip=...`), its BGP status and peers; removing nodes')
+    .allowExcessArguments()
+    .action(async function (this: Command) {
+      if (this.args.length) this.error(`error: unknown command 'node ${this.args[0]}'`);
+      // Bare `node` prints help: starting a daemon takes at least one flag of 0.x's form.
+      if (Object.keys(this.opts()).every((k) => k === 'defaultIppools')) this.help({ error: true });
+      await runNode(context(), this.opts<NodeRunFlags>());
+    });
+  addNodeRunOptions(node.command('run'))
+    .description("start (or restart with new settings) this host's daemon, as calicoctl node run starts calico/node")
+    .action(async function (this: Command) {
+      await runNode(context(), this.optsWithGlobals<NodeRunFlags>());
+    });
   node
     .command('status')
     .description("this host's BGP sessions (from BIRD's control socket in CALICO_RUN_DIR)")

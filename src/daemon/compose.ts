@@ -118,6 +118,7 @@ export function composeDaemon(config: DaemonConfig, log: Logger) {
   });
   return {
     etcd,
+    resources,
     commands,
     dataplane,
     pools,

@@ -1,5 +1,7 @@
-import { hostname } from 'node:os';
 import type { EtcdSettings } from '../adapters/datastore/etcd/etcd-client.js';
+import { checkLibnetworkEnabled, nodeNameFrom, withCalicoNodeNames } from '../config/calico-node-env.js';
+import { datastoreFrom, type ConfigFile } from '../config/datastore-config.js';
+import { hostPaths } from '../config/paths.js';
 import type { NetworkDriverOptions } from '../services/network/network-driver.js';
 import { parseAsNumber } from '../domain/resources.js';
 import { parseDetectionMethod } from '../services/nodes/address-detection.js';
@@ -7,7 +9,7 @@ import type { AddressSetting } from '../services/nodes/node-registration.js';
 
 export interface DaemonConfig {
   etcd: EtcdSettings;
-  /** False when ETCD_ENDPOINTS was not set: the daemon may then run its own etcd. */
+  /** False when no ETCD_* variable and no config file say anything: the daemon then runs its own etcd. */
   etcdConfigured: boolean;
   embeddedEtcdDataDir: string;
   etcdBinary: string;
@@ -29,9 +31,7 @@ export interface DaemonConfig {
   dns: { enabled: boolean; basePort: number; resolvConf: string };
 }
 
-export const DEFAULT_RUN_DIR = '/run/calico';
-/** In CALICO_RUN_DIR while the daemon runs. */
-export const DAEMON_PID_FILE = 'calico-libnetwork.pid';
+export { DAEMON_PID_FILE } from '../config/paths.js';
 
 /** IP / IP6 as calico/node reads them: `autodetect`, `none`, or an address (optionally ADDR/len). */
 function addressSetting(env: NodeJS.ProcessEnv, variable: 'IP' | 'IP6', fallback: 'autodetect' | 'none'): AddressSetting {
@@ -59,33 +59,6 @@ function backendFrom(env: NodeJS.ProcessEnv): DaemonConfig['backend'] {
   return backend;
 }
 
-const DEFAULT_ETCD = 'http://127.0.0.1:2379';
-
-/** The node name, from one source for everything: NODENAME, else HOSTNAME, else the OS hostname. */
-export function nodeNameFrom(env: NodeJS.ProcessEnv): string {
-  const name = (env.NODENAME || env.HOSTNAME || hostname()).trim();
-  if (name === '' || /[/\s]/.test(name)) throw new Error(`invalid node name ${JSON.stringify(name)}: set NODENAME to a name without '/' or spaces`);
-  return name;
-}
-
-export function etcdSettingsFrom(env: NodeJS.ProcessEnv): EtcdSettings {
-  const endpoints = (env.ETCD_ENDPOINTS || DEFAULT_ETCD)
-    .split(',')
-    .map((e) => e.trim())
-    .filter((e) => e !== '');
-  for (const endpoint of endpoints) {
-    if (!/^https?:\/\/[^/]+\/?$/.test(endpoint)) throw new Error(`invalid ETCD_ENDPOINTS entry ${JSON.stringify(endpoint)}: expected http://host:port or https://host:port`);
-  }
-  return {
-    endpoints: endpoints.map((e) => e.replace(/\/$/, '')),
-    ...(env.ETCD_CA_CERT_FILE ? { caCertFile: env.ETCD_CA_CERT_FILE } : {}),
-    ...(env.ETCD_CERT_FILE ? { certFile: env.ETCD_CERT_FILE } : {}),
-    ...(env.ETCD_KEY_FILE ? { keyFile: env.ETCD_KEY_FILE } : {}),
-    ...(env.ETCD_USERNAME ? { username: env.ETCD_USERNAME } : {}),
-    ...(env.ETCD_PASSWORD ? { password: env.ETCD_PASSWORD } : {}),
-  };
-}
-
 const isTrue = (value: string | undefined): boolean => /^(true|1|yes)$/i.test(value ?? '');
 
 function positiveNumber(env: NodeJS.ProcessEnv, name: string, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -105,15 +78,23 @@ function durationMs(env: NodeJS.ProcessEnv, name: string, fallbackMs: number): n
   return Number(match[1]) * (match[2] === 'ms' ? 1 : match[2] === 'm' ? 60_000 : 1000);
 }
 
-export function configFrom(env: NodeJS.ProcessEnv): DaemonConfig {
+/**
+ * The daemon's settings from its environment (calico/node's CALICO_* names included) and, for the
+ * datastore, the calicoctl config file when there is one (the environment wins over it).
+ */
+export function configFrom(processEnv: NodeJS.ProcessEnv, file?: ConfigFile): DaemonConfig {
+  const env = withCalicoNodeNames(processEnv);
+  checkLibnetworkEnabled(env);
   const noDefaults = isTrue(env.NO_DEFAULT_POOLS);
+  const datastore = datastoreFrom(env, file);
+  const paths = hostPaths(env);
   return {
-    etcd: etcdSettingsFrom(env),
-    etcdConfigured: Boolean(env.ETCD_ENDPOINTS),
+    etcd: datastore.etcd,
+    etcdConfigured: datastore.configured,
     embeddedEtcdDataDir: env.CALICO_ETCD_DATA_DIR || '/var/lib/calico/etcd',
     etcdBinary: env.CALICO_ETCD_BINARY || 'etcd',
     nodeName: nodeNameFrom(env),
-    pluginDir: env.CALICO_LIBNETWORK_PLUGIN_DIR || '/run/docker/plugins',
+    pluginDir: paths.pluginDir,
     logLevel: env.CALICO_LIBNETWORK_LOG_LEVEL || (env.CALICO_DEBUG ? 'debug' : 'info'),
     network: {
       containerInterfacePrefix: env.CALICO_LIBNETWORK_IFPREFIX || 'cali',
@@ -123,7 +104,7 @@ export function configFrom(env: NodeJS.ProcessEnv): DaemonConfig {
       labelEndpoints: isTrue(env.CALICO_LIBNETWORK_LABEL_ENDPOINTS),
     },
     dockerHost: env.DOCKER_HOST,
-    runDir: env.CALICO_RUN_DIR || DEFAULT_RUN_DIR,
+    runDir: paths.runDir,
     node: {
       ipv4: addressSetting(env, 'IP', 'autodetect'),
       ipv6: addressSetting(env, 'IP6', 'none'),

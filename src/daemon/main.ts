@@ -2,7 +2,10 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
+import { installedVersion } from '../adapters/host/installation.js';
+import { readConfigFile } from '../config/config-file.js';
 import { AppError } from '../domain/errors.js';
+import { recordClusterInformation } from '../services/nodes/cluster-information.js';
 import { NodeAddressConflictError } from '../services/nodes/node-registration.js';
 import { composeDaemon, Daemon } from './compose.js';
 import { configFrom, DAEMON_PID_FILE, DaemonConfig } from './config.js';
@@ -14,14 +17,10 @@ import { silenceGrpcTlsWarning } from './warnings.js';
 silenceGrpcTlsWarning();
 
 async function main(): Promise<void> {
-  const config = configFrom(process.env);
+  const config = daemonConfig();
   const log = pino({ level: config.logLevel, base: { node: config.nodeName } });
 
-  let embedded: EmbeddedEtcd | undefined;
-  if (!config.etcdConfigured && !(await somethingListens('127.0.0.1', 2379))) {
-    embedded = new EmbeddedEtcd(config.etcdBinary, config.embeddedEtcdDataDir, log);
-    await embedded.start();
-  }
+  const embedded = config.etcdConfigured ? undefined : await singleHostEtcd(config, log);
   const daemon = composeDaemon(config, log);
   await listenOnSocket(daemon.ipamApp, `${config.pluginDir}/calico-ipam.sock`);
   await listenOnSocket(daemon.networkApp, `${config.pluginDir}/calico.sock`);
@@ -71,12 +70,47 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void shutdown('SIGINT'));
 }
 
+/** The environment, and the calicoctl config file it names (CALICO_CONFIG) or the default one if present. */
+function daemonConfig(): DaemonConfig {
+  return configFrom(process.env, readConfigFile(process.env.CALICO_CONFIG, process.env));
+}
+
+/**
+ * Nothing configures a datastore: this host is on its own. An etcd already answering on the default
+ * address is used (Debian's etcd-server runs one there); otherwise the daemon runs its own. A
+ * configured etcd never gets here, however long it is away: a private etcd would split the cluster.
+ */
+async function singleHostEtcd(config: DaemonConfig, log: pino.Logger): Promise<EmbeddedEtcd | undefined> {
+  let embedded: EmbeddedEtcd | undefined;
+  if (!(await somethingListens('127.0.0.1', 2379))) {
+    embedded = new EmbeddedEtcd(config.etcdBinary, config.embeddedEtcdDataDir, log);
+    await embedded.start();
+  }
+  log.warn(
+    { etcd: config.etcd.endpoints, embeddedEtcd: Boolean(embedded) },
+    'single-host mode: no datastore configured (ETCD_ENDPOINTS, ETCD_AUTHORITY, CALICO_CONFIG or /etc/calico/calicoctl.cfg), so this host is alone: other hosts will not see it, its networks or its containers',
+  );
+  return embedded;
+}
+
+/** Waits for the datastore, saying plainly which etcd it waits for (and never starting one of its own). */
+async function waitForDatastore(daemon: Daemon, config: DaemonConfig, log: pino.Logger): Promise<void> {
+  const where = config.etcd.endpoints.join(',');
+  await untilDone(log.child({ etcd: config.etcd.endpoints }), `etcd at ${where} does not answer; waiting for it and retrying`, () =>
+    daemon.etcd.range({ key: Buffer.from('/calico/'), limit: 1 }),
+  );
+}
+
 /** Register the node, load IPAM, bring the kernel in line, then the agents: policy, BGP, tunnels. */
 async function startServices(daemon: Daemon, config: DaemonConfig, log: pino.Logger): Promise<void> {
+  await waitForDatastore(daemon, config, log);
   const node = await untilDone(log, 'node not registered', () =>
     daemon.registration.register({ node: config.nodeName, ipv4: config.node.ipv4, ipv6: config.node.ipv6, ...(config.node.asNumber ? { asNumber: config.node.asNumber } : {}) }),
   );
   log.info({ bgp: node.spec.bgp ?? {} }, 'node registered');
+  await untilDone(log, 'cluster information not recorded', () =>
+    recordClusterInformation(daemon.resources, installedVersion(), config.backend === 'bird' ? 'docker,bgp' : 'docker'),
+  );
   await untilDone(log, 'datastore not ready', async () => {
     await daemon.pools.ensureDefaults(config.defaultPools);
     await daemon.ipam.start();
@@ -114,7 +148,7 @@ async function untilDone<T>(log: pino.Logger, what: string, step: () => Promise<
   }
 }
 
-(process.argv[2] === 'uninstall' ? uninstall(configFrom(process.env), (line) => process.stdout.write(`${line}\n`)) : main()).catch((error: unknown) => {
+(process.argv[2] === 'uninstall' ? uninstall(daemonConfig(), (line) => process.stdout.write(`${line}\n`)) : main()).catch((error: unknown) => {
   process.stderr.write(`calico-libnetwork: ${error instanceof Error ? error.message : String(error)}\n`);
   process.exit(1);
 });

@@ -67,6 +67,17 @@ export interface BgpPeerSpec {
 export type BgpPeer = Resource<'BGPPeer', BgpPeerSpec>;
 
 /** What calico/node (and confd) assume when BGPConfiguration `default` says nothing. */
+export interface ClusterInformationSpec {
+  calicoVersion?: string;
+  clusterGUID?: string;
+  /** Comma list, e.g. `docker,bgp`. */
+  clusterType?: string;
+  datastoreReady?: boolean;
+}
+export type ClusterInformation = Resource<'ClusterInformation', ClusterInformationSpec>;
+/** The one ClusterInformation Calico keeps. */
+export const CLUSTER_INFORMATION_NAME = 'default';
+
 export const DEFAULT_AS_NUMBER = 64512;
 export const DEFAULT_BGP_CONFIGURATION = 'default';
 export const nodeBgpConfigurationName = (node: string): string => `node.${node}`;
@@ -97,6 +108,7 @@ export const KINDS: KindInfo[] = [
     namespaced: true,
     aliases: ['workloadendpoint', 'workloadendpoints', 'wep', 'weps'],
   },
+  { kind: 'ClusterInformation', plural: 'clusterinformations', namespaced: false, aliases: ['clusterinformation', 'clusterinformations', 'clusterinfo', 'clusterinfos'] },
   { kind: 'FelixConfiguration', plural: 'felixconfigurations', namespaced: false, aliases: ['felixconfiguration', 'felixconfigurations', 'felixconfig', 'felixconfigs'] },
 ];
 

@@ -52,6 +52,8 @@ export interface DaemonOptions {
   env?: Record<string, string>;
   /** Wrap the daemon, e.g. ['unshare', '-n', ...] to give it a network namespace of its own. */
   wrap?: string[];
+  /** Relay this etcd into the daemon's namespace without telling the daemon (a config file does). */
+  relayEtcd?: string;
 }
 
 /** The real daemon as a child process, serving in a plugin dir of its own. */
@@ -79,6 +81,11 @@ export class TestDaemon {
   }
 
   /** To a file, never a pipe: a test blocked in a synchronous call would not drain it. */
+  /** The daemon's network namespace, when it has one of the helper's. */
+  get namespace(): string | undefined {
+    return this.netns;
+  }
+
   get log(): string {
     const file = join(this.workDir, 'daemon.log');
     return existsSync(file) ? readFileSync(file, 'utf8') : '';
@@ -109,10 +116,12 @@ export class TestDaemon {
       IP: 'none',
       CALICO_NETWORKING_BACKEND: 'none',
       CALICO_RUN_DIR: join(this.workDir, 'run'),
+      // Never the machine's /etc/calico/calicoctl.cfg.
+      CALICO_DEFAULT_CONFIG_FILE: join(this.workDir, 'no-calicoctl.cfg'),
       ...(this.options.etcd ? { ETCD_ENDPOINTS: this.options.etcd } : {}),
       ...this.options.env,
     };
-    const wrap = await this.isolation(env.ETCD_ENDPOINTS?.split(',')[0]);
+    const wrap = await this.isolation(env.ETCD_ENDPOINTS?.split(',')[0] ?? this.options.relayEtcd);
     const logFile = join(this.workDir, 'daemon.log');
     writeFileSync(logFile, '');
     const fd = openSync(logFile, 'a');
@@ -154,6 +163,9 @@ export class TestDaemon {
   }
 }
 
+/** calicoctl's default config file in tests: never the machine's /etc/calico/calicoctl.cfg. */
+const NO_CONFIG_FILE = '/nonexistent/calicoctl.cfg';
+
 export interface CliResult {
   status: number;
   stdout: string;
@@ -161,7 +173,7 @@ export interface CliResult {
 }
 
 export function calicoctl(args: string[], env: Record<string, string>): CliResult {
-  const result = spawnSync(process.execPath, [CALICOCTL, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, encoding: 'utf8', timeout: 30000 });
+  const result = spawnSync(process.execPath, [CALICOCTL, ...args], { env: { PATH: process.env.PATH ?? '', CALICO_DEFAULT_CONFIG_FILE: NO_CONFIG_FILE, ...env }, encoding: 'utf8', timeout: 30000 });
   return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
 }
 
@@ -174,7 +186,7 @@ export async function calicoctlHere(args: string[], env: Record<string, string>,
   let stdout = '';
   let stderr = '';
   const status = await runCalicoctl(args, {
-    env: { PATH: process.env.PATH ?? '', ...env },
+    env: { PATH: process.env.PATH ?? '', CALICO_DEFAULT_CONFIG_FILE: NO_CONFIG_FILE, ...env },
     stdout: (text) => void (stdout += text),
     stderr: (text) => void (stderr += text),
     stdin: async () => input,

@@ -204,10 +204,14 @@ export class DockerHost {
   }
 
   /** calicoctl as run on this host: its network and mount namespaces (its /run/calico), its etcd. */
-  calicoctl(args: string[], input?: string): Run {
+  calicoctl(args: string[], input?: string, extraEnv: Record<string, string> = {}): Run {
     const [command, ...rest] = this.enter([process.execPath, CALICOCTL, ...args]);
     const env = `ETCD_ENDPOINTS=${this.etcdEndpoint}`;
-    return run('env', [env, `NODENAME=${this.node}`, `DOCKER_HOST=unix://${this.dockerSocket}`, command!, ...rest], input !== undefined ? { input } : {});
+    const extra = Object.entries(extraEnv).map(([name, value]) => `${name}=${value}`);
+    return run('env', [env, `NODENAME=${this.node}`, `DOCKER_HOST=unix://${this.dockerSocket}`, `CALICO_DEFAULT_CONFIG_FILE=${join(this.dir, 'no-calicoctl.cfg')}`, ...extra, command!, ...rest], {
+      ...(input !== undefined ? { input } : {}),
+      timeout: 120_000,
+    });
   }
 
   /** Runs a command inside the host's network and mount namespaces. */
@@ -267,6 +271,7 @@ export class DockerHost {
         ...(this.etcd === 'embedded' ? { CALICO_ETCD_DATA_DIR: join(this.dir, 'etcd') } : { ETCD_ENDPOINTS: this.etcdEndpoint, NO_DEFAULT_POOLS: 'true' }),
         NODENAME: this.node,
         DOCKER_HOST: `unix://${this.dockerSocket}`,
+        CALICO_DEFAULT_CONFIG_FILE: join(this.dir, 'no-calicoctl.cfg'),
         ...this.daemonEnv,
       },
       stdio: ['ignore', logFd, logFd],

@@ -1,0 +1,31 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+/** This installation's root: the directory of its package.json, found upwards (code runs from src/ or dist/src/). */
+function findRoot(dir: string): string {
+  if (existsSync(join(dir, 'package.json'))) return dir;
+  const parent = resolve(dir, '..');
+  if (parent === dir) throw new Error(`no package.json above ${import.meta.dirname}`);
+  return findRoot(parent);
+}
+
+export const INSTALL_ROOT = findRoot(import.meta.dirname);
+/** The daemon of this installation, as `calicoctl node run` starts it. */
+export const DAEMON_MAIN = join(INSTALL_ROOT, 'dist/src/daemon/main.js');
+/** The systemd unit shipped with this installation. */
+export const SYSTEMD_UNIT_TEMPLATE = join(INSTALL_ROOT, 'systemd/calico-libnetwork.service');
+
+/** package.json's version, as Calico prints versions: `v0.1.0`. */
+export function installedVersion(): string {
+  return `v${(JSON.parse(readFileSync(join(INSTALL_ROOT, 'package.json'), 'utf8')) as { version: string }).version}`;
+}
+
+/** The git commit of this installation, when it is a git checkout. */
+export function installedCommit(): string {
+  try {
+    return execFileSync('git', ['-C', INSTALL_ROOT, 'rev-parse', '--short=12', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }).trim() || 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
