@@ -57,6 +57,8 @@ export interface UnderlayLink {
 export interface HostOptions {
   /** Run a dockerd on the host (default true); without it the host runs only the daemon (and BIRD). */
   docker?: boolean;
+  /** Start the daemon with the host (default true); false leaves it to the test (`calicoctl node run`). */
+  daemon?: boolean;
   underlay?: UnderlayLink;
   /** Other engines than Debian's 20.10: the directory whose usr/bin and usr/sbin hold dockerd and docker. */
   engineRoot?: string;
@@ -149,7 +151,7 @@ export class DockerHost {
 
   async start(): Promise<void> {
     await this.prepare();
-    await this.startDaemon();
+    if (this.options.daemon !== false) await this.startDaemon();
     if (this.options.docker === false) return;
     await this.startDockerd();
     this.importBusybox();
@@ -338,7 +340,7 @@ export class DockerHost {
     mkdirSync(join(root, 'bin'), { recursive: true });
     copyFileSync('/bin/busybox', join(root, 'bin/busybox'));
     for (const tool of BUSYBOX_TOOLS) symlinkSync('busybox', join(root, 'bin', tool));
-    const imported = run('sh', ['-c', `tar -C '${root}' -c . | ${this.cli} -H 'unix://${this.dockerSocket}' import - busybox:local`]);
+    const imported = run('sh', ['-c', `tar -C '${root}' -c . | ${this.cli} -H 'unix://${this.dockerSocket}' import --change 'CMD ["sh"]' - busybox:local`]);
     if (imported.status !== 0) throw new Error(`docker import failed: ${imported.stderr}`);
   }
 
