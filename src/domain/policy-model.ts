@@ -1,0 +1,124 @@
+import type { Rule } from './endpoint-model.js';
+
+/**
+ * Calico v3's policy resources as stored in etcd (`/calico/resources/v3/projectcalico.org/<plural>/…`,
+ * namespaced kinds under `<plural>/<namespace>/<name>`), with Calico's field names.
+ */
+
+export type PolicyType = 'Ingress' | 'Egress';
+
+export interface PolicySpec {
+  /** Default `default`. */
+  tier?: string;
+  /** Lower first; none = after every ordered policy of the tier. */
+  order?: number;
+  /** Endpoints the policy applies to; empty = all. */
+  selector?: string;
+  /** Inferred when empty, as Calico infers it (see inferredTypes). */
+  types?: PolicyType[];
+  ingress?: Rule[];
+  egress?: Rule[];
+}
+
+export interface GlobalNetworkPolicySpec extends PolicySpec {
+  namespaceSelector?: string;
+  doNotTrack?: boolean;
+  preDNAT?: boolean;
+  applyOnForward?: boolean;
+}
+
+interface Meta {
+  name: string;
+  namespace?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  resourceVersion?: string;
+  creationTimestamp?: string;
+  uid?: string;
+}
+
+export interface GlobalNetworkPolicy {
+  kind: 'GlobalNetworkPolicy';
+  apiVersion: 'projectcalico.org/v3';
+  metadata: Meta;
+  spec: GlobalNetworkPolicySpec;
+}
+
+export interface NetworkPolicy {
+  kind: 'NetworkPolicy';
+  apiVersion: 'projectcalico.org/v3';
+  metadata: Meta & { namespace: string };
+  spec: PolicySpec;
+}
+
+export interface Tier {
+  kind: 'Tier';
+  apiVersion: 'projectcalico.org/v3';
+  metadata: Meta;
+  /** Calico's client fills order 1,000,000 and defaultAction Deny when absent. */
+  spec: { order?: number; defaultAction?: 'Deny' | 'Pass' };
+}
+
+export interface NetworkSet {
+  kind: 'GlobalNetworkSet' | 'NetworkSet';
+  apiVersion: 'projectcalico.org/v3';
+  metadata: Meta;
+  spec: { nets?: string[] };
+}
+
+export interface EndpointPort {
+  name: string;
+  protocol?: string;
+  port: number;
+}
+
+export interface HostEndpoint {
+  kind: 'HostEndpoint';
+  apiVersion: 'projectcalico.org/v3';
+  metadata: Meta;
+  spec: { node: string; interfaceName?: string; expectedIPs?: string[]; profiles?: string[]; ports?: EndpointPort[] };
+}
+
+/** Felix's failsafe port entry: `{protocol, port, net?}`. */
+export interface FailsafePort {
+  protocol?: string;
+  port: number;
+  net?: string;
+}
+
+export const DEFAULT_TIER = 'default';
+export const DEFAULT_TIER_ORDER = 1_000_000;
+
+/** Felix's defaults: a wrong policy cannot cut a host off its SSH, DHCP, BGP or etcd. */
+export const DEFAULT_FAILSAFE_INBOUND: FailsafePort[] = [
+  { protocol: 'tcp', port: 22 },
+  { protocol: 'udp', port: 68 },
+  { protocol: 'tcp', port: 179 },
+  { protocol: 'tcp', port: 2379 },
+  { protocol: 'tcp', port: 2380 },
+  { protocol: 'tcp', port: 5473 },
+  { protocol: 'tcp', port: 6443 },
+  { protocol: 'tcp', port: 6666 },
+  { protocol: 'tcp', port: 6667 },
+];
+export const DEFAULT_FAILSAFE_OUTBOUND: FailsafePort[] = [
+  { protocol: 'udp', port: 53 },
+  { protocol: 'udp', port: 67 },
+  { protocol: 'tcp', port: 179 },
+  { protocol: 'tcp', port: 2379 },
+  { protocol: 'tcp', port: 2380 },
+  { protocol: 'tcp', port: 5473 },
+  { protocol: 'tcp', port: 6443 },
+  { protocol: 'tcp', port: 6666 },
+  { protocol: 'tcp', port: 6667 },
+];
+
+/** Calico's inference when `types` is empty: egress rules alone make it Egress; both, both; else Ingress. */
+export function inferredTypes(spec: PolicySpec): PolicyType[] {
+  if (spec.types?.length) return spec.types;
+  const ingress = (spec.ingress?.length ?? 0) > 0;
+  const egress = (spec.egress?.length ?? 0) > 0;
+  if (egress && !ingress) return ['Egress'];
+  if (egress && ingress) return ['Ingress', 'Egress'];
+  return ['Ingress'];
+}
