@@ -3,6 +3,9 @@ import { formatCidr, IpFamily, parseCidr } from '../domain/cidr.js';
 import type { Profile, Rule, RuleEntity, WorkloadEndpoint } from '../domain/endpoint-model.js';
 import { dnsRedirectRules, localhostSnat, IPIP_HOSTS_SET, PUBLISH_CHAIN, publishedAccepts, publishRules, TunnelFirewall, tunnelInputRules, tunnelOutputRules, VXLAN_HOSTS_SET } from './host-rules.js';
 import { parseSelector, Selector } from './selector.js';
+import { dispatchTree } from './dispatch.js';
+import { applicableTiers, namespaced, NAMESPACE_LABEL, orderedTiers, TierView } from './tiers.js';
+import type { GlobalNetworkPolicy, NetworkPolicy, NetworkSet, Tier } from '../domain/policy-model.js';
 
 /**
  * Profiles, endpoints and pools in; the iptables chains and ipsets that enforce them out. Pure: no
@@ -18,6 +21,10 @@ import { parseSelector, Selector } from './selector.js';
 
 export const ACCEPT_MARK = '0x1000000';
 const MARK = `${ACCEPT_MARK}/${ACCEPT_MARK}`;
+/** Set by a Pass rule: the rest of the tier is skipped, and so is its default action. */
+export const PASS_MARK = '0x2000000';
+const PASS = `${PASS_MARK}/${PASS_MARK}`;
+const NOT_PASSED = `0x0/${PASS_MARK}`;
 export const WORKLOAD_PREFIX = 'cali';
 const BGP_PORT = 179;
 
@@ -37,11 +44,15 @@ export interface PolicyInput {
   tunnels?: TunnelFirewall;
   /** Containers' DNS queries to these servers go to the daemon's name service on 127.0.0.1 instead. */
   dnsRedirects?: { upstream: string; port: number }[];
+  /** Calico v3's policy model: tiers, policies of both kinds, and the network sets rule selectors match. */
+  tiers?: Tier[];
+  policies?: (GlobalNetworkPolicy | NetworkPolicy)[];
+  networkSets?: NetworkSet[];
 }
 
 export interface IpSet {
   family: IpFamily;
-  type: 'hash:ip' | 'hash:net';
+  type: 'hash:ip' | 'hash:net' | 'hash:ip,port';
   members: string[];
 }
 
@@ -49,6 +60,8 @@ export interface IpSet {
 export type Chains = Map<string, string[]>;
 
 export interface DesiredDataplane {
+  /** Policies that could not be rendered (written by others, unvalidated): each denies all it selects, and says why. */
+  invalid: string[];
   ipsets: Map<string, IpSet>;
   /** Per family, per table. */
   tables: Record<IpFamily, { filter: Chains; nat: Chains }>;
@@ -74,6 +87,9 @@ export function chainName(prefix: string, name: string): string {
 
 /** ipset names are limited to 31 characters. */
 export const selectorSetName = (family: IpFamily, selector: string): string => `cali${family}-s:${hash(`s:${selector}`, 23)}`;
+/** A selector that also matches network sets holds networks: a set of another type, so another name. */
+const selectorNetSetName = (family: IpFamily, selector: string): string => `cali${family}-s:${hash(`sn:${selector}`, 23)}`;
+const namedPortSetName = (family: IpFamily, key: string): string => `cali${family}-p:${hash(`p:${key}`, 23)}`;
 const netSetName = (family: IpFamily, nets: string[]): string => `cali${family}-n:${hash(`n:${nets.join(',')}`, 23)}`;
 export const MASQ_POOLS = (family: IpFamily): string => `cali${family}-masq-ipam-pools`;
 export const ALL_POOLS = (family: IpFamily): string => `cali${family}-all-ipam-pools`;
@@ -86,11 +102,34 @@ interface EndpointView {
   labels: Record<string, string>;
 }
 
+interface SetView {
+  labels: Record<string, string>;
+  nets: string[];
+}
+
+/** Network sets as selectors see them: a NetworkSet carries its namespace as a label, as Calico adds it. */
+function networkSetViews(sets: NetworkSet[]): SetView[] {
+  return sets.map((set) => ({
+    labels: { ...set.metadata.labels, ...(set.kind === 'NetworkSet' && set.metadata.namespace ? { [NAMESPACE_LABEL]: set.metadata.namespace } : {}) },
+    nets: (set.spec.nets ?? []).map(normalNet).filter((n): n is string => n !== undefined),
+  }));
+}
+
+/** A net as ipset takes it: a bare address is a host prefix; one that does not parse (written by others) is left out. */
+function normalNet(net: string): string | undefined {
+  try {
+    return formatCidr(parseCidr(net.includes('/') ? net : `${net}/${net.includes(':') ? 128 : 32}`));
+  } catch {
+    return undefined;
+  }
+}
+
 /** Endpoint labels as selectors see them: the profiles' labelsToApply, then the endpoint's own (which win). */
 function labelled(endpoints: WorkloadEndpoint[], profiles: Map<string, Profile>): EndpointView[] {
   return endpoints.map((endpoint) => {
     const inherited = Object.assign({}, ...endpoint.spec.profiles.map((p) => profiles.get(p)?.spec.labelsToApply ?? {}));
-    return { endpoint, labels: { ...inherited, ...endpoint.metadata.labels } };
+    // Calico's client gives every endpoint its namespace as a label; endpoints written by others may lack it.
+    return { endpoint, labels: { ...inherited, ...endpoint.metadata.labels, [NAMESPACE_LABEL]: endpoint.metadata.namespace } };
   });
 }
 
@@ -100,22 +139,47 @@ class Renderer {
 
   constructor(
     private readonly views: EndpointView[],
+    private readonly sets: SetView[],
     private readonly family: IpFamily,
   ) {}
 
-  /** The ipset of a selector, filled with the addresses (of this family) of every matching endpoint. */
-  selectorSet(selector: string): string {
-    const name = selectorSetName(this.family, selector);
-    if (this.ipsets.has(name)) return name;
+  private predicate(selector: string): Selector {
     let predicate = this.selectors.get(selector);
     if (!predicate) {
       predicate = parseSelector(selector);
       this.selectors.set(selector, predicate);
     }
-    const members = this.views
+    return predicate;
+  }
+
+  /**
+   * The ipset of a selector: the addresses (of this family) of every matching endpoint, and the nets
+   * of every matching network set (then a hash:net set).
+   */
+  selectorSet(selector: string): string {
+    const predicate = this.predicate(selector);
+    const nets = this.sets.filter((s) => predicate(s.labels)).flatMap((s) => s.nets.filter((n) => familyOf(n) === this.family));
+    const name = nets.length ? selectorNetSetName(this.family, selector) : selectorSetName(this.family, selector);
+    if (this.ipsets.has(name)) return name;
+    const addresses = this.views
       .filter((v) => predicate(v.labels))
       .flatMap((v) => v.endpoint.spec.ipNetworks.filter((n) => familyOf(n) === this.family).map(hostAddress));
-    this.ipsets.set(name, { family: this.family, type: 'hash:ip', members: [...new Set(members)].sort() });
+    this.ipsets.set(name, nets.length ? { family: this.family, type: 'hash:net', members: [...new Set([...addresses, ...nets])].sort() } : { family: this.family, type: 'hash:ip', members: [...new Set(addresses)].sort() });
+    return name;
+  }
+
+  /** The (address, port) pairs of a named port on the endpoints a selector matches (all, without one). */
+  private namedPortSet(portName: string, protocol: string, selector: string | undefined): string {
+    const name = namedPortSetName(this.family, `${selector ?? ''}|${protocol}|${portName}`);
+    if (this.ipsets.has(name)) return name;
+    const predicate = selector === undefined ? () => true : this.predicate(selector);
+    const members = this.views
+      .filter((v) => predicate(v.labels))
+      .flatMap((v) => {
+        const port = v.endpoint.spec.ports?.find((p) => p.name === portName && (p.protocol ?? 'tcp').toLowerCase() === protocol);
+        return port ? v.endpoint.spec.ipNetworks.filter((n) => familyOf(n) === this.family).map((n) => `${hostAddress(n)},${protocol}:${port.port}`) : [];
+      });
+    this.ipsets.set(name, { family: this.family, type: 'hash:ip,port', members: [...new Set(members)].sort() });
     return name;
   }
 
@@ -126,7 +190,7 @@ class Renderer {
   }
 
   /** Match fragments for one side of a rule; undefined when the rule cannot apply to this family. */
-  private entity(entity: RuleEntity | undefined, side: 'src' | 'dst', protocol: string | undefined): string[][] | undefined {
+  private entity(entity: RuleEntity | undefined, side: 'src' | 'dst', protocol: string | undefined, namespace: string | undefined): string[][] | undefined {
     const flag = side === 'src' ? '-s' : '-d';
     let alternatives: string[][] = [[]];
     if (entity?.nets?.length) {
@@ -140,16 +204,30 @@ class Renderer {
       if (nets.length === 1) extra.push(`! ${flag} ${nets[0]}`);
       else if (nets.length > 1) extra.push(`-m set ! --match-set ${this.netSet(nets)} ${side}`);
     }
-    if (entity?.selector) extra.push(`-m set --match-set ${this.selectorSet(entity.selector)} ${side}`);
-    if (entity?.notSelector) extra.push(`-m set ! --match-set ${this.selectorSet(entity.notSelector)} ${side}`);
-    if (entity?.ports?.length) extra.push(`-m multiport --${side === 'src' ? 'sports' : 'dports'} ${portList(entity.ports)}`);
-    if (entity?.notPorts?.length) extra.push(`-m multiport ! --${side === 'src' ? 'sports' : 'dports'} ${portList(entity.notPorts)}`);
-    if ((entity?.ports?.length || entity?.notPorts?.length) && protocol !== 'tcp' && protocol !== 'udp') return undefined;
+    const selector = entity?.selector ? namespaced(entity.selector, namespace) : undefined;
+    if (selector) extra.push(`-m set --match-set ${this.selectorSet(selector)} ${side}`);
+    if (entity?.notSelector) extra.push(`-m set ! --match-set ${this.selectorSet(namespaced(entity.notSelector, namespace))} ${side}`);
+    if ((entity?.ports?.length || entity?.notPorts?.length) && protocol !== 'tcp' && protocol !== 'udp' && protocol !== 'sctp') return undefined;
+    const multiport = side === 'src' ? 'sports' : 'dports';
+    const pair = `${side},${side}`;
+    const { numbers: notNumbers, names: notNames } = splitPorts(entity?.notPorts);
+    if (notNumbers.length) extra.push(`-m multiport ! --${multiport} ${portList(notNumbers)}`);
+    for (const name of notNames) extra.push(`-m set ! --match-set ${this.namedPortSet(name, protocol!, selector)} ${pair}`);
+    if (entity?.ports?.length) {
+      // Ports OR-ed: the numbers in one multiport match, each named port as a rule of its own.
+      const { numbers, names } = splitPorts(entity.ports);
+      const portMatches = [...(numbers.length ? [`-m multiport --${multiport} ${portList(numbers)}`] : []), ...names.map((name) => `-m set --match-set ${this.namedPortSet(name, protocol!, selector)} ${pair}`)];
+      return alternatives.flatMap((a) => portMatches.map((p) => [...a, ...extra, p]));
+    }
     return alternatives.map((a) => [...a, ...extra]);
   }
 
-  /** One profile rule as iptables rules (several when it lists several nets). */
-  rule(rule: Rule): string[] {
+  /**
+   * One rule as iptables rules (several when it lists several nets or named ports). `namespace`: a
+   * NetworkPolicy's, whose rule selectors match only that namespace. Pass only means something in a
+   * policy: in a profile it does nothing, as in Felix.
+   */
+  rule(rule: Rule, context: { namespace?: string; inPolicy?: boolean } = {}): string[] {
     if (rule.ipVersion !== undefined && rule.ipVersion !== this.family) return [];
     const protocol = rule.protocol === undefined ? undefined : String(rule.protocol).toLowerCase();
     if ((protocol === 'icmp' && this.family === 6) || ((protocol === 'icmpv6' || protocol === '58') && this.family === 4)) return [];
@@ -161,8 +239,8 @@ class Renderer {
       const value = icmp.code === undefined ? `${icmp.type}` : `${icmp.type}/${icmp.code}`;
       base.push(this.family === 4 ? `-m icmp ${negate}--icmp-type ${value}` : `-m icmp6 ${negate}--icmpv6-type ${value}`);
     }
-    const sources = this.entity(rule.source, 'src', protocol);
-    const destinations = this.entity(rule.destination, 'dst', protocol);
+    const sources = this.entity(rule.source, 'src', protocol, context.namespace);
+    const destinations = this.entity(rule.destination, 'dst', protocol, context.namespace);
     if (!sources || !destinations) return [];
     const matches = sources.flatMap((s) => destinations.map((d) => [...base, ...s, ...d].join(' ')));
     return matches.flatMap((match) => {
@@ -174,6 +252,8 @@ class Renderer {
           return [`${m}-j DROP`];
         case 'Log':
           return [`${m}-j LOG --log-prefix "calico-packet: " --log-level 5`];
+        case 'Pass':
+          return context.inPolicy ? [`${m}-j MARK --set-mark ${PASS}`, `-m mark --mark ${PASS} -j RETURN`] : [];
         default:
           return [];
       }
@@ -186,9 +266,43 @@ function portList(ports: (number | string)[]): string {
   return ports.map((p) => String(p).replace('-', ':')).join(',');
 }
 
-/** `published`: the endpoint's published ports, let in before any profile has its say. */
-function endpointChain(direction: 'tw' | 'fw', profiles: string[], known: Set<string>, published: string[] = []): string[] {
-  const rules = ['-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT', '-m conntrack --ctstate INVALID -j DROP', ...published, `-j MARK --set-mark 0x0/${ACCEPT_MARK}`];
+/** Numbers and ranges apart from named ports (any other string). */
+function splitPorts(ports: (number | string)[] | undefined): { numbers: (number | string)[]; names: string[] } {
+  const numbers: (number | string)[] = [];
+  const names: string[] = [];
+  for (const port of ports ?? []) {
+    if (typeof port === 'number' || /^\d+([:-]\d+)?$/.test(port)) numbers.push(port);
+    else names.push(port);
+  }
+  return { numbers, names };
+}
+
+/** The chain of a policy for one direction: `cali-pi-` inbound, `cali-po-` outbound, by its tier and key. */
+export function policyChainName(direction: 'tw' | 'fw', tier: string, key: string): string {
+  const prefix = direction === 'tw' ? 'cali-pi-' : 'cali-po-';
+  const text = `${tier}.${key}`;
+  // A NetworkPolicy's key has its namespace and a `/`: such names are always hashed.
+  return key.includes('/') ? `${prefix}${hash(`np:${text}`, 28 - prefix.length)}` : chainName(prefix, text);
+}
+
+/**
+ * The tiers' part of an endpoint's chain, as Felix lays it out: per tier, the pass mark cleared, then
+ * each policy jumped to unless a Pass already came, returning at once on Allow; a tier none of whose
+ * policies passed the packet ends in its default action (Deny drops; Pass goes on).
+ */
+function tierRules(direction: 'tw' | 'fw', tiers: TierView[]): string[] {
+  const rules: string[] = [];
+  for (const tier of tiers) {
+    rules.push(`-j MARK --set-mark ${NOT_PASSED}`);
+    for (const policy of tier.policies) rules.push(`-m mark --mark ${NOT_PASSED} -j ${policyChainName(direction, tier.name, policy.key)}`, `-m mark --mark ${MARK} -j RETURN`);
+    if (tier.defaultAction === 'Deny') rules.push(`-m mark --mark ${NOT_PASSED} -j DROP`);
+  }
+  return rules;
+}
+
+/** `published`: the endpoint's published ports, let in before any policy or profile has its say. */
+function endpointChain(direction: 'tw' | 'fw', profiles: string[], known: Set<string>, published: string[] = [], tiers: TierView[] = []): string[] {
+  const rules = ['-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT', '-m conntrack --ctstate INVALID -j DROP', ...published, `-j MARK --set-mark 0x0/${ACCEPT_MARK}`, ...tierRules(direction, tiers)];
   for (const profile of profiles) {
     if (!known.has(profile)) continue;
     rules.push(`-j ${chainName(direction === 'tw' ? 'cali-pri-' : 'cali-pro-', profile)}`, `-m mark --mark ${MARK} -j RETURN`);
@@ -197,26 +311,32 @@ function endpointChain(direction: 'tw' | 'fw', profiles: string[], known: Set<st
   return rules;
 }
 
-function familyTables(input: PolicyInput, views: EndpointView[], profiles: Map<string, Profile>, family: IpFamily, ipsets: Map<string, IpSet>) {
-  const renderer = new Renderer(views, family);
+function familyTables(input: PolicyInput, views: EndpointView[], sets: SetView[], tiers: TierView[], profiles: Map<string, Profile>, family: IpFamily, ipsets: Map<string, IpSet>, invalid: string[]) {
+  const renderer = new Renderer(views, sets, family);
   const filter: Chains = new Map();
   // Only endpoints with an address of this family need chains here: an IPv4-only host writes no IPv6 rules.
   const local = views
     .filter((v) => v.endpoint.spec.node === input.node && v.endpoint.spec.ipNetworks.some((n) => familyOf(n) === family))
     .sort((a, b) => a.endpoint.spec.interfaceName.localeCompare(b.endpoint.spec.interfaceName));
   const usedProfiles = new Set(local.flatMap((v) => v.endpoint.spec.profiles).filter((p) => profiles.has(p)));
-  const toDispatch: string[] = [];
-  const fromDispatch: string[] = [];
-  for (const { endpoint } of local) {
+  const toDispatch: { address: string; target: string }[] = [];
+  const fromDispatch: { address: string; target: string }[] = [];
+  const usedPolicies = new Map<string, { tier: string; policy: TierView['policies'][number]; direction: 'tw' | 'fw' }>();
+  for (const { endpoint, labels } of local) {
     const networks = endpoint.spec.ipNetworks.filter((n) => familyOf(n) === family);
     const iface = endpoint.spec.interfaceName;
     const tw = chainName('cali-tw-', iface);
     const fw = chainName('cali-fw-', iface);
-    filter.set(tw, endpointChain('tw', endpoint.spec.profiles, usedProfiles, family === 4 ? publishedAccepts(endpoint) : []));
-    filter.set(fw, endpointChain('fw', endpoint.spec.profiles, usedProfiles));
+    const inbound = applicableTiers(tiers, labels, 'Ingress');
+    const outbound = applicableTiers(tiers, labels, 'Egress');
+    for (const [direction, applicable] of [['tw', inbound], ['fw', outbound]] as const) {
+      for (const tier of applicable) for (const policy of tier.policies) usedPolicies.set(policyChainName(direction, tier.name, policy.key), { tier: tier.name, policy, direction });
+    }
+    filter.set(tw, endpointChain('tw', endpoint.spec.profiles, usedProfiles, family === 4 ? publishedAccepts(endpoint) : [], inbound));
+    filter.set(fw, endpointChain('fw', endpoint.spec.profiles, usedProfiles, [], outbound));
     for (const network of networks) {
-      toDispatch.push(`-d ${network} -g ${tw}`);
-      fromDispatch.push(`-s ${network} -g ${fw}`);
+      toDispatch.push({ address: hostAddress(network), target: tw });
+      fromDispatch.push({ address: hostAddress(network), target: fw });
     }
   }
   for (const name of [...usedProfiles].sort()) {
@@ -224,9 +344,19 @@ function familyTables(input: PolicyInput, views: EndpointView[], profiles: Map<s
     filter.set(chainName('cali-pri-', name), profile.spec.ingress.flatMap((r) => renderer.rule(r)));
     filter.set(chainName('cali-pro-', name), profile.spec.egress.flatMap((r) => renderer.rule(r)));
   }
+  for (const [chain, { policy, direction }] of [...usedPolicies].sort(([a], [b]) => a.localeCompare(b))) {
+    const context = { inPolicy: true, ...(policy.namespace !== undefined ? { namespace: policy.namespace } : {}) };
+    try {
+      filter.set(chain, (direction === 'tw' ? policy.ingress : policy.egress).flatMap((r) => renderer.rule(r, context)));
+    } catch (error) {
+      // Fail closed: a policy whose rules cannot be understood lets nothing through where it applies.
+      filter.set(chain, ['-j DROP']);
+      invalid.push(`${policy.key}: ${(error as Error).message}`);
+    }
+  }
   const w = `${WORKLOAD_PREFIX}+`;
-  filter.set('cali-to-wl-dispatch', [...toDispatch, '-j DROP']);
-  filter.set('cali-from-wl-dispatch', [...fromDispatch, '-j DROP']);
+  for (const [chain, rules] of dispatchTree('cali-to-wl-dispatch', '-d', family, toDispatch)) filter.set(chain, rules);
+  for (const [chain, rules] of dispatchTree('cali-from-wl-dispatch', '-s', family, fromDispatch)) filter.set(chain, rules);
   filter.set('cali-FORWARD', [`-i ${w} -j cali-from-wl-dispatch`, `-o ${w} -j cali-to-wl-dispatch`, `-i ${w} -j ACCEPT`, `-o ${w} -j ACCEPT`]);
   // Workload to host: the workload's outbound rules, then the host's own INPUT rules. BGP between
   // hosts always passes, whatever the host's own firewall does with the rest (Felix's failsafe ports).
@@ -264,9 +394,10 @@ function familyTables(input: PolicyInput, views: EndpointView[], profiles: Map<s
 export function desiredDataplane(input: PolicyInput): DesiredDataplane {
   const profiles = new Map(input.profiles.map((p) => [p.metadata.name, p]));
   const views = labelled(input.endpoints, profiles);
+  const sets = networkSetViews(input.networkSets ?? []);
+  const invalid: string[] = [];
+  const tiers = orderedTiers(input.tiers ?? [], input.policies ?? [], (key, error) => invalid.push(`${key}: ${error.message}`));
   const ipsets = new Map<string, IpSet>();
-  return {
-    ipsets,
-    tables: { 4: familyTables(input, views, profiles, 4, ipsets), 6: familyTables(input, views, profiles, 6, ipsets) },
-  };
+  const tables = { 4: familyTables(input, views, sets, tiers, profiles, 4, ipsets, invalid), 6: familyTables(input, views, sets, tiers, profiles, 6, ipsets, invalid) };
+  return { invalid: [...new Set(invalid)], ipsets, tables };
 }

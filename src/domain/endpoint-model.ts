@@ -27,6 +27,8 @@ export interface WorkloadEndpoint {
     ipNetworks: string[];
     mac: string;
     profiles: string[];
+    /** Named ports rules may refer to (Calico's `{name, protocol, port}`). */
+    ports?: { name: string; protocol?: string; port: number }[];
   };
 }
 

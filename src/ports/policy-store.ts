@@ -1,6 +1,7 @@
 import type { Profile, WorkloadEndpoint } from '../domain/endpoint-model.js';
 import type { IpPool } from '../domain/ipam-model.js';
 import type { CalicoNode, Resource } from '../domain/resources.js';
+import type { GlobalNetworkPolicy, NetworkPolicy, NetworkSet, Tier } from '../domain/policy-model.js';
 
 export interface PolicySnapshot {
   revision: string;
@@ -9,6 +10,9 @@ export interface PolicySnapshot {
   pools: IpPool[];
   nodes: CalicoNode[];
   felixConfigurations: Resource[];
+  tiers: Tier[];
+  policies: (GlobalNetworkPolicy | NetworkPolicy)[];
+  networkSets: NetworkSet[];
 }
 
 export type PolicyChange =
@@ -16,7 +20,11 @@ export type PolicyChange =
   | { kind: 'endpoint'; name: string; value: WorkloadEndpoint | null }
   | { kind: 'pool'; name: string; value: IpPool | null }
   | { kind: 'node'; name: string; value: CalicoNode | null }
-  | { kind: 'felix'; name: string; value: Resource | null };
+  | { kind: 'felix'; name: string; value: Resource | null }
+  | { kind: 'tier'; name: string; value: Tier | null }
+  /** Keyed by kind and name (`GlobalNetworkPolicy/x`, `NetworkPolicy/<ns>/x`): the two kinds share no names. */
+  | { kind: 'policy'; name: string; value: GlobalNetworkPolicy | NetworkPolicy | null }
+  | { kind: 'networkSet'; name: string; value: NetworkSet | null };
 
 /** Profiles, endpoints of every node, pools, nodes and Felix's configuration, with a stream of their changes. */
 export interface PolicyStore {

@@ -1,8 +1,9 @@
 import { desiredDataplane, PolicyInput } from '../../calc/policy.js';
 import { DEFAULT_VXLAN_PORT, poolRouting } from '../../calc/tunnel-routes.js';
-import type { Profile, WorkloadEndpoint } from '../../domain/endpoint-model.js';
+import { DNS_NAMES_ANNOTATION, GATEWAY_ANNOTATION, Profile, SANDBOX_ANNOTATION, WorkloadEndpoint } from '../../domain/endpoint-model.js';
 import type { IpPool } from '../../domain/ipam-model.js';
 import type { CalicoNode, Resource } from '../../domain/resources.js';
+import type { GlobalNetworkPolicy, NetworkPolicy, NetworkSet, Tier } from '../../domain/policy-model.js';
 import type { PolicyDataplane } from '../../ports/policy-dataplane.js';
 import type { PolicyChange, PolicyStore } from '../../ports/policy-store.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
@@ -22,9 +23,13 @@ export class PolicyAgent {
   private readonly pools = new Map<string, IpPool>();
   private readonly nodes = new Map<string, CalicoNode>();
   private readonly felix = new Map<string, Resource>();
+  private readonly tiers = new Map<string, Tier>();
+  private readonly policies = new Map<string, GlobalNetworkPolicy | NetworkPolicy>();
+  private readonly networkSets = new Map<string, NetworkSet>();
   private watch: { cancel(): Promise<void> } | undefined;
   private readonly loop: ApplyLoop;
   private dnsRedirects: { upstream: string; port: number }[] = [];
+  private invalidReported = '';
 
   constructor(
     private readonly store: PolicyStore,
@@ -37,12 +42,15 @@ export class PolicyAgent {
 
   async start(): Promise<void> {
     const snapshot = await this.store.snapshot();
-    for (const map of [this.profiles, this.endpoints, this.pools, this.nodes, this.felix] as Map<string, unknown>[]) map.clear();
+    for (const map of [this.profiles, this.endpoints, this.pools, this.nodes, this.felix, this.tiers, this.policies, this.networkSets] as Map<string, unknown>[]) map.clear();
     for (const p of snapshot.profiles) this.profiles.set(p.metadata.name, p);
     for (const e of snapshot.endpoints) this.endpoints.set(e.metadata.name, e);
     for (const p of snapshot.pools) this.pools.set(p.metadata.name, p);
     for (const n of snapshot.nodes) this.nodes.set(n.metadata.name, n);
     for (const f of snapshot.felixConfigurations) this.felix.set(f.metadata.name, f);
+    for (const t of snapshot.tiers) this.tiers.set(t.metadata.name, t);
+    for (const p of snapshot.policies) this.policies.set(`${p.kind}/${p.metadata.namespace ? `${p.metadata.namespace}/` : ''}${p.metadata.name}`, p);
+    for (const n of snapshot.networkSets) this.networkSets.set(`${n.kind}/${n.metadata.namespace ? `${n.metadata.namespace}/` : ''}${n.metadata.name}`, n);
     await this.watch?.cancel().catch(() => undefined);
     this.watch = await this.store.watch(snapshot.revision, (change) => this.onChange(change), (error) => this.loop.watchLost(error));
     await this.loop.synchronised();
@@ -63,10 +71,22 @@ export class PolicyAgent {
   }
 
   private onChange(change: PolicyChange): void {
-    const maps: Record<PolicyChange['kind'], Map<string, unknown>> = { profile: this.profiles, endpoint: this.endpoints, pool: this.pools, node: this.nodes, felix: this.felix };
+    const maps: Record<PolicyChange['kind'], Map<string, unknown>> = {
+      profile: this.profiles,
+      endpoint: this.endpoints,
+      pool: this.pools,
+      node: this.nodes,
+      felix: this.felix,
+      tier: this.tiers,
+      policy: this.policies,
+      networkSet: this.networkSets,
+    };
     const map = maps[change.kind];
+    const before = map.get(change.name);
     if (change.value === null) map.delete(change.name);
     else map.set(change.name, change.value);
+    // An endpoint learning its container's name, sandbox or DNS names changes nothing the filter uses.
+    if (change.kind === 'endpoint' && before && change.value && policyView(before as WorkloadEndpoint) === policyView(change.value)) return;
     this.loop.schedule(DEBOUNCE_MS);
   }
 
@@ -83,6 +103,9 @@ export class PolicyAgent {
       profiles: [...this.profiles.values()],
       endpoints: [...this.endpoints.values()],
       pools: pools.map((p) => ({ cidr: p.spec.cidr, natOutgoing: p.spec.natOutgoing === true })),
+      tiers: [...this.tiers.values()],
+      policies: [...this.policies.values()],
+      networkSets: [...this.networkSets.values()],
       ...(hostAddress ? { hostAddress } : {}),
       ...(this.dnsRedirects.length ? { dnsRedirects: this.dnsRedirects } : {}),
       ...(encapsulations.has('vxlan') || encapsulations.has('ipip')
@@ -94,8 +117,21 @@ export class PolicyAgent {
   /** Computes and writes the whole desired state; the dataplane writes only what changed. */
   private async apply(): Promise<void> {
     const started = performance.now();
-    const result = await this.dataplane.apply(desiredDataplane(this.input()));
+    const desired = desiredDataplane(this.input());
+    const invalid = desired.invalid.join('; ');
+    if (invalid !== this.invalidReported && invalid !== '') this.log.warn({ invalid: desired.invalid }, 'policies that cannot be programmed deny what they select');
+    this.invalidReported = invalid;
+    const result = await this.dataplane.apply(desired);
     const ms = performance.now() - started;
     if (result.chainsWritten || result.setsWritten) this.log.info({ ...result, ms: Number(ms.toFixed(1)) }, 'policy programmed');
   }
 }
+
+/** What of an endpoint the packet filter is computed from: all of it but what only names it. */
+function policyView(endpoint: WorkloadEndpoint): string {
+  const { workload: _workload, containerID: _containerID, ...spec } = endpoint.spec;
+  const annotations = Object.fromEntries(Object.entries(endpoint.metadata.annotations ?? {}).filter(([k]) => !NAMING_ANNOTATIONS.has(k)));
+  return JSON.stringify([endpoint.metadata.labels, endpoint.metadata.namespace, annotations, spec]);
+}
+
+const NAMING_ANNOTATIONS = new Set([DNS_NAMES_ANNOTATION, SANDBOX_ANNOTATION, GATEWAY_ANNOTATION]);

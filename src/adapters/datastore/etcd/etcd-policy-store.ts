@@ -6,23 +6,32 @@ import { ENDPOINT_PREFIX, PROFILE_PREFIX } from './etcd-endpoint-store.js';
 import { POOL_PREFIX, prefixEnd } from './keys.js';
 
 const RESOURCES = '/calico/resources/v3/projectcalico.org/';
-const KINDS: [string, PolicyChange['kind']][] = [
-  [PROFILE_PREFIX, 'profile'],
-  [ENDPOINT_PREFIX, 'endpoint'],
-  [POOL_PREFIX, 'pool'],
-  [`${RESOURCES}nodes/`, 'node'],
-  [`${RESOURCES}felixconfigurations/`, 'felix'],
+/** Key prefix → the kind of change, and the name it is kept under (both policy kinds in one map). */
+const KINDS: [string, PolicyChange['kind'], string][] = [
+  [PROFILE_PREFIX, 'profile', ''],
+  [ENDPOINT_PREFIX, 'endpoint', ''],
+  [POOL_PREFIX, 'pool', ''],
+  [`${RESOURCES}nodes/`, 'node', ''],
+  [`${RESOURCES}felixconfigurations/`, 'felix', ''],
+  [`${RESOURCES}tiers/`, 'tier', ''],
+  [`${RESOURCES}globalnetworkpolicies/`, 'policy', 'GlobalNetworkPolicy/'],
+  [`${RESOURCES}networkpolicies/`, 'policy', 'NetworkPolicy/'],
+  [`${RESOURCES}globalnetworksets/`, 'networkSet', 'GlobalNetworkSet/'],
+  [`${RESOURCES}networksets/`, 'networkSet', 'NetworkSet/'],
 ];
-const LISTS: Record<PolicyChange['kind'], 'profiles' | 'endpoints' | 'pools' | 'nodes' | 'felixConfigurations'> = {
+const LISTS: Record<PolicyChange['kind'], Exclude<keyof PolicySnapshot, 'revision'>> = {
   profile: 'profiles',
   endpoint: 'endpoints',
   pool: 'pools',
   node: 'nodes',
   felix: 'felixConfigurations',
+  tier: 'tiers',
+  policy: 'policies',
+  networkSet: 'networkSets',
 };
 
 function classify(key: string): { kind: PolicyChange['kind']; name: string } | undefined {
-  for (const [prefix, kind] of KINDS) if (key.startsWith(prefix)) return { kind, name: key.slice(prefix.length) };
+  for (const [prefix, kind, namePrefix] of KINDS) if (key.startsWith(prefix)) return { kind, name: namePrefix + key.slice(prefix.length) };
   return undefined;
 }
 
@@ -40,7 +49,7 @@ export class EtcdPolicyStore implements PolicyStore {
 
   async snapshot(): Promise<PolicySnapshot> {
     const response = await this.etcd.range({ key: Buffer.from(RESOURCES), range_end: prefixEnd(RESOURCES) });
-    const snapshot: PolicySnapshot = { revision: response.header.revision, profiles: [], endpoints: [], pools: [], nodes: [], felixConfigurations: [] };
+    const snapshot: PolicySnapshot = { revision: response.header.revision, profiles: [], endpoints: [], pools: [], nodes: [], felixConfigurations: [], tiers: [], policies: [], networkSets: [] };
     for (const kv of response.kvs) {
       const found = classify(kv.key.toString());
       const value = parse(kv);
