@@ -23,7 +23,7 @@ describe('iptables and ipset programming, in a namespace of its own', () => {
     const result = run('apply');
     expect(result.ok, result.error).toBe(true);
     expect(result.first.chainsWritten).toBeGreaterThan(10);
-    expect(result.same).toEqual({ chainsWritten: 0, setsWritten: 0, rules: result.first.rules });
+    expect(result.same).toEqual({ chainsWritten: 0, setsWritten: 0, rules: result.first.rules, bytes: 0 });
     // One endpoint more: its two chains, the two dispatch chains, and the tag's set.
     expect(result.added.chainsWritten).toBe(4);
     expect(result.added.setsWritten).toBe(1);

@@ -5,6 +5,8 @@ export interface PolicyApplyResult {
   setsWritten: number;
   /** Rules in our chains after the apply, across families and tables. */
   rules: number;
+  /** Bytes handed to iptables-restore and ipset restore by this apply. */
+  bytes: number;
 }
 
 /** The host's packet filter as the policy agent sees it: desired state in, minimal atomic writes out. */

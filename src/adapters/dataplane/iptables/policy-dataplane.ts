@@ -62,12 +62,14 @@ export class IptablesPolicyDataplane implements PolicyDataplane {
 
   async apply(desired: DesiredDataplane): Promise<PolicyApplyResult> {
     if (!this.chains || !this.sets) await this.readKernel();
-    const result: PolicyApplyResult = { chainsWritten: 0, setsWritten: 0, rules: 0 };
+    const result: PolicyApplyResult = { chainsWritten: 0, setsWritten: 0, rules: 0, bytes: 0 };
     const sets = this.sets!;
     const wantedSets = new Map([...desired.ipsets].filter(([, set]) => this.families.has(set.family)));
     const changedSets = [...wantedSets].filter(([name, set]) => sets.get(name) !== setKey(set));
     if (changedSets.length > 0) {
-      await this.exec('ipset', ['restore'], changedSets.map(([name, set]) => restoreSet(name, set)).join(''));
+      const input = changedSets.map(([name, set]) => restoreSet(name, set)).join('');
+      result.bytes += input.length;
+      await this.exec('ipset', ['restore'], input);
       for (const [name, set] of changedSets) sets.set(name, setKey(set));
       result.setsWritten = changedSets.length;
     }
@@ -77,6 +79,7 @@ export class IptablesPolicyDataplane implements PolicyDataplane {
       for (const table of TABLES) result.rules += [...desired.tables[family][table].values()].reduce((n, rules) => n + rules.length, 0);
       const text = scripts.map((s) => s.script?.text ?? '').join('');
       if (text !== '') {
+        result.bytes += text.length;
         await this.exec(`${tool(family)}-restore`, ['--noflush', '-w', '5'], text);
         for (const { table, script } of scripts) {
           if (!script) continue;
