@@ -82,8 +82,17 @@ const hash = (text: string, length: number): string => createHash('sha224').upda
 /** Chain names are limited to 28 characters: longer ones keep their prefix and get a hash. */
 export function chainName(prefix: string, name: string): string {
   const full = `${prefix}${name}`;
-  return full.length <= 28 ? full : `${prefix}${hash(name, 28 - prefix.length)}`;
+  if (full.length <= 28) return full;
+  let hashed = hashedNames.get(full);
+  if (hashed === undefined) {
+    hashed = `${prefix}${hash(name, 28 - prefix.length)}`;
+    // Every apply names the same chains again: their hashes are kept (a bounded cache, emptied when full).
+    if (hashedNames.size > 100_000) hashedNames.clear();
+    hashedNames.set(full, hashed);
+  }
+  return hashed;
 }
+const hashedNames = new Map<string, string>();
 
 /** ipset names are limited to 31 characters. */
 export const selectorSetName = (family: IpFamily, selector: string): string => `cali${family}-s:${hash(`s:${selector}`, 23)}`;
@@ -285,13 +294,20 @@ export function policyChainName(direction: 'tw' | 'fw', tier: string, key: strin
   return key.includes('/') ? `${prefix}${hash(`np:${text}`, 28 - prefix.length)}` : chainName(prefix, text);
 }
 
+const tierRulesMemo = { tw: new WeakMap<TierView[], string[]>(), fw: new WeakMap<TierView[], string[]>() };
+
 /**
  * The tiers' part of an endpoint's chain, as Felix lays it out: per tier, the pass mark cleared, then
  * each policy jumped to unless a Pass already came, returning at once on Allow; a tier none of whose
  * policies passed the packet ends in its default action (Deny drops; Pass goes on).
  */
 function tierRules(direction: 'tw' | 'fw', tiers: TierView[]): string[] {
+  // Endpoints with the same labels share `tiers` (applicableByLabels), and so these rules.
+  const memo = tierRulesMemo[direction];
+  const known = memo.get(tiers);
+  if (known) return known;
   const rules: string[] = [];
+  memo.set(tiers, rules);
   for (const tier of tiers) {
     rules.push(`-j MARK --set-mark ${NOT_PASSED}`);
     for (const policy of tier.policies) rules.push(`-m mark --mark ${NOT_PASSED} -j ${policyChainName(direction, tier.name, policy.key)}`, `-m mark --mark ${MARK} -j RETURN`);
@@ -311,7 +327,23 @@ function endpointChain(direction: 'tw' | 'fw', profiles: string[], known: Set<st
   return rules;
 }
 
-function familyTables(input: PolicyInput, views: EndpointView[], sets: SetView[], tiers: TierView[], profiles: Map<string, Profile>, family: IpFamily, ipsets: Map<string, IpSet>, invalid: string[]) {
+/** The policies of each direction that apply to an endpoint of these labels; endpoints with the same labels share one answer. */
+type Applicable = (labels: Record<string, string>) => { inbound: TierView[]; outbound: TierView[] };
+
+function applicableByLabels(tiers: TierView[]): Applicable {
+  const memo = new Map<string, { inbound: TierView[]; outbound: TierView[] }>();
+  return (labels) => {
+    const key = JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    let found = memo.get(key);
+    if (!found) {
+      found = { inbound: applicableTiers(tiers, labels, 'Ingress'), outbound: applicableTiers(tiers, labels, 'Egress') };
+      memo.set(key, found);
+    }
+    return found;
+  };
+}
+
+function familyTables(input: PolicyInput, views: EndpointView[], sets: SetView[], applicable: Applicable, profiles: Map<string, Profile>, family: IpFamily, ipsets: Map<string, IpSet>, invalid: string[]) {
   const renderer = new Renderer(views, sets, family);
   const filter: Chains = new Map();
   // Only endpoints with an address of this family need chains here: an IPv4-only host writes no IPv6 rules.
@@ -327,8 +359,7 @@ function familyTables(input: PolicyInput, views: EndpointView[], sets: SetView[]
     const iface = endpoint.spec.interfaceName;
     const tw = chainName('cali-tw-', iface);
     const fw = chainName('cali-fw-', iface);
-    const inbound = applicableTiers(tiers, labels, 'Ingress');
-    const outbound = applicableTiers(tiers, labels, 'Egress');
+    const { inbound, outbound } = applicable(labels);
     for (const [direction, applicable] of [['tw', inbound], ['fw', outbound]] as const) {
       for (const tier of applicable) for (const policy of tier.policies) usedPolicies.set(policyChainName(direction, tier.name, policy.key), { tier: tier.name, policy, direction });
     }
@@ -398,6 +429,7 @@ export function desiredDataplane(input: PolicyInput): DesiredDataplane {
   const invalid: string[] = [];
   const tiers = orderedTiers(input.tiers ?? [], input.policies ?? [], (key, error) => invalid.push(`${key}: ${error.message}`));
   const ipsets = new Map<string, IpSet>();
-  const tables = { 4: familyTables(input, views, sets, tiers, profiles, 4, ipsets, invalid), 6: familyTables(input, views, sets, tiers, profiles, 6, ipsets, invalid) };
+  const applicable = applicableByLabels(tiers);
+  const tables = { 4: familyTables(input, views, sets, applicable, profiles, 4, ipsets, invalid), 6: familyTables(input, views, sets, applicable, profiles, 6, ipsets, invalid) };
   return { invalid: [...new Set(invalid)], ipsets, tables };
 }
