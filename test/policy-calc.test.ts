@@ -22,7 +22,11 @@ describe('selectors', () => {
   });
 
   it('refuses malformed selectors', () => {
-    for (const bad of ['', 'has(', 'web ==', 'has(a) &&', '(has(a)', "x = 'y'", 'has(a) has(b)']) expect(() => parseSelector(bad), bad).toThrow(/invalid selector/);
+    for (const bad of ['has(', 'web ==', 'has(a) &&', '(has(a)', "x = 'y'", 'has(a) has(b)']) expect(() => parseSelector(bad), bad).toThrow(/invalid selector/);
+  });
+
+  it('reads the empty selector as all(), as Calico does', () => {
+    expect(parseSelector('')({})).toBe(true);
   });
 });
 
