@@ -85,7 +85,7 @@ describe('GlobalNetworkPolicy by label, across hosts', () => {
           { action: 'Allow', protocol: 'ICMP', icmp: { type: 8 }, source: { selector: 'role == "frontend"' } },
         ],
       }),
-      gnp('be-to-db', { order: 20, selector: 'role == "db"', ingress: [{ action: 'Allow', protocol: 'TCP', source: { selector: 'role == "backend"' }, destination: { ports: ['5000:5500'] } }] }),
+      gnp('be-to-db', { order: 20, selector: 'role == "db"', ingress: [{ action: 'Allow', protocol: 'TCP', source: { selector: 'role in {"backend", "batch"}' }, destination: { ports: ['5000:5500'] } }] }),
     );
     await until('the policies hold', () => !tcp('fe', 'db', 5432), 5_000);
     expect(flows()).toEqual(['fe>be:8080', 'fe>be:icmp', 'be>db:5432']);
