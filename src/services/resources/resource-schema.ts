@@ -43,6 +43,8 @@ const rule = object('Rule', {
   metadata: object('RuleMetadata', { annotations: map }),
 });
 
+const failsafe = object('ProtoPort', { protocol: str, port: num, net: str });
+
 const SPECS: Record<string, Field> = {
   IPPool: object('IPPoolSpec', {
     cidr: str,
@@ -63,6 +65,49 @@ const SPECS: Record<string, Field> = {
   BGPConfiguration: object('BGPConfigurationSpec', { logSeverityScreen: str, nodeToNodeMeshEnabled: bool, asNumber: { type: 'any' } }),
   BGPPeer: object('BGPPeerSpec', { node: str, nodeSelector: str, peerIP: str, asNumber: { type: 'any' }, peerSelector: str, keepOriginalNextHop: bool }),
   Profile: object('ProfileSpec', { ingress: array(rule), egress: array(rule), labelsToApply: map }),
+  GlobalNetworkPolicy: object('GlobalNetworkPolicySpec', {
+    tier: str,
+    order: num,
+    selector: str,
+    namespaceSelector: str,
+    types: array(str),
+    ingress: array(rule),
+    egress: array(rule),
+    doNotTrack: bool,
+    preDNAT: bool,
+    applyOnForward: bool,
+  }),
+  NetworkPolicy: object('NetworkPolicySpec', { tier: str, order: num, selector: str, types: array(str), ingress: array(rule), egress: array(rule) }),
+  Tier: object('TierSpec', { order: num, defaultAction: str }),
+  GlobalNetworkSet: object('GlobalNetworkSetSpec', { nets: array(str) }),
+  NetworkSet: object('NetworkSetSpec', { nets: array(str) }),
+  HostEndpoint: object('HostEndpointSpec', {
+    node: str,
+    interfaceName: str,
+    expectedIPs: array(str),
+    profiles: array(str),
+    ports: array(object('EndpointPort', { name: str, protocol: { type: 'any' }, port: num })),
+  }),
+  FelixConfiguration: object('FelixConfigurationSpec', {
+    logSeverityScreen: str,
+    defaultEndpointToHostAction: str,
+    failsafeInboundHostPorts: array(failsafe),
+    failsafeOutboundHostPorts: array(failsafe),
+    vxlanEnabled: bool,
+    vxlanVNI: num,
+    vxlanPort: num,
+    vxlanMTU: num,
+    vxlanMTUV6: num,
+    ipipEnabled: bool,
+    ipipMTU: num,
+    interfacePrefix: str,
+    chainInsertMode: str,
+    iptablesFilterAllowAction: str,
+    iptablesMangleAllowAction: str,
+    iptablesFilterDenyAction: str,
+    logPrefix: str,
+    reportingInterval: str,
+  }),
   WorkloadEndpoint: object('WorkloadEndpointSpec', {
     orchestrator: str,
     workload: str,
