@@ -65,6 +65,14 @@ describe('tiers', () => {
     });
     const before = await datastore();
     expect(await ctl(['delete', 'tier', 'default'])).toMatchObject({ status: 1, stderr: "Failed to delete 'Tier' resource: operation Delete is not supported on default: Cannot delete default tier\n" });
+    expect(await ctl(['create', '-f', '-'], 'apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: default}\nspec: {}\n')).toMatchObject({
+      status: 1,
+      stderr: "Failed to create 'Tier' resource: resource already exists: Tier(default)\n",
+    });
+    expect(await ctl(['apply', '-f', '-'], 'apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: default}\nspec: {order: 5}\n')).toMatchObject({
+      status: 1,
+      stderr: "Failed to apply 'Tier' resource: error with field Order = '5' (the default tier's order is 1000000)\n",
+    });
     expect(await datastore()).toBe(before);
   });
 
@@ -137,6 +145,27 @@ describe('GlobalNetworkPolicy and NetworkPolicy', () => {
     expect(await stored('networkpolicies/libnetwork/db-in')).toBeUndefined();
   });
 
+  it('accepts what Calico accepts: global() alone in a namespaceSelector, preDNAT with applyOnForward, protocols by name or number, ICMP type and code', async () => {
+    const policy = `apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: edge}
+spec:
+  preDNAT: true
+  applyOnForward: true
+  selector: ""
+  ingress:
+  - {action: Deny, protocol: "6", source: {namespaceSelector: global()}, destination: {ports: [22]}}
+  - {action: Allow, protocol: icmp, icmp: {type: 8, code: 0}, ipVersion: 4}
+  - {action: Pass, protocol: 132, notProtocol: UDPLite, destination: {notPorts: ["1000:2000"]}}
+  - {action: Log, ipVersion: 6, source: {notNets: ["fd00::1"]}}
+`;
+    expect(await ok(['create', '-f', '-'], policy)).toBe("Successfully created 1 'GlobalNetworkPolicy' resource(s)\n");
+    const spec = (await stored('globalnetworkpolicies/edge'))?.spec;
+    expect(spec.ingress[0].protocol).toBe(6);
+    expect(spec.ingress[1]).toEqual({ action: 'Allow', protocol: 'icmp', icmp: { type: 8, code: 0 }, ipVersion: 4 });
+    expect(await ok(['delete', 'gnp', 'edge'])).toBe("Successfully deleted 1 'GlobalNetworkPolicy' resource(s)\n");
+  });
+
   it('GNP: patch, label, delete; then the tier can go', async () => {
     expect(await ok(['patch', 'gnp', 'allow-dns', '-p', '{"spec":{"order":50}}'])).toBe("Successfully patched 1 'GlobalNetworkPolicy' resource\n");
     expect(await ok(['label', 'gnp', 'allow-dns', 'owner=net'])).toBe('Successfully set label owner on gnp allow-dns\n');
@@ -191,7 +220,9 @@ describe('bad input: an error naming the field, exit 1, nothing written', () => 
   const rule = (text: string) => gnp(`  ingress:\n  - ${text}\n`);
   const failed = (kind: string, reason: string) => `Failed to create '${kind}' resource: error with field ${reason}\n`;
   const cases: [string, string, string | RegExp][] = [
-    ['a selector that does not parse', gnp('  selector: "role == "\n'), /^Failed to create 'GlobalNetworkPolicy' resource: error with field Selector = 'role == ' \(.*selector.*\)\n$/],
+    ['a selector that does not parse', gnp('  selector: "role == "\n'), /^Failed to create 'GlobalNetworkPolicy' resource: error with field Selector = 'role == ' \(.+\)\n$/],
+    ['global() in the policy selector', gnp('  selector: global()\n'), failed('GlobalNetworkPolicy', "Selector = 'global()' (global() can only be used in an EntityRule namespaceSelector)")],
+    ['global() combined in a namespaceSelector', rule('{action: Allow, source: {namespaceSelector: "global() && has(a)"}}'), failed('GlobalNetworkPolicy', "Ingress[0].Source.NamespaceSelector = 'global() && has(a)' (global() cannot be combined with other selectors)")],
     ['a rule selector that does not parse', rule('{action: Allow, source: {selector: "has(a"}}'), /^Failed to create 'GlobalNetworkPolicy' resource: error with field Ingress\[0\]\.Source\.Selector = 'has\(a' \(/],
     ['global() in a rule selector', rule('{action: Allow, source: {selector: "global()"}}'), failed('GlobalNetworkPolicy', "Ingress[0].Source.Selector = 'global()' (global() can only be used in an EntityRule namespaceSelector)")],
     ['an unknown field', gnp('  selectr: all()\n'), 'Failed to execute command: error parsing document: field in document is not recognized or is in the wrong location: selectr\n'],

@@ -72,6 +72,8 @@ export class ResourceService {
     refuseReadOnly(input.kind, 'create');
     const resource = validateResource(input);
     await this.checkTier(resource);
+    // The default tier always exists (Calico creates it when the datastore is initialised).
+    if (isDefaultTier(refOf(resource))) throw new AlreadyExistsError(`resource already exists: ${resourceId('Tier', DEFAULT_TIER)}`);
     if (resource.kind === 'IPPool') return this.pools.create(resource as unknown as IpPool) as unknown as Resource;
     return this.store.create(resource);
   }
