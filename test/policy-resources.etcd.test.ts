@@ -166,6 +166,13 @@ spec:
     expect(await ok(['delete', 'gnp', 'edge'])).toBe("Successfully deleted 1 'GlobalNetworkPolicy' resource(s)\n");
   });
 
+  it('the README’s NetworkPolicy for Docker’s endpoints applies as written', async () => {
+    const readme = 'apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: db-from-app, namespace: libnetwork}\nspec:\n  selector: role == "db"\n  types: [Ingress]\n  ingress:\n  - action: Allow\n    protocol: TCP\n    source: {selector: has(appnet)}\n    destination: {ports: [5432]}\n';
+    expect(await ok(['apply', '-f', '-'], readme)).toBe("Successfully applied 1 'NetworkPolicy' resource(s)\n");
+    expect((await stored('networkpolicies/libnetwork/db-from-app'))?.spec.selector).toBe('role == "db"');
+    expect(await ok(['delete', 'policy', 'db-from-app', '-n', 'libnetwork'])).toBe("Successfully deleted 1 'NetworkPolicy' resource(s)\n");
+  });
+
   it('GNP: patch, label, delete; then the tier can go', async () => {
     expect(await ok(['patch', 'gnp', 'allow-dns', '-p', '{"spec":{"order":50}}'])).toBe("Successfully patched 1 'GlobalNetworkPolicy' resource\n");
     expect(await ok(['label', 'gnp', 'allow-dns', 'owner=net'])).toBe('Successfully set label owner on gnp allow-dns\n');
