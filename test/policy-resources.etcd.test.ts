@@ -233,6 +233,7 @@ describe('bad input: an error naming the field, exit 1, nothing written', () => 
     ['a rule selector that does not parse', rule('{action: Allow, source: {selector: "has(a"}}'), /^Failed to create 'GlobalNetworkPolicy' resource: error with field Ingress\[0\]\.Source\.Selector = 'has\(a' \(/],
     ['global() in a rule selector', rule('{action: Allow, source: {selector: "global()"}}'), failed('GlobalNetworkPolicy', "Ingress[0].Source.Selector = 'global()' (global() can only be used in an EntityRule namespaceSelector)")],
     ['an unknown field', gnp('  selectr: all()\n'), 'Failed to execute command: error parsing document: field in document is not recognized or is in the wrong location: selectr\n'],
+    ['an order that is no number', gnp('  order: high\n'), "Failed to execute command: error parsing document: cannot parse string 'high' into field GlobalNetworkPolicySpec.order of type float64\n"],
     ['an unknown field in a rule', rule('{action: Allow, port: 80}'), 'Failed to execute command: error parsing document: field in document is not recognized or is in the wrong location: port\n'],
     ['a rule with ports and no protocol', rule('{action: Allow, destination: {ports: [80]}}'), failed('GlobalNetworkPolicy', "Ingress[0].Protocol = '' (rules that specify ports must set protocol to TCP or UDP or SCTP)")],
     ['a rule with ports and protocol ICMP', rule('{action: Allow, protocol: ICMP, destination: {ports: [80]}}'), failed('GlobalNetworkPolicy', "Ingress[0].Protocol = 'ICMP' (rules that specify ports must set protocol to TCP or UDP or SCTP)")],

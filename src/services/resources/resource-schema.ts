@@ -9,13 +9,15 @@ import { API_VERSION, kindInfo, Resource } from '../../domain/resources.js';
 
 type Field =
   | { type: 'string' | 'bool' | 'map' | 'any' }
-  | { type: 'number' }
+  | { type: 'number'; goType?: string }
   | { type: 'object'; goType: string; fields: Record<string, Field> }
   | { type: 'array'; of: Field };
 
 const str: Field = { type: 'string' };
 const bool: Field = { type: 'bool' };
 const num: Field = { type: 'number' };
+/** Calico's `*float64` (policy and tier order). */
+const float: Field = { type: 'number', goType: 'float64' };
 const map: Field = { type: 'map' };
 const object = (goType: string, fields: Record<string, Field>): Field => ({ type: 'object', goType, fields });
 const array = (of: Field): Field => ({ type: 'array', of });
@@ -67,7 +69,7 @@ const SPECS: Record<string, Field> = {
   Profile: object('ProfileSpec', { ingress: array(rule), egress: array(rule), labelsToApply: map }),
   GlobalNetworkPolicy: object('GlobalNetworkPolicySpec', {
     tier: str,
-    order: num,
+    order: float,
     selector: str,
     namespaceSelector: str,
     types: array(str),
@@ -77,8 +79,8 @@ const SPECS: Record<string, Field> = {
     preDNAT: bool,
     applyOnForward: bool,
   }),
-  NetworkPolicy: object('NetworkPolicySpec', { tier: str, order: num, selector: str, types: array(str), ingress: array(rule), egress: array(rule) }),
-  Tier: object('TierSpec', { order: num, defaultAction: str }),
+  NetworkPolicy: object('NetworkPolicySpec', { tier: str, order: float, selector: str, types: array(str), ingress: array(rule), egress: array(rule) }),
+  Tier: object('TierSpec', { order: float, defaultAction: str }),
   GlobalNetworkSet: object('GlobalNetworkSetSpec', { nets: array(str) }),
   NetworkSet: object('NetworkSetSpec', { nets: array(str) }),
   HostEndpoint: object('HostEndpointSpec', {
@@ -163,7 +165,7 @@ function check(value: unknown, field: Field, where: string): void {
       if (typeof value !== 'boolean') throw typeError(value, where, 'bool');
       return;
     case 'number':
-      if (typeof value !== 'number') throw typeError(value, where, 'int');
+      if (typeof value !== 'number') throw typeError(value, where, field.goType ?? 'int');
       return;
     case 'map':
       if (typeof value !== 'object' || Array.isArray(value)) throw typeError(value, where, 'map[string]string');
