@@ -47,7 +47,10 @@ async function eachResource(ctx: CliContext, verb: { present: string; past: stri
 async function resourcesFrom(ctx: CliContext, file: string | undefined): Promise<Resource[]> {
   if (!file) throw new CalicoctlFailure('no resources given: use -f FILE (or -f - for standard input)');
   try {
-    return await readResources(file, ctx.stdin);
+    // calicoctl puts a namespaced resource without a namespace in its default namespace (here Docker's endpoints').
+    return (await readResources(file, ctx.stdin)).map((r) =>
+      kindFromWord(r.kind)?.namespaced && !r.metadata.namespace ? { ...r, metadata: { ...r.metadata, namespace: DEFAULT_NAMESPACE } } : r,
+    );
   } catch (error) {
     throw new CalicoctlFailure(`Failed to execute command: ${message(error)}`);
   }
@@ -67,7 +70,7 @@ function namespaceOf(kind: KindInfo, options: { namespace?: string; allNamespace
 export function addResourceCommands(program: Command, context: () => CliContext): void {
   program
     .command('get <kind> [name]')
-    .description('show resources: ippool, node, bgpconfiguration, bgppeer, profile, workloadendpoint')
+    .description('show resources: ippool, node, bgpconfiguration, bgppeer, profile, workloadendpoint, globalnetworkpolicy, networkpolicy, tier, globalnetworkset, networkset, hostendpoint, felixconfiguration')
     .option('-o, --output <format>', 'ps (default), wide, yaml or json')
     .option('--export', 'leave out what only this datastore knows (uid, resourceVersion, creation time)')
     .option('-n, --namespace <namespace>', 'namespace of namespaced kinds (default libnetwork)')
@@ -129,14 +132,15 @@ export function addResourceCommands(program: Command, context: () => CliContext)
     .description('delete resources named on the command line, or in a file (-f)')
     .option('-f, --filename <file>', 'YAML or JSON file of resources, - for standard input')
     .option('-s, --skip-not-exists', 'resources that do not exist count as deleted')
-    .action(async (word: string | undefined, names: string[], options: { filename?: string; skipNotExists?: boolean }) => {
+    .option('-n, --namespace <namespace>', 'namespace of namespaced kinds (default libnetwork)')
+    .action(async (word: string | undefined, names: string[], options: { filename?: string; skipNotExists?: boolean; namespace?: string }) => {
       const ctx = context();
       let targets: Resource[];
       if (options.filename) targets = await resourcesFrom(ctx, options.filename);
       else {
         if (!word || names.length === 0) throw new CalicoctlFailure('delete needs KIND NAME... or -f FILE');
         const kind = kindOf(word, (m) => m);
-        targets = names.map((name) => ({ kind: kind.kind, apiVersion: 'projectcalico.org/v3', metadata: { name, ...(kind.namespaced ? { namespace: DEFAULT_NAMESPACE } : {}) }, spec: {} }));
+        targets = names.map((name) => ({ kind: kind.kind, apiVersion: 'projectcalico.org/v3', metadata: { name, ...(kind.namespaced ? { namespace: options.namespace ?? DEFAULT_NAMESPACE } : {}) }, spec: {} }));
       }
       const service = ctx.resources();
       await eachResource(ctx, { present: 'delete', past: 'deleted' }, targets, async (resource) => {
@@ -153,11 +157,12 @@ export function addResourceCommands(program: Command, context: () => CliContext)
     .description('change fields of a resource with a JSON merge patch (null removes a field)')
     .requiredOption('-p, --patch <json>', 'the patch, e.g. \'{"spec":{"asNumber":64513}}\'')
     .option('-t, --type <type>', 'accepted for compatibility; the patch is always a merge patch')
-    .action(async (word: string, name: string, options: { patch: string }) => {
+    .option('-n, --namespace <namespace>', 'namespace of namespaced kinds (default libnetwork)')
+    .action(async (word: string, name: string, options: { patch: string; namespace?: string }) => {
       const kind = kindOf(word, (m) => m);
       const ctx = context();
       try {
-        await ctx.resources().patch({ kind: kind.kind, name }, options.patch);
+        await ctx.resources().patch({ kind: kind.kind, name, ...(kind.namespaced ? { namespace: options.namespace ?? DEFAULT_NAMESPACE } : {}) }, options.patch);
       } catch (error) {
         throw new CalicoctlFailure(`Hit error: ${message(error)}`);
       }
@@ -169,7 +174,8 @@ export function addResourceCommands(program: Command, context: () => CliContext)
     .description('set a label (KEY=VALUE, --overwrite to change one) or remove one (KEY --remove)')
     .option('--overwrite', 'change the value of a label that is set already')
     .option('--remove', 'remove the label KEY')
-    .action(async (word: string, name: string, label: string, options: { overwrite?: boolean; remove?: boolean }) => {
+    .option('-n, --namespace <namespace>', 'namespace of namespaced kinds (default libnetwork)')
+    .action(async (word: string, name: string, label: string, options: { overwrite?: boolean; remove?: boolean; namespace?: string }) => {
       const kind = kindFromWord(word);
       if (!kind) throw new CalicoctlFailure(`failed to get ${word} ${name}, error resource type '${word}' is not supported`);
       const [key, value, ...extra] = label.split('=');
@@ -177,7 +183,7 @@ export function addResourceCommands(program: Command, context: () => CliContext)
       const ctx = context();
       let change;
       try {
-        change = await ctx.resources().label({ kind: kind.kind, name }, key, options.remove ? undefined : value, options.overwrite === true);
+        change = await ctx.resources().label({ kind: kind.kind, name, ...(kind.namespaced ? { namespace: options.namespace ?? DEFAULT_NAMESPACE } : {}) }, key, options.remove ? undefined : value, options.overwrite === true);
       } catch (error) {
         if (error instanceof NotFoundError && error.message.startsWith('resource does not exist')) throw new CalicoctlFailure(`${word} ${name} not found`);
         if (error instanceof InvalidRequestError || error instanceof NotFoundError) throw new CalicoctlFailure(error.message);

@@ -4,6 +4,7 @@ import { InvalidRequestError } from '../domain/errors.js';
 import { API_VERSION, BgpConfiguration, BgpPeer, CalicoNode, Resource } from '../domain/resources.js';
 import type { WorkloadEndpoint } from '../domain/endpoint-model.js';
 import type { IpPool } from '../domain/ipam-model.js';
+import { DEFAULT_TIER, DEFAULT_TIER_ORDER, type HostEndpoint, type PolicySpec } from '../domain/policy-model.js';
 import { decodeResource } from '../services/resources/resource-schema.js';
 
 /**
@@ -65,6 +66,14 @@ export interface TableContext {
   namespaceColumn: boolean;
 }
 
+/** A number as Go's text/template prints a float64 (`%v`: 1e+06 from a million up), `<nil>` when unset. */
+export function goNumber(value: number | undefined): string {
+  if (value === undefined || value === null) return '<nil>';
+  const exponent = value === 0 ? 0 : Math.floor(Math.log10(Math.abs(value)));
+  if (exponent < -4 || exponent >= 6) return value.toExponential().replace(/e([+-])(\d)$/, 'e$10$2');
+  return String(value);
+}
+
 type Columns = { headers: string[]; cells: (r: Resource) => string[] };
 
 function columnsFor(kind: string, context: TableContext): Columns {
@@ -112,6 +121,30 @@ function columnsFor(kind: string, context: TableContext): Columns {
       return context.wide
         ? { headers: ['NAME', 'WORKLOAD', 'NODE', 'NETWORKS', 'INTERFACE', 'PROFILES', 'NATS'], cells: (r) => [name(r), ...base(r), spec(r).profiles.join(','), ''] }
         : { headers: ['WORKLOAD', 'NODE', 'NETWORKS', 'INTERFACE'], cells: base };
+    }
+    case 'GlobalNetworkPolicy':
+    case 'NetworkPolicy': {
+      const spec = (r: Resource) => r.spec as PolicySpec;
+      const tier = (r: Resource): string => spec(r).tier || DEFAULT_TIER;
+      return context.wide
+        ? { headers: ['NAME', 'TIER', 'ORDER', 'SELECTOR'], cells: (r) => [name(r), tier(r), goNumber(spec(r).order), spec(r).selector ?? ''] }
+        : { headers: ['NAME', 'TIER'], cells: (r) => [name(r), tier(r)] };
+    }
+    case 'Tier':
+      return { headers: ['NAME', 'ORDER'], cells: (r) => [name(r), goNumber((r.spec as { order?: number }).order ?? DEFAULT_TIER_ORDER)] };
+    case 'GlobalNetworkSet':
+    case 'NetworkSet': {
+      const nets = (r: Resource): string => ((r.spec as { nets?: string[] }).nets ?? []).join(',');
+      return context.wide ? { headers: ['NAME', 'NETS'], cells: (r) => [name(r), nets(r)] } : { headers: ['NAME'], cells: (r) => [name(r)] };
+    }
+    case 'HostEndpoint': {
+      const spec = (r: Resource) => (r as unknown as HostEndpoint).spec;
+      return context.wide
+        ? {
+            headers: ['NAME', 'NODE', 'INTERFACE', 'IPS', 'PROFILES'],
+            cells: (r) => [name(r), spec(r).node, spec(r).interfaceName ?? '', (spec(r).expectedIPs ?? []).join(','), (spec(r).profiles ?? []).join(',')],
+          }
+        : { headers: ['NAME', 'NODE'], cells: (r) => [name(r), spec(r).node] };
     }
     default:
       return { headers: ['NAME'], cells: (r) => [name(r)] };

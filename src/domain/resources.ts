@@ -110,6 +110,22 @@ export const KINDS: KindInfo[] = [
   },
   { kind: 'ClusterInformation', plural: 'clusterinformations', namespaced: false, aliases: ['clusterinformation', 'clusterinformations', 'clusterinfo', 'clusterinfos'] },
   { kind: 'FelixConfiguration', plural: 'felixconfigurations', namespaced: false, aliases: ['felixconfiguration', 'felixconfigurations', 'felixconfig', 'felixconfigs'] },
+  {
+    kind: 'GlobalNetworkPolicy',
+    plural: 'globalnetworkpolicies',
+    namespaced: false,
+    aliases: ['globalnetworkpolicy', 'globalnetworkpolicies', 'gnp', 'gnps'],
+  },
+  {
+    kind: 'NetworkPolicy',
+    plural: 'networkpolicies',
+    namespaced: true,
+    aliases: ['networkpolicy', 'networkpolicies', 'netpol', 'netpols', 'policy', 'policies'],
+  },
+  { kind: 'Tier', plural: 'tiers', namespaced: false, aliases: ['tier', 'tiers'] },
+  { kind: 'GlobalNetworkSet', plural: 'globalnetworksets', namespaced: false, aliases: ['globalnetworkset', 'globalnetworksets', 'gns'] },
+  { kind: 'NetworkSet', plural: 'networksets', namespaced: true, aliases: ['networkset', 'networksets', 'netset', 'netsets'] },
+  { kind: 'HostEndpoint', plural: 'hostendpoints', namespaced: false, aliases: ['hostendpoint', 'hostendpoints', 'hep', 'heps'] },
 ];
 
 export function kindInfo(kind: string): KindInfo | undefined {

@@ -9,13 +9,15 @@ import { API_VERSION, kindInfo, Resource } from '../../domain/resources.js';
 
 type Field =
   | { type: 'string' | 'bool' | 'map' | 'any' }
-  | { type: 'number' }
+  | { type: 'number'; goType?: string }
   | { type: 'object'; goType: string; fields: Record<string, Field> }
   | { type: 'array'; of: Field };
 
 const str: Field = { type: 'string' };
 const bool: Field = { type: 'bool' };
 const num: Field = { type: 'number' };
+/** Calico's `*float64` (policy and tier order). */
+const float: Field = { type: 'number', goType: 'float64' };
 const map: Field = { type: 'map' };
 const object = (goType: string, fields: Record<string, Field>): Field => ({ type: 'object', goType, fields });
 const array = (of: Field): Field => ({ type: 'array', of });
@@ -43,6 +45,8 @@ const rule = object('Rule', {
   metadata: object('RuleMetadata', { annotations: map }),
 });
 
+const failsafe = object('ProtoPort', { protocol: str, port: num, net: str });
+
 const SPECS: Record<string, Field> = {
   IPPool: object('IPPoolSpec', {
     cidr: str,
@@ -63,6 +67,49 @@ const SPECS: Record<string, Field> = {
   BGPConfiguration: object('BGPConfigurationSpec', { logSeverityScreen: str, nodeToNodeMeshEnabled: bool, asNumber: { type: 'any' } }),
   BGPPeer: object('BGPPeerSpec', { node: str, nodeSelector: str, peerIP: str, asNumber: { type: 'any' }, peerSelector: str, keepOriginalNextHop: bool }),
   Profile: object('ProfileSpec', { ingress: array(rule), egress: array(rule), labelsToApply: map }),
+  GlobalNetworkPolicy: object('GlobalNetworkPolicySpec', {
+    tier: str,
+    order: float,
+    selector: str,
+    namespaceSelector: str,
+    types: array(str),
+    ingress: array(rule),
+    egress: array(rule),
+    doNotTrack: bool,
+    preDNAT: bool,
+    applyOnForward: bool,
+  }),
+  NetworkPolicy: object('NetworkPolicySpec', { tier: str, order: float, selector: str, types: array(str), ingress: array(rule), egress: array(rule) }),
+  Tier: object('TierSpec', { order: float, defaultAction: str }),
+  GlobalNetworkSet: object('GlobalNetworkSetSpec', { nets: array(str) }),
+  NetworkSet: object('NetworkSetSpec', { nets: array(str) }),
+  HostEndpoint: object('HostEndpointSpec', {
+    node: str,
+    interfaceName: str,
+    expectedIPs: array(str),
+    profiles: array(str),
+    ports: array(object('EndpointPort', { name: str, protocol: { type: 'any' }, port: num })),
+  }),
+  FelixConfiguration: object('FelixConfigurationSpec', {
+    logSeverityScreen: str,
+    defaultEndpointToHostAction: str,
+    failsafeInboundHostPorts: array(failsafe),
+    failsafeOutboundHostPorts: array(failsafe),
+    vxlanEnabled: bool,
+    vxlanVNI: num,
+    vxlanPort: num,
+    vxlanMTU: num,
+    vxlanMTUV6: num,
+    ipipEnabled: bool,
+    ipipMTU: num,
+    interfacePrefix: str,
+    chainInsertMode: str,
+    iptablesFilterAllowAction: str,
+    iptablesMangleAllowAction: str,
+    iptablesFilterDenyAction: str,
+    logPrefix: str,
+    reportingInterval: str,
+  }),
   WorkloadEndpoint: object('WorkloadEndpointSpec', {
     orchestrator: str,
     workload: str,
@@ -118,7 +165,7 @@ function check(value: unknown, field: Field, where: string): void {
       if (typeof value !== 'boolean') throw typeError(value, where, 'bool');
       return;
     case 'number':
-      if (typeof value !== 'number') throw typeError(value, where, 'int');
+      if (typeof value !== 'number') throw typeError(value, where, field.goType ?? 'int');
       return;
     case 'map':
       if (typeof value !== 'object' || Array.isArray(value)) throw typeError(value, where, 'map[string]string');

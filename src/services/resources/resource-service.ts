@@ -1,6 +1,7 @@
 import { AlreadyExistsError, ConflictError, InvalidRequestError, NotFoundError } from '../../domain/errors.js';
 import type { IpPool } from '../../domain/ipam-model.js';
-import { kindInfo, Resource, resourceId } from '../../domain/resources.js';
+import { DEFAULT_TIER, DEFAULT_TIER_ORDER, type PolicySpec } from '../../domain/policy-model.js';
+import { API_VERSION, kindInfo, Resource, resourceId } from '../../domain/resources.js';
 import type { ResourceRef, ResourceStore } from '../../ports/resource-store.js';
 import type { PoolService } from '../ipam/pool-service.js';
 import type { NodeRemoval } from '../nodes/node-removal.js';
@@ -15,6 +16,18 @@ const READ_ONLY = new Set(['WorkloadEndpoint']);
 export type LabelChange = 'set' | 'updated' | 'removed';
 
 const notFound = (ref: ResourceRef): NotFoundError => new NotFoundError(`resource does not exist: ${resourceId(ref.kind, ref.name, ref.namespace)} with error: <nil>`);
+
+const POLICY_KINDS = ['GlobalNetworkPolicy', 'NetworkPolicy'];
+
+/** The tier `default` as Calico's client presents it when the datastore has no key for it (no resourceVersion). */
+export const defaultTier = (): Resource => ({
+  kind: 'Tier',
+  apiVersion: API_VERSION,
+  metadata: { name: DEFAULT_TIER },
+  spec: { order: DEFAULT_TIER_ORDER, defaultAction: 'Deny' },
+});
+
+const isDefaultTier = (ref: ResourceRef): boolean => ref.kind === 'Tier' && ref.name === DEFAULT_TIER;
 
 function refOf(resource: Resource): ResourceRef {
   return { kind: resource.kind, name: resource.metadata.name, ...(resource.metadata.namespace ? { namespace: resource.metadata.namespace } : {}) };
@@ -40,6 +53,7 @@ export class ResourceService {
 
   async get(ref: ResourceRef): Promise<Resource> {
     const found = await this.store.get(ref);
+    if (!found && isDefaultTier(ref)) return defaultTier();
     if (!found) throw notFound(ref);
     return found;
   }
@@ -47,6 +61,7 @@ export class ResourceService {
   /** Every resource of a kind (of one namespace when given), sorted by namespace and name, with the revision read at. */
   async list(kind: string, namespace?: string): Promise<{ revision: string; items: Resource[] }> {
     const snapshot = await this.store.snapshot([kind]);
+    if (kind === 'Tier' && !snapshot.resources.some((r) => r.metadata.name === DEFAULT_TIER)) snapshot.resources.push(defaultTier());
     const items = snapshot.resources
       .filter((r) => namespace === undefined || r.metadata.namespace === namespace)
       .sort((a, b) => (a.metadata.namespace ?? '').localeCompare(b.metadata.namespace ?? '') || a.metadata.name.localeCompare(b.metadata.name));
@@ -56,6 +71,9 @@ export class ResourceService {
   async create(input: Resource): Promise<Resource> {
     refuseReadOnly(input.kind, 'create');
     const resource = validateResource(input);
+    await this.checkTier(resource);
+    // The default tier always exists (Calico creates it when the datastore is initialised).
+    if (isDefaultTier(refOf(resource))) throw new AlreadyExistsError(`resource already exists: ${resourceId('Tier', DEFAULT_TIER)}`);
     if (resource.kind === 'IPPool') return this.pools.create(resource as unknown as IpPool) as unknown as Resource;
     return this.store.create(resource);
   }
@@ -63,10 +81,16 @@ export class ResourceService {
   async replace(input: Resource): Promise<Resource> {
     refuseReadOnly(input.kind, 'replace');
     const resource = validateResource(input);
+    await this.checkTier(resource);
     const given = resource.metadata.resourceVersion;
     for (let attempt = 0; ; attempt++) {
       const current = await this.get(refOf(resource));
-      const latest = current.metadata.resourceVersion!;
+      const latest = current.metadata.resourceVersion;
+      if (latest === undefined) {
+        // The default tier, not stored yet: the first write creates its key.
+        const { resourceVersion: _given, ...metadata } = resource.metadata;
+        return this.store.create({ ...resource, metadata });
+      }
       if (given && given !== latest) {
         throw new ConflictError(`Resource version '${given}' is out of date (latest: ${latest}). Update the resource YAML/JSON in order to make changes.`);
       }
@@ -97,7 +121,14 @@ export class ResourceService {
 
   async delete(ref: ResourceRef): Promise<void> {
     refuseReadOnly(ref.kind, 'delete');
+    if (isDefaultTier(ref)) throw new InvalidRequestError(`operation Delete is not supported on ${DEFAULT_TIER}: Cannot delete ${DEFAULT_TIER} tier`);
     await this.get(ref);
+    if (ref.kind === 'Tier') {
+      const policies = (await this.store.snapshot(POLICY_KINDS)).resources;
+      if (policies.some((p) => ((p.spec as PolicySpec).tier || DEFAULT_TIER) === ref.name)) {
+        throw new InvalidRequestError(`operation delete is not supported on ${ref.name}: Cannot delete a non-empty tier`);
+      }
+    }
     if (ref.kind === 'IPPool') await this.pools.remove(ref.name);
     else if (ref.kind === 'Node') await this.nodes.remove(ref.name);
     else await this.store.delete(ref);
@@ -138,6 +169,12 @@ export class ResourceService {
       return { ...current, metadata: { ...current.metadata, labels } };
     });
     return change;
+  }
+
+  /** Calico's client reads the policy's tier before writing it: an unknown tier is refused. */
+  private async checkTier(resource: Resource): Promise<void> {
+    if (!POLICY_KINDS.includes(resource.kind)) return;
+    await this.get({ kind: 'Tier', name: (resource.spec as PolicySpec).tier || DEFAULT_TIER });
   }
 
   private async editWithRetry(ref: ResourceRef, edit: (current: Resource) => Resource): Promise<Resource> {
