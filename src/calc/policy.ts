@@ -124,10 +124,13 @@ function networkSetViews(sets: NetworkSet[]): SetView[] {
   }));
 }
 
-/** A net as ipset takes it: a bare address is a host prefix; one that does not parse (written by others) is left out. */
+/** Calico takes a bare address as a net: its host prefix. */
+const withPrefix = (net: string): string => (net.includes('/') ? net : `${net}/${net.includes(':') ? 128 : 32}`);
+
+/** A net as ipset takes it; one that does not parse (written by others) is left out. */
 function normalNet(net: string): string | undefined {
   try {
-    return formatCidr(parseCidr(net.includes('/') ? net : `${net}/${net.includes(':') ? 128 : 32}`));
+    return formatCidr(parseCidr(withPrefix(net)));
   } catch {
     return undefined;
   }
@@ -205,11 +208,11 @@ class Renderer {
     if (entity?.nets?.length) {
       const nets = entity.nets.filter((n) => familyOf(n) === this.family);
       if (nets.length === 0) return undefined;
-      alternatives = nets.map((n) => [`${flag} ${formatCidr(parseCidr(n))}`]);
+      alternatives = nets.map((n) => [`${flag} ${formatCidr(parseCidr(withPrefix(n)))}`]);
     }
     const extra: string[] = [];
     if (entity?.notNets?.length) {
-      const nets = entity.notNets.filter((n) => familyOf(n) === this.family).map((n) => formatCidr(parseCidr(n)));
+      const nets = entity.notNets.filter((n) => familyOf(n) === this.family).map((n) => formatCidr(parseCidr(withPrefix(n))));
       if (nets.length === 1) extra.push(`! ${flag} ${nets[0]}`);
       else if (nets.length > 1) extra.push(`-m set ! --match-set ${this.netSet(nets)} ${side}`);
     }

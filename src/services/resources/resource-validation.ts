@@ -1,4 +1,4 @@
-import { parseSelector } from '../../calc/selector.js';
+import { parseSelector, usesGlobal } from '../../calc/selector.js';
 import { parsePeerAddress } from '../../calc/bgp-peerings.js';
 import { parseCidr, parseIp } from '../../domain/cidr.js';
 import type { Rule, RuleEntity } from '../../domain/endpoint-model.js';
@@ -153,8 +153,14 @@ const ICMP_PROTOCOLS = new Set(['icmp', 'icmpv6', '1', '58']);
 /** Kubernetes IsValidPortName: ≤15 chars, lower-case letters, digits and `-`, a letter, no `--`, no `-` at either end. */
 const PORT_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 
-/** `global()` outside quoted strings. */
-const mentionsGlobal = (selector: string): boolean => /global\(\s*\)/.test(selector.replace(/"[^"]*"|'[^']*'/g, '""'));
+/** `global()` anywhere in a selector that parses (one that does not is refused on its own account). */
+const mentionsGlobal = (selector: string): boolean => {
+  try {
+    return usesGlobal(selector);
+  } catch {
+    return false;
+  }
+};
 
 function protocolField(errors: FieldErrors, field: string, value: unknown): string | number | undefined {
   if (value === undefined || value === null) return undefined;
