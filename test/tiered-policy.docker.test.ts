@@ -4,14 +4,13 @@ import type { DockerHost } from './helpers/docker-host.js';
 
 /**
  * Calico's policy model with real packets, on three Docker 20.10 hosts: a labelled three-tier app
- * (frontend, backend, db, one per host) on one network, GlobalNetworkPolicies and tiers written to
- * etcd as Calico's tools write them, and TCP and ICMP between the containers across hosts.
+ * (frontend, backend, db, one per host) on one network, GlobalNetworkPolicies and tiers applied with
+ * calicoctl, and TCP and ICMP between the containers across hosts.
  */
 
 const CALICO = ['--driver', 'calico', '--ipam-driver', 'calico-ipam'];
 const PORTS = [80, 8080, 5432];
 const SERVER = `for p in ${PORTS.join(' ')}; do (while true; do echo hello | nc -l -p $p; done) & done; sleep 100000`;
-const RESOURCES = '/calico/resources/v3/projectcalico.org/';
 const cluster = clusterForSuite({
   name: 'tp',
   hosts: 3,
@@ -26,15 +25,21 @@ const tcp = (from: string, to: string, port: number): boolean => where.get(from)
 const ping = (from: string, to: string): boolean => where.get(from)!.docker(['exec', from, 'ping', '-c', '1', '-W', '1', address.get(to)!], 15_000).status === 0;
 
 type Spec = Record<string, unknown>;
-const gnp = (name: string, spec: Spec) => ({ key: `${RESOURCES}globalnetworkpolicies/${name}`, value: { kind: 'GlobalNetworkPolicy', apiVersion: 'projectcalico.org/v3', metadata: { name }, spec } });
-const tier = (name: string, spec: Spec) => ({ key: `${RESOURCES}tiers/${name}`, value: { kind: 'Tier', apiVersion: 'projectcalico.org/v3', metadata: { name }, spec } });
-const written: string[] = [];
+interface Doc {
+  kind: string;
+  apiVersion: 'projectcalico.org/v3';
+  metadata: { name: string };
+  spec: Spec;
+}
+const gnp = (name: string, spec: Spec): Doc => ({ kind: 'GlobalNetworkPolicy', apiVersion: 'projectcalico.org/v3', metadata: { name }, spec });
+const tier = (name: string, spec: Spec): Doc => ({ kind: 'Tier', apiVersion: 'projectcalico.org/v3', metadata: { name }, spec });
+const written: Doc[] = [];
 
-async function apply(...resources: { key: string; value: object }[]): Promise<void> {
-  for (const r of resources) {
-    await cluster.ctx.etcd.raw.put(r.key).value(JSON.stringify(r.value));
-    written.push(r.key);
-  }
+/** `calicoctl apply -f -` on host 1, as a user would: the policies reach every host through etcd. */
+async function apply(...docs: Doc[]): Promise<void> {
+  const result = cluster.hosts[0]!.calicoctl(['apply', '-f', '-'], docs.map((d) => JSON.stringify(d)).join('\n---\n'));
+  if (result.status !== 0) throw new Error(`calicoctl apply: ${result.stderr}`);
+  written.push(...docs);
 }
 
 /** The flows of the app that pass, as `from>to:port` (ping as `from>to:icmp`). */
@@ -66,7 +71,9 @@ beforeAll(async () => {
 }, 120_000);
 
 afterEach(async () => {
-  for (const key of written.splice(0)) await cluster.ctx.etcd.raw.delete().key(key);
+  // Policies before their tiers (a tier with policies cannot be deleted).
+  const docs = written.splice(0).reverse().sort((a, b) => Number(a.kind === 'Tier') - Number(b.kind === 'Tier'));
+  for (const d of docs) cluster.hosts[0]!.calicoctl(['delete', d.kind, d.metadata.name, '--skip-not-exists']);
   // Back to the network's profile alone: everything flows.
   await until('policies gone', () => tcp('db', 'fe', 80) && tcp('fe', 'be', 80), 10_000);
 });
@@ -130,8 +137,9 @@ describe('GlobalNetworkPolicy by label, across hosts', () => {
 
   it('a policy change takes effect on live traffic in under 500 ms', async () => {
     expect(tcp('fe', 'be', 8080)).toBe(true);
-    const written = Date.now();
+    // From the moment calicoctl has written it to etcd.
     await apply(gnp('cut', { selector: 'role == "backend"', ingress: [{ action: 'Deny', protocol: 'TCP', destination: { ports: [8080] } }, { action: 'Pass' }] }));
+    const written = Date.now();
     let seen: number | undefined;
     while (seen === undefined && Date.now() - written < 5_000) {
       const started = Date.now();
