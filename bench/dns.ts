@@ -176,7 +176,7 @@ async function settledRss(pids: Record<string, number>, settleMs = 3000): Promis
   return Object.fromEntries(Object.entries(readings).map(([k, v]) => [k, round(percentile(v, 50) / 1024, 1)]));
 }
 
-const stats = (us: number[]): { n: number; p50Us: number; p99Us: number } => ({ n: us.length, p50Us: round(percentile(us, 50), 0), p99Us: round(percentile(us, 99), 0) });
+const stats = (us: number[]): { n: number; p50Us: number; p90Us: number; p99Us: number } => ({ n: us.length, p50Us: round(percentile(us, 50), 0), p90Us: round(percentile(us, 90), 0), p99Us: round(percentile(us, 99), 0) });
 
 /** Runs each path QUERIES times per round, paths interleaved, after a warm-up: latencies per path. */
 async function measure(paths: Record<string, [Probe, Job]>, rounds = ROUNDS, queries = QUERIES): Promise<Record<string, { us: number[]; failures: number }>> {
@@ -353,12 +353,12 @@ async function threeHosts(etcdEndpoint: string, underlay: Underlay): Promise<obj
 const signed = (n: number): string => (n >= 0 ? `+${n}` : `${n}`);
 
 function table(r: any): string {
-  const row = (what: string, x: { p50Us: number; p99Us: number; n: number; failures: number }, vs: string): string =>
-    `${what.padEnd(46)} ${String(x.p50Us).padStart(7)} ${String(x.p99Us).padStart(7)} ${String(x.n).padStart(6)} ${String(x.failures).padStart(4)}  ${vs}`;
+  const row = (what: string, x: { p50Us: number; p90Us: number; p99Us: number; n: number; failures: number }, vs: string): string =>
+    `${what.padEnd(46)} ${String(x.p50Us).padStart(7)} ${String(x.p90Us).padStart(7)} ${String(x.p99Us).padStart(7)} ${String(x.n).padStart(6)} ${String(x.failures).padStart(4)}  ${vs}`;
   const l = r.lookups;
   const ms = r.synthetic;
   return [
-    `${'lookup (µs)'.padEnd(46)} ${'p50'.padStart(7)} ${'p99'.padStart(7)} ${'n'.padStart(6)} fail`,
+    `${'lookup (µs)'.padEnd(46)} ${'p50'.padStart(7)} ${'p90'.padStart(7)} ${'p99'.padStart(7)} ${'n'.padStart(6)} fail`,
     row('remote name (B, host 2) from A', l.remote, `×${r.remoteVsLocal.p50} / ×${r.remoteVsLocal.p99} of local (p50/p99)`),
     row('local name (Docker answers) from A', l.local, 'baseline'),
     row('upstream name via container, DNS on', l.upstreamContainer, `${signed(r.upstream.overheadP50Us)} µs p50, ${signed(r.upstream.overheadP99Us)} µs p99 vs DNS off`),
