@@ -397,9 +397,14 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
       // etcd (the one process of the benchmark's namespace besides this one) and the underlay's namespaces.
       for (const pid of spawnSync('ip', ['netns', 'pids', BENCH_NETNS], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number)) {
         if (pid === process.pid) continue;
-        const dataDir = /--data-dir\0([^\0]+)/.exec(readFileSync(`/proc/${pid}/cmdline`, 'utf8'))?.[1];
-        process.kill(pid, 'SIGKILL');
-        if (dataDir?.includes('calico-test-etcd-')) rmSync(dataDir, { recursive: true, force: true });
+        try {
+          // `ip netns pids` lists itself too, gone by now.
+          const dataDir = /--data-dir\0([^\0]+)/.exec(readFileSync(`/proc/${pid}/cmdline`, 'utf8'))?.[1];
+          process.kill(pid, 'SIGKILL');
+          if (dataDir?.includes('calico-test-etcd-')) rmSync(dataDir, { recursive: true, force: true });
+        } catch {
+          // Gone already.
+        }
       }
       for (const name of ['dnsul', 'dnsup']) spawnSync('ip', ['netns', 'del', `calit-${process.pid}-${name}`.slice(0, 30)]);
       process.exit(130);
