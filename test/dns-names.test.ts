@@ -120,3 +120,22 @@ describe('which DNS servers are intercepted', () => {
     expect(without.tables[4].filter.get('cali-wl-to-host')).toEqual(['-j cali-from-wl-dispatch', '-j RETURN']);
   });
 });
+
+describe('the name index follows changes without a rebuild', () => {
+  it('adds, renames, moves and removes names as endpoints change', () => {
+    const a = endpoint('a', 'net1', ['bbox2', 'web'], ['10.0.0.2/32']);
+    const b = endpoint('b', 'net1', ['web'], ['10.0.0.3/32'], 'h2');
+    const index = new NameIndex([a]);
+    index.update(undefined, b);
+    expect(index.resolve('web', ['net1'])?.ipv4.sort()).toEqual(['10.0.0.2', '10.0.0.3']);
+    const renamed = endpoint('a', 'net1', ['bbox9'], ['10.0.0.2/32']);
+    index.update(a, renamed);
+    expect(index.resolve('bbox2', ['net1'])).toBeUndefined();
+    expect(index.resolve('bbox9', ['net1'])?.ipv4).toEqual(['10.0.0.2']);
+    expect(index.resolve('web', ['net1'])?.ipv4).toEqual(['10.0.0.3']);
+    expect(index.reverse('10.0.0.2', ['net1'])).toBe('bbox9.net1');
+    index.update(b, undefined);
+    expect(index.resolve('web', ['net1'])).toBeUndefined();
+    expect(index.reverse('10.0.0.3', ['net1'])).toBeUndefined();
+  });
+});

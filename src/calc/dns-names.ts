@@ -31,20 +31,47 @@ export class NameIndex {
     for (const endpoint of endpoints) this.add(endpoint);
   }
 
-  private add(endpoint: WorkloadEndpoint): void {
+  /** One endpoint changed (`before` → `after`, either absent): the index follows without a rebuild. */
+  update(before: WorkloadEndpoint | undefined, after: WorkloadEndpoint | undefined): void {
+    if (before) this.remove(before);
+    if (after) this.add(after);
+  }
+
+  /** Each (network, name, address) an endpoint contributes. */
+  private entries(endpoint: WorkloadEndpoint): { network: string; names: string[]; addresses: string[] } | undefined {
     const network = endpointNetwork(endpoint);
     const names = dnsNames(endpoint);
-    if (!network || names.length === 0) return;
+    if (!network || names.length === 0) return undefined;
+    return { network, names, addresses: endpoint.spec.ipNetworks.map((n) => n.split('/')[0]!) };
+  }
+
+  private add(endpoint: WorkloadEndpoint): void {
+    const found = this.entries(endpoint);
+    if (!found) return;
+    const { network, names, addresses } = found;
     const key = lower(network);
     const names4network = this.byNetwork.get(key) ?? new Map<string, Addresses>();
     this.byNetwork.set(key, names4network);
-    const addresses = endpoint.spec.ipNetworks.map((n) => n.split('/')[0]!);
     for (const name of names) {
       const entry = names4network.get(lower(name)) ?? { ipv4: new Set<string>(), ipv6: new Set<string>() };
       names4network.set(lower(name), entry);
       for (const address of addresses) (address.includes(':') ? entry.ipv6 : entry.ipv4).add(address);
     }
     for (const address of addresses) if (!this.byAddress.has(address)) this.byAddress.set(address, { network, name: names[0]! });
+  }
+
+  private remove(endpoint: WorkloadEndpoint): void {
+    const found = this.entries(endpoint);
+    if (!found) return;
+    const { network, names, addresses } = found;
+    const names4network = this.byNetwork.get(lower(network));
+    for (const name of names) {
+      const entry = names4network?.get(lower(name));
+      if (!entry) continue;
+      for (const address of addresses) (address.includes(':') ? entry.ipv6 : entry.ipv4).delete(address);
+      if (entry.ipv4.size === 0 && entry.ipv6.size === 0) names4network!.delete(lower(name));
+    }
+    for (const address of addresses) if (this.byAddress.get(address)?.network === network) this.byAddress.delete(address);
   }
 
   /**

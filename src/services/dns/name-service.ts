@@ -76,13 +76,20 @@ export class NameService {
 
   private onChange(change: PolicyChange): void {
     if (change.kind !== 'endpoint') return;
+    const before = this.endpoints.get(change.name);
     if (change.value === null) this.endpoints.delete(change.name);
     else this.endpoints.set(change.name, change.value);
-    this.changed();
+    // The index follows each change; only a snapshot builds it whole.
+    this.index?.update(before, change.value ?? undefined);
+    this.changedLocal();
   }
 
   private changed(): void {
     this.index = undefined;
+    this.changedLocal();
+  }
+
+  private changedLocal(): void {
     this.local = new Map();
     for (const e of this.endpoints.values()) {
       if (e.spec.node !== this.options.node) continue;
