@@ -2,8 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { prefixEnd } from '../src/adapters/datastore/etcd/keys.js';
-import { calicoctlHere } from './helpers/daemon.js';
+import { calicoctlOn } from './helpers/calicoctl-suite.js';
 import { etcdForSuite } from './helpers/ipam.js';
 
 /** calicoctl's verbs on Calico v3's policy kinds, against a real etcd, stored in Calico's layout. */
@@ -11,19 +10,10 @@ import { etcdForSuite } from './helpers/ipam.js';
 const suite = etcdForSuite({ wipeEachTest: false });
 let env: Record<string, string>;
 const dir = mkdtempSync(join(tmpdir(), 'policy-resources-'));
-const ctl = (args: string[], input?: string) => calicoctlHere(args, env, input);
+const { ctl, ok, datastore } = calicoctlOn(suite, () => env);
 const ROOT = '/calico/resources/v3/projectcalico.org/';
 
-async function ok(args: string[], input?: string): Promise<string> {
-  const result = await ctl(args, input);
-  if (result.status !== 0) throw new Error(`calicoctl ${args.join(' ')}: ${result.stderr}`);
-  return result.stdout;
-}
 
-async function datastore(): Promise<string> {
-  const response = await suite.ctx.etcd.range({ key: Buffer.from('/calico/'), range_end: prefixEnd('/calico/') });
-  return response.kvs.map((kv) => `${kv.key.toString()}=${kv.value.toString()}@${kv.mod_revision}`).join('\n');
-}
 
 async function stored(key: string): Promise<Record<string, any> | undefined> {
   const kv = (await suite.ctx.etcd.range({ key: Buffer.from(`${ROOT}${key}`) })).kvs[0];

@@ -89,29 +89,12 @@ export interface FailsafePort {
 export const DEFAULT_TIER = 'default';
 export const DEFAULT_TIER_ORDER = 1_000_000;
 
+/** Both of Felix's default lists end in these: BGP, etcd, Typha, the Kubernetes API and friends. */
+const FAILSAFE_BOTH_WAYS: FailsafePort[] = [179, 2379, 2380, 5473, 6443, 6666, 6667].map((port) => ({ protocol: 'tcp', port }));
+
 /** Felix's defaults: a wrong policy cannot cut a host off its SSH, DHCP, BGP or etcd. */
-export const DEFAULT_FAILSAFE_INBOUND: FailsafePort[] = [
-  { protocol: 'tcp', port: 22 },
-  { protocol: 'udp', port: 68 },
-  { protocol: 'tcp', port: 179 },
-  { protocol: 'tcp', port: 2379 },
-  { protocol: 'tcp', port: 2380 },
-  { protocol: 'tcp', port: 5473 },
-  { protocol: 'tcp', port: 6443 },
-  { protocol: 'tcp', port: 6666 },
-  { protocol: 'tcp', port: 6667 },
-];
-export const DEFAULT_FAILSAFE_OUTBOUND: FailsafePort[] = [
-  { protocol: 'udp', port: 53 },
-  { protocol: 'udp', port: 67 },
-  { protocol: 'tcp', port: 179 },
-  { protocol: 'tcp', port: 2379 },
-  { protocol: 'tcp', port: 2380 },
-  { protocol: 'tcp', port: 5473 },
-  { protocol: 'tcp', port: 6443 },
-  { protocol: 'tcp', port: 6666 },
-  { protocol: 'tcp', port: 6667 },
-];
+export const DEFAULT_FAILSAFE_INBOUND: FailsafePort[] = [{ protocol: 'tcp', port: 22 }, { protocol: 'udp', port: 68 }, ...FAILSAFE_BOTH_WAYS];
+export const DEFAULT_FAILSAFE_OUTBOUND: FailsafePort[] = [{ protocol: 'udp', port: 53 }, { protocol: 'udp', port: 67 }, ...FAILSAFE_BOTH_WAYS];
 
 /** Calico's inference when `types` is empty: egress rules alone make it Egress; both, both; else Ingress. */
 export function inferredTypes(spec: PolicySpec): PolicyType[] {
