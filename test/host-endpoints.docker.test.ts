@@ -22,9 +22,15 @@ const written: string[] = [];
 
 type Spec = Record<string, unknown>;
 const gnp = (name: string, spec: Spec) => ({ key: `${RESOURCES}globalnetworkpolicies/${name}`, value: { kind: 'GlobalNetworkPolicy', apiVersion: 'projectcalico.org/v3', metadata: { name }, spec } });
-const gateway = () => ({
+/** Host 1's eth0 as a host endpoint: by name, or (`byAddress`) found by its address alone. */
+const gateway = (byAddress = false) => ({
   key: `${RESOURCES}hostendpoints/gateway`,
-  value: { kind: 'HostEndpoint', apiVersion: 'projectcalico.org/v3', metadata: { name: 'gateway', labels: { role: 'gateway' } }, spec: { node: host(1).node, interfaceName: 'eth0', expectedIPs: [address(1)] } },
+  value: {
+    kind: 'HostEndpoint',
+    apiVersion: 'projectcalico.org/v3',
+    metadata: { name: 'gateway', labels: { role: 'gateway' } },
+    spec: { node: host(1).node, ...(byAddress ? {} : { interfaceName: 'eth0' }), expectedIPs: [address(1)] },
+  },
 });
 
 async function apply(...resources: { key: string; value: object }[]): Promise<void> {
@@ -116,8 +122,9 @@ describe('host endpoints, real packets', () => {
 
   it('a preDNAT policy closes a published port to one source host and leaves it open to another', async () => {
     expect(published(2, 8080) && published(3, 8080)).toBe(true);
+    // No interface name: the daemon finds eth0 by the address.
     await apply(
-      gateway(),
+      gateway(true),
       gnp('no-published-from-2', {
         selector: "role == 'gateway'",
         preDNAT: true,
@@ -127,7 +134,9 @@ describe('host endpoints, real packets', () => {
     );
     await until('host 2 shut out', () => !published(2, 8080), 5_000);
     expect(published(3, 8080)).toBe(true);
-    expect(host(1).onHost(['iptables-save', '-t', 'mangle']).stdout).toMatch(/-A cali-pi-.* -s 10\.63\.0\.2\/32 .*--dports 8080 -j DROP/);
+    const mangle = host(1).onHost(['iptables-save', '-t', 'mangle']).stdout;
+    expect(mangle).toMatch(/-A cali-pi-.* -s 10\.63\.0\.2\/32 .*--dports 8080 -j DROP/);
+    expect(mangle).toContain('-A cali-from-host-endpoint -i eth0 -g cali-fh-eth0');
     await remove(`${RESOURCES}hostendpoints/gateway`);
     await until('host 2 back', () => published(2, 8080), 5_000);
   });

@@ -3,6 +3,11 @@ import { chainName, desiredDataplane, PolicyInput, policyChainName, selectorSetN
 import { failsafeList, resolveHostEndpoints, WILDCARD_SUFFIX } from '../src/calc/host-endpoints.js';
 import type { GlobalNetworkPolicy, HostEndpoint } from '../src/domain/policy-model.js';
 import { defaultProfile, Profile, WorkloadEndpoint } from '../src/domain/endpoint-model.js';
+import type { DesiredDataplane } from '../src/calc/policy.js';
+import type { PolicyChange, PolicySnapshot, PolicyStore } from '../src/ports/policy-store.js';
+import type { PolicyDataplane } from '../src/ports/policy-dataplane.js';
+import { PolicyAgent } from '../src/services/policy/policy-agent.js';
+import { until } from './helpers/cluster.js';
 
 const hep = (name: string, spec: Partial<HostEndpoint['spec']>, labels: Record<string, string> = {}): HostEndpoint => ({
   kind: 'HostEndpoint',
@@ -82,6 +87,10 @@ describe('host endpoints: filter chains', () => {
     const failsafeIn = filter.get('cali-failsafe-in')!;
     for (const rule of ['-p tcp -m tcp --dport 22 -j ACCEPT', '-p tcp -m tcp --dport 2379 -j ACCEPT', '-p tcp --dport 179 -j ACCEPT']) expect(failsafeIn).toContain(rule);
     expect(filter.get('cali-failsafe-out')).toContain('-p udp -m udp --dport 53 -j ACCEPT');
+    // IPv6: neighbour discovery passes before the host endpoint's chains.
+    const input6 = desired.tables[6].filter.get('cali-INPUT')!;
+    expect(input6.indexOf('! -i cali+ -p ipv6-icmp -m icmp6 --icmpv6-type 135 -j ACCEPT')).toBeLessThan(input6.indexOf('! -i cali+ -j cali-from-host-endpoint'));
+    expect(desired.tables[6].filter.get('cali-fh-eth0')!.at(-1)).toBe('-j DROP');
     // Workloads are not affected, nor forwarded traffic.
     expect(filter.get('cali-FORWARD')).toEqual(['-i cali+ -j cali-from-wl-dispatch', '-o cali+ -j cali-to-wl-dispatch', '-i cali+ -j ACCEPT', '-o cali+ -j ACCEPT']);
     expect(filter.get('cali-tw-caliaaaaaaaaaaa')).toEqual(desiredDataplane(base).tables[4].filter.get('cali-tw-caliaaaaaaaaaaa'));
@@ -208,5 +217,50 @@ describe('host endpoints: raw, mangle and forward', () => {
     expect(fhfw).not.toContain(policyChainName('tw', 'default', 'allow-web'));
     expect(filter.get('cali-fh-eth0')!.join('\n')).toContain(policyChainName('tw', 'default', 'fwd'));
     expect(filter.has('cali-to-hep-forward')).toBe(false);
+  });
+});
+
+describe('the policy agent and host endpoints', () => {
+  const felix = (name: string, spec: Record<string, unknown>) => ({ kind: 'FelixConfiguration', apiVersion: 'projectcalico.org/v3', metadata: { name }, spec }) as never;
+  const snapshot = (extra: Partial<PolicySnapshot>): PolicySnapshot => ({ revision: '1', profiles: [], endpoints: [], pools: [], nodes: [], felixConfigurations: [], tiers: [], policies: [], networkSets: [], hostEndpoints: [], ...extra });
+
+  it("reads FelixConfiguration (the node's own over default), finds an expectedIPs endpoint's interface, and follows host endpoint changes and interface moves", async () => {
+    let onChange: (change: PolicyChange) => void = () => undefined;
+    const store: PolicyStore = {
+      snapshot: async () =>
+        snapshot({
+          felixConfigurations: [
+            felix('default', { failsafeInboundHostPorts: [{ protocol: 'tcp', port: 2222 }], defaultEndpointToHostAction: 'Drop' }),
+            felix('node.h1', { failsafeOutboundHostPorts: [{ protocol: 'udp', port: 5353 }], defaultEndpointToHostAction: 'ACCEPT' }),
+            felix('node.h2', { defaultEndpointToHostAction: 'Return' }),
+          ],
+          hostEndpoints: [hep('by-ip', { expectedIPs: ['192.0.2.1'] })],
+        }),
+      watch: async (_revision, change) => {
+        onChange = change;
+        return { cancel: async () => undefined };
+      },
+    };
+    const applied: DesiredDataplane[] = [];
+    const dataplane: PolicyDataplane = { apply: async (d) => (applied.push(d), { chainsWritten: 1, setsWritten: 0, rules: 0 }), uninstall: async () => undefined };
+    let ifaces = [{ name: 'eth0', addresses: ['192.0.2.1'] }, { name: 'eth1', addresses: [] as string[] }];
+    const agent = new PolicyAgent(store, dataplane, 'h1', undefined, { interfaces: async () => ifaces, interfacesEveryMs: 50 });
+    await agent.start();
+    try {
+      const filter = () => applied.at(-1)!.tables[4].filter;
+      expect(filter().get('cali-from-host-endpoint')).toEqual(['-i eth0 -g cali-fh-eth0']);
+      expect(filter().get('cali-failsafe-in')).toContain('-p tcp -m tcp --dport 2222 -j ACCEPT');
+      expect(filter().get('cali-failsafe-in')).not.toContain('-p tcp -m tcp --dport 22 -j ACCEPT');
+      expect(filter().get('cali-failsafe-out')).toContain('-p udp -m udp --dport 5353 -j ACCEPT');
+      expect(filter().get('cali-wl-to-host')!.at(-1)).toBe('-j ACCEPT');
+      // The address moves to eth1: the agent notices on its next reading of the interfaces.
+      ifaces = [{ name: 'eth0', addresses: [] }, { name: 'eth1', addresses: ['192.0.2.1'] }];
+      await until('follows the address', () => filter().get('cali-from-host-endpoint')?.[0] === '-i eth1 -g cali-fh-eth1', 2_000);
+      onChange({ kind: 'hostEndpoint', name: 'by-ip', value: null });
+      await until('host endpoint gone', () => !filter().has('cali-from-host-endpoint'), 2_000);
+      expect(filter().get('cali-failsafe-in')).toEqual(['-p tcp --dport 179 -j ACCEPT', '-p tcp --sport 179 -m conntrack --ctstate ESTABLISHED -j ACCEPT']);
+    } finally {
+      await agent.stop();
+    }
   });
 });

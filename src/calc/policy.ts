@@ -484,9 +484,11 @@ function hostEndpointChains(
     ]);
   }
   const n = `! -i ${w}`;
+  // IPv6 neighbour and router discovery keep working on a host endpoint whatever its policy says.
+  const ndp = family === 6 ? [133, 134, 135, 136].map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j ACCEPT`) : [];
   return {
-    input: [`${n} -m mark --mark ${MARK} -j ACCEPT`, `${n} -j MARK --set-mark ${CLEAR_MARKS}`, `${n} -j cali-from-host-endpoint`, `${n} -m mark --mark ${MARK} -j ACCEPT`],
-    output: [`-m mark --mark ${MARK} -j ACCEPT`, `-j MARK --set-mark ${CLEAR_MARKS}`, '-m conntrack ! --ctstate DNAT -j cali-to-host-endpoint', `-m mark --mark ${MARK} -j ACCEPT`],
+    input: [`${n} -m mark --mark ${MARK} -j ACCEPT`, ...ndp.map((r) => `${n} ${r}`), `${n} -j MARK --set-mark ${CLEAR_MARKS}`, `${n} -j cali-from-host-endpoint`, `${n} -m mark --mark ${MARK} -j ACCEPT`],
+    output: [`-m mark --mark ${MARK} -j ACCEPT`, ...ndp, `-j MARK --set-mark ${CLEAR_MARKS}`, '-m conntrack ! --ctstate DNAT -j cali-to-host-endpoint', `-m mark --mark ${MARK} -j ACCEPT`],
     forwardFrom,
     forwardTo,
   };
