@@ -48,4 +48,19 @@ describe('iptables and ipset programming, in a namespace of its own', () => {
     expect(save()).not.toMatch(/cali/);
     expect(inNs(['ipset', 'list', '-n']).stdout.trim()).toBe('');
   });
+
+  it('host endpoints: chains in raw and mangle too, hooked as Felix hooks them, only changed ones rewritten, and all gone at uninstall', () => {
+    const result = run('hostEndpoints');
+    expect(result.ok, result.error).toBe(true);
+    expect(result.same.chainsWritten).toBe(0);
+    expect(result.removed.chainsWritten).toBeGreaterThan(0);
+    const text = save();
+    expect(text).toMatch(/\*raw[\s\S]*-A PREROUTING -j cali-PREROUTING[\s\S]*-A OUTPUT -j cali-OUTPUT/);
+    expect(text).toMatch(/\*mangle[\s\S]*-A PREROUTING -j cali-PREROUTING/);
+    expect(text).toMatch(/-A cali-PREROUTING .*-j CT --notrack/);
+    expect(text).toMatch(/-A cali-fh-eth0 -j cali-failsafe-in/);
+    expect(text).toContain('-A cali-from-hep-forward -i eth0 -g cali-fhfw-eth0');
+    expect(run('uninstall').ok).toBe(true);
+    expect(save()).not.toMatch(/cali/);
+  });
 });

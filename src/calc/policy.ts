@@ -4,8 +4,9 @@ import type { Profile, Rule, RuleEntity, WorkloadEndpoint } from '../domain/endp
 import { dnsRedirectRules, localhostSnat, IPIP_HOSTS_SET, PUBLISH_CHAIN, publishedAccepts, publishRules, TunnelFirewall, tunnelInputRules, tunnelOutputRules, VXLAN_HOSTS_SET } from './host-rules.js';
 import { parseSelector, Selector } from './selector.js';
 import { dispatchTree } from './dispatch.js';
-import { applicableTiers, namespaced, NAMESPACE_LABEL, orderedTiers, TierView } from './tiers.js';
-import type { GlobalNetworkPolicy, NetworkPolicy, NetworkSet, Tier } from '../domain/policy-model.js';
+import { applicableTiers, hostTiers, namespaced, NAMESPACE_LABEL, orderedTiers, TierView } from './tiers.js';
+import type { EndpointPort, FailsafePort, GlobalNetworkPolicy, HostEndpoint, NetworkPolicy, NetworkSet, Tier } from '../domain/policy-model.js';
+import { failsafeList, failsafeRules, FailsafeRule, hostEndpointAddresses, HostInterfaceInfo, resolveHostEndpoints, WILDCARD_SUFFIX } from './host-endpoints.js';
 
 /**
  * Profiles, endpoints and pools in; the iptables chains and ipsets that enforce them out. Pure: no
@@ -25,6 +26,8 @@ const MARK = `${ACCEPT_MARK}/${ACCEPT_MARK}`;
 export const PASS_MARK = '0x2000000';
 const PASS = `${PASS_MARK}/${PASS_MARK}`;
 const NOT_PASSED = `0x0/${PASS_MARK}`;
+/** Both of our bits cleared: what raw and mangle do before host endpoint policy. */
+const CLEAR_MARKS = '0x0/0x3000000';
 export const WORKLOAD_PREFIX = 'cali';
 const BGP_PORT = 179;
 
@@ -48,6 +51,15 @@ export interface PolicyInput {
   tiers?: Tier[];
   policies?: (GlobalNetworkPolicy | NetworkPolicy)[];
   networkSets?: NetworkSet[];
+  /** HostEndpoints of every node: this node's police its interfaces; all are members of the sets rule selectors make. */
+  hostEndpoints?: HostEndpoint[];
+  /** The host's interfaces and addresses: how a host endpoint without an interface name finds its interface. */
+  interfaces?: HostInterfaceInfo[];
+  /** FelixConfiguration's failsafe ports (none given = Felix's defaults; BGP always passes). */
+  failsafeInbound?: FailsafePort[];
+  failsafeOutbound?: FailsafePort[];
+  /** The verdict after a workload's egress policy for packets to the host itself (default Return, as calico/node sets it). */
+  defaultEndpointToHostAction?: 'Drop' | 'Accept' | 'Return';
 }
 
 export interface IpSet {
@@ -64,17 +76,23 @@ export interface DesiredDataplane {
   invalid: string[];
   ipsets: Map<string, IpSet>;
   /** Per family, per table. */
-  tables: Record<IpFamily, { filter: Chains; nat: Chains }>;
+  tables: Record<IpFamily, Record<IptablesTable, Chains>>;
 }
 
+export type IptablesTable = 'filter' | 'nat' | 'raw' | 'mangle';
+
 /** Jumps from the kernel's chains into ours, inserted once at the top. */
-export const HOOKS: { table: 'filter' | 'nat'; chain: string; target: string }[] = [
+export const HOOKS: { table: IptablesTable; chain: string; target: string }[] = [
   { table: 'filter', chain: 'FORWARD', target: 'cali-FORWARD' },
   { table: 'filter', chain: 'INPUT', target: 'cali-INPUT' },
   { table: 'filter', chain: 'OUTPUT', target: 'cali-OUTPUT' },
   { table: 'nat', chain: 'POSTROUTING', target: 'cali-POSTROUTING' },
   { table: 'nat', chain: 'PREROUTING', target: 'cali-PREROUTING' },
   { table: 'nat', chain: 'OUTPUT', target: 'cali-OUTPUT' },
+  // Host endpoints' untracked (doNotTrack) and pre-DNAT policies, as Felix hooks them.
+  { table: 'raw', chain: 'PREROUTING', target: 'cali-PREROUTING' },
+  { table: 'raw', chain: 'OUTPUT', target: 'cali-OUTPUT' },
+  { table: 'mangle', chain: 'PREROUTING', target: 'cali-PREROUTING' },
 ];
 
 const hash = (text: string, length: number): string => createHash('sha224').update(text).digest('base64url').slice(0, length);
@@ -109,6 +127,13 @@ const hostAddress = (cidr: string): string => cidr.split('/')[0]!;
 interface EndpointView {
   endpoint: WorkloadEndpoint;
   labels: Record<string, string>;
+}
+
+/** A host endpoint as rule selectors see it: its labels, its expectedIPs and named ports. */
+interface HostView {
+  labels: Record<string, string>;
+  addresses: string[];
+  ports: EndpointPort[];
 }
 
 interface SetView {
@@ -153,6 +178,7 @@ class Renderer {
     private readonly views: EndpointView[],
     private readonly sets: SetView[],
     private readonly family: IpFamily,
+    private readonly hosts: HostView[] = [],
   ) {}
 
   private predicate(selector: string): Selector {
@@ -176,6 +202,7 @@ class Renderer {
     const addresses = this.views
       .filter((v) => predicate(v.labels))
       .flatMap((v) => v.endpoint.spec.ipNetworks.filter((n) => familyOf(n) === this.family).map(hostAddress));
+    addresses.push(...this.hosts.filter((h) => predicate(h.labels)).flatMap((h) => h.addresses.filter((a) => familyOf(a) === this.family)));
     this.ipsets.set(name, nets.length ? { family: this.family, type: 'hash:net', members: [...new Set([...addresses, ...nets])].sort() } : { family: this.family, type: 'hash:ip', members: [...new Set(addresses)].sort() });
     return name;
   }
@@ -191,6 +218,10 @@ class Renderer {
         const port = v.endpoint.spec.ports?.find((p) => p.name === portName && (p.protocol ?? 'tcp').toLowerCase() === protocol);
         return port ? v.endpoint.spec.ipNetworks.filter((n) => familyOf(n) === this.family).map((n) => `${hostAddress(n)},${protocol}:${port.port}`) : [];
       });
+    for (const host of this.hosts.filter((h) => predicate(h.labels))) {
+      const port = host.ports.find((p) => p.name === portName && (p.protocol ?? 'tcp').toLowerCase() === protocol);
+      if (port) members.push(...host.addresses.filter((a) => familyOf(a) === this.family).map((a) => `${a},${protocol}:${port.port}`));
+    }
     this.ipsets.set(name, { family: this.family, type: 'hash:ip,port', members: [...new Set(members)].sort() });
     return name;
   }
@@ -346,8 +377,160 @@ function applicableByLabels(tiers: TierView[]): Applicable {
   };
 }
 
-function familyTables(input: PolicyInput, views: EndpointView[], sets: SetView[], applicable: Applicable, profiles: Map<string, Profile>, family: IpFamily, ipsets: Map<string, IpSet>, invalid: string[]) {
-  const renderer = new Renderer(views, sets, family);
+/** This host's host endpoints, each with the interface it polices (none: the wildcard's default) and its labels. */
+interface LocalHostEndpoint {
+  iface: string | undefined;
+  suffix: string;
+  endpoint: HostEndpoint;
+  labels: Record<string, string>;
+}
+
+type UsedPolicies = Map<string, { policy: TierView['policies'][number]; direction: 'tw' | 'fw' }>;
+
+function usePolicies(used: UsedPolicies, direction: 'tw' | 'fw', tiers: TierView[]): void {
+  for (const tier of tiers) for (const policy of tier.policies) used.set(policyChainName(direction, tier.name, policy.key), { policy, direction });
+}
+
+function renderPolicies(chains: Chains, used: UsedPolicies, renderer: Renderer, invalid: string[]): void {
+  for (const [chain, { policy, direction }] of [...used].sort(([a], [b]) => a.localeCompare(b))) {
+    const context = { inPolicy: true, ...(policy.namespace !== undefined ? { namespace: policy.namespace } : {}) };
+    try {
+      chains.set(chain, (direction === 'tw' ? policy.ingress : policy.egress).flatMap((r) => renderer.rule(r, context)));
+    } catch (error) {
+      // Fail closed: a policy whose rules cannot be understood lets nothing through where it applies.
+      chains.set(chain, ['-j DROP']);
+      invalid.push(`${policy.key}: ${(error as Error).message}`);
+    }
+  }
+}
+
+/**
+ * Dispatch of a host endpoint chain kind by interface (`-i` inbound, `-o` outbound); what no host
+ * endpoint names goes to the wildcard endpoint's chain, if any, but loopback and workloads.
+ */
+function hostDispatch(flag: '-i' | '-o', entries: { iface: string | undefined; chain: string }[]): string[] {
+  const named = entries.filter((e) => e.iface !== undefined).sort((a, b) => a.iface!.localeCompare(b.iface!));
+  const wildcard = entries.find((e) => e.iface === undefined);
+  return [...named.map((e) => `${flag} ${e.iface} -g ${e.chain}`), ...(wildcard ? [`${flag} lo -j RETURN`, `${flag} ${WORKLOAD_PREFIX}+ -j RETURN`, `-g ${wildcard.chain}`] : [])];
+}
+
+/** The chain of a host endpoint in raw (untracked) or mangle (preDNAT): failsafes, then the tiers alone: no profiles, no default deny. */
+function hostPolicyOnlyChain(direction: 'tw' | 'fw', tiers: TierView[], failsafe: string): string[] {
+  return [`-j ${failsafe}`, `-j MARK --set-mark ${CLEAR_MARKS}`, ...tierRules(direction, tiers)];
+}
+
+interface Failsafes {
+  inbound: FailsafeRule[];
+  outbound: FailsafeRule[];
+}
+
+/**
+ * Host endpoints' chains in filter (traffic to and from the host, and applyOnForward policies on
+ * forwarded traffic), raw (doNotTrack) and mangle (preDNAT), and the hooks from our base chains
+ * into them. Returns what cali-INPUT, cali-OUTPUT and cali-FORWARD need added.
+ */
+function hostEndpointChains(
+  heps: LocalHostEndpoint[],
+  tiers: TierView[],
+  usedProfiles: Set<string>,
+  profiles: Map<string, Profile>,
+  tables: { filter: Chains; raw: Chains; mangle: Chains },
+  used: { filter: UsedPolicies; raw: UsedPolicies; mangle: UsedPolicies },
+  failsafes: Failsafes,
+  family: IpFamily,
+): { input: string[]; output: string[]; forwardFrom: string[]; forwardTo: string[] } {
+  const { filter, raw, mangle } = tables;
+  const dispatch = { fh: [], th: [], fhfw: [], thfw: [], rawFh: [], rawTh: [], mangleFh: [] } as Record<string, { iface: string | undefined; chain: string }[]>;
+  for (const hep of heps) {
+    const known = (hep.endpoint.spec.profiles ?? []).filter((p) => profiles.has(p));
+    for (const p of known) usedProfiles.add(p);
+    const labelsOf = hep.labels;
+    const normalIn = hostTiers(tiers, labelsOf, 'Ingress', 'normal');
+    const normalOut = hostTiers(tiers, labelsOf, 'Egress', 'normal');
+    usePolicies(used.filter, 'tw', normalIn);
+    usePolicies(used.filter, 'fw', normalOut);
+    const fh = chainName('cali-fh-', hep.suffix);
+    const th = chainName('cali-th-', hep.suffix);
+    filter.set(fh, endpointChain('tw', known, usedProfiles, ['-j cali-failsafe-in'], normalIn));
+    filter.set(th, endpointChain('fw', known, usedProfiles, ['-j cali-failsafe-out'], normalOut));
+    dispatch.fh!.push({ iface: hep.iface, chain: fh });
+    dispatch.th!.push({ iface: hep.iface, chain: th });
+    // Forwarded traffic: only applyOnForward policies, and only where some select this endpoint (no failsafes here).
+    for (const [direction, prefix, key] of [['tw', 'cali-fhfw-', 'fhfw'], ['fw', 'cali-thfw-', 'thfw']] as const) {
+      const forward = hostTiers(tiers, labelsOf, direction === 'tw' ? 'Ingress' : 'Egress', 'forward');
+      if (forward.length === 0) continue;
+      usePolicies(used.filter, direction, forward);
+      const chain = chainName(prefix, hep.suffix);
+      filter.set(chain, endpointChain(direction, known, usedProfiles, [], forward));
+      dispatch[key]!.push({ iface: hep.iface, chain });
+    }
+    for (const [direction, prefix, key, failsafe] of [['tw', 'cali-fh-', 'rawFh', 'cali-failsafe-in'], ['fw', 'cali-th-', 'rawTh', 'cali-failsafe-out']] as const) {
+      const untracked = hostTiers(tiers, labelsOf, direction === 'tw' ? 'Ingress' : 'Egress', 'untracked');
+      if (untracked.length === 0) continue;
+      usePolicies(used.raw, direction, untracked);
+      const chain = chainName(prefix, hep.suffix);
+      raw.set(chain, hostPolicyOnlyChain(direction, untracked, failsafe));
+      dispatch[key]!.push({ iface: hep.iface, chain });
+    }
+    const preDnat = hostTiers(tiers, labelsOf, 'Ingress', 'preDNAT');
+    if (preDnat.length > 0) {
+      usePolicies(used.mangle, 'tw', preDnat);
+      mangle.set(fh, hostPolicyOnlyChain('tw', preDnat, 'cali-failsafe-in'));
+      dispatch.mangleFh!.push({ iface: hep.iface, chain: fh });
+    }
+  }
+  const w = `${WORKLOAD_PREFIX}+`;
+  filter.set('cali-from-host-endpoint', hostDispatch('-i', dispatch.fh!));
+  filter.set('cali-to-host-endpoint', hostDispatch('-o', dispatch.th!));
+  const forwardFrom: string[] = [];
+  const forwardTo: string[] = [];
+  if (dispatch.fhfw!.length) {
+    filter.set('cali-from-hep-forward', hostDispatch('-i', dispatch.fhfw!));
+    forwardFrom.push(`-j MARK --set-mark ${CLEAR_MARKS}`, '-j cali-from-hep-forward');
+  }
+  if (dispatch.thfw!.length) {
+    filter.set('cali-to-hep-forward', hostDispatch('-o', dispatch.thfw!));
+    forwardTo.push('-j cali-to-hep-forward');
+  }
+  // Untracked: an Allow marks the packet, which then skips conntrack and is accepted here and in filter.
+  if (dispatch.rawFh!.length) {
+    raw.set('cali-from-host-endpoint', hostDispatch('-i', dispatch.rawFh!));
+    raw.set('cali-PREROUTING', [`-j MARK --set-mark ${CLEAR_MARKS}`, `-i ${w} -j RETURN`, '-j cali-from-host-endpoint', `-m mark --mark ${MARK} -j CT --notrack`, `-m mark --mark ${MARK} -j ACCEPT`]);
+  }
+  if (dispatch.rawTh!.length) {
+    raw.set('cali-to-host-endpoint', hostDispatch('-o', dispatch.rawTh!));
+    raw.set('cali-OUTPUT', [`-j MARK --set-mark ${CLEAR_MARKS}`, `-o ${w} -j RETURN`, '-j cali-to-host-endpoint', `-m mark --mark ${MARK} -j CT --notrack`, `-m mark --mark ${MARK} -j ACCEPT`]);
+  }
+  if (dispatch.rawFh!.length || dispatch.rawTh!.length) {
+    // Untracked traffic has no conntrack to let replies back in: the other list's source ports pass too.
+    raw.set('cali-failsafe-in', failsafeRules(failsafes.inbound, failsafes.outbound, '-s', family));
+    raw.set('cali-failsafe-out', failsafeRules(failsafes.outbound, failsafes.inbound, '-d', family));
+  }
+  // Before DNAT: a Deny drops; an Allow only ends the pre-DNAT policies, the filter table still has its say.
+  if (dispatch.mangleFh!.length) {
+    mangle.set('cali-from-host-endpoint', hostDispatch('-i', dispatch.mangleFh!));
+    mangle.set('cali-failsafe-in', failsafeRules(failsafes.inbound, [], '-s', family));
+    mangle.set('cali-PREROUTING', [
+      `-m mark --mark ${MARK} -j RETURN`,
+      '-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN',
+      `-i ${w} -j RETURN`,
+      '-j cali-from-host-endpoint',
+      `-j MARK --set-mark ${CLEAR_MARKS}`,
+    ]);
+  }
+  const n = `! -i ${w}`;
+  // IPv6 neighbour and router discovery keep working on a host endpoint whatever its policy says.
+  const ndp = family === 6 ? [133, 134, 135, 136].map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j ACCEPT`) : [];
+  return {
+    input: [`${n} -m mark --mark ${MARK} -j ACCEPT`, ...ndp.map((r) => `${n} ${r}`), `${n} -j MARK --set-mark ${CLEAR_MARKS}`, `${n} -j cali-from-host-endpoint`, `${n} -m mark --mark ${MARK} -j ACCEPT`],
+    output: [`-m mark --mark ${MARK} -j ACCEPT`, ...ndp, `-j MARK --set-mark ${CLEAR_MARKS}`, '-m conntrack ! --ctstate DNAT -j cali-to-host-endpoint', `-m mark --mark ${MARK} -j ACCEPT`],
+    forwardFrom,
+    forwardTo,
+  };
+}
+
+function familyTables(input: PolicyInput, views: EndpointView[], sets: SetView[], tiers: TierView[], applicable: Applicable, profiles: Map<string, Profile>, family: IpFamily, ipsets: Map<string, IpSet>, invalid: string[], hosts: HostView[], heps: LocalHostEndpoint[], failsafes: Failsafes) {
+  const renderer = new Renderer(views, sets, family, hosts);
   const filter: Chains = new Map();
   // Only endpoints with an address of this family need chains here: an IPv4-only host writes no IPv6 rules.
   const local = views
@@ -356,16 +539,15 @@ function familyTables(input: PolicyInput, views: EndpointView[], sets: SetView[]
   const usedProfiles = new Set(local.flatMap((v) => v.endpoint.spec.profiles).filter((p) => profiles.has(p)));
   const toDispatch: { address: string; target: string }[] = [];
   const fromDispatch: { address: string; target: string }[] = [];
-  const usedPolicies = new Map<string, { tier: string; policy: TierView['policies'][number]; direction: 'tw' | 'fw' }>();
+  const usedPolicies: UsedPolicies = new Map();
   for (const { endpoint, labels } of local) {
     const networks = endpoint.spec.ipNetworks.filter((n) => familyOf(n) === family);
     const iface = endpoint.spec.interfaceName;
     const tw = chainName('cali-tw-', iface);
     const fw = chainName('cali-fw-', iface);
     const { inbound, outbound } = applicable(labels);
-    for (const [direction, applicable] of [['tw', inbound], ['fw', outbound]] as const) {
-      for (const tier of applicable) for (const policy of tier.policies) usedPolicies.set(policyChainName(direction, tier.name, policy.key), { tier: tier.name, policy, direction });
-    }
+    usePolicies(usedPolicies, 'tw', inbound);
+    usePolicies(usedPolicies, 'fw', outbound);
     filter.set(tw, endpointChain('tw', endpoint.spec.profiles, usedProfiles, family === 4 ? publishedAccepts(endpoint) : [], inbound));
     filter.set(fw, endpointChain('fw', endpoint.spec.profiles, usedProfiles, [], outbound));
     for (const network of networks) {
@@ -373,39 +555,41 @@ function familyTables(input: PolicyInput, views: EndpointView[], sets: SetView[]
       fromDispatch.push({ address: hostAddress(network), target: fw });
     }
   }
+  const raw: Chains = new Map([['cali-PREROUTING', []], ['cali-OUTPUT', []]]);
+  const mangle: Chains = new Map([['cali-PREROUTING', []]]);
+  const rawPolicies: UsedPolicies = new Map();
+  const manglePolicies: UsedPolicies = new Map();
+  const hep = heps.length ? hostEndpointChains(heps, tiers, usedProfiles, profiles, { filter, raw, mangle }, { filter: usedPolicies, raw: rawPolicies, mangle: manglePolicies }, failsafes, family) : undefined;
   for (const name of [...usedProfiles].sort()) {
     const profile = profiles.get(name)!;
     filter.set(chainName('cali-pri-', name), profile.spec.ingress.flatMap((r) => renderer.rule(r)));
     filter.set(chainName('cali-pro-', name), profile.spec.egress.flatMap((r) => renderer.rule(r)));
   }
-  for (const [chain, { policy, direction }] of [...usedPolicies].sort(([a], [b]) => a.localeCompare(b))) {
-    const context = { inPolicy: true, ...(policy.namespace !== undefined ? { namespace: policy.namespace } : {}) };
-    try {
-      filter.set(chain, (direction === 'tw' ? policy.ingress : policy.egress).flatMap((r) => renderer.rule(r, context)));
-    } catch (error) {
-      // Fail closed: a policy whose rules cannot be understood lets nothing through where it applies.
-      filter.set(chain, ['-j DROP']);
-      invalid.push(`${policy.key}: ${(error as Error).message}`);
-    }
-  }
+  renderPolicies(filter, usedPolicies, renderer, invalid);
+  renderPolicies(raw, rawPolicies, renderer, invalid);
+  renderPolicies(mangle, manglePolicies, renderer, invalid);
   const w = `${WORKLOAD_PREFIX}+`;
   for (const [chain, rules] of dispatchTree('cali-to-wl-dispatch', '-d', family, toDispatch)) filter.set(chain, rules);
   for (const [chain, rules] of dispatchTree('cali-from-wl-dispatch', '-s', family, fromDispatch)) filter.set(chain, rules);
-  filter.set('cali-FORWARD', [`-i ${w} -j cali-from-wl-dispatch`, `-o ${w} -j cali-to-wl-dispatch`, `-i ${w} -j ACCEPT`, `-o ${w} -j ACCEPT`]);
+  // applyOnForward policies of host endpoints: forwarded traffic in through one before the workload's chains, out through one after.
+  filter.set('cali-FORWARD', [...(hep?.forwardFrom ?? []), `-i ${w} -j cali-from-wl-dispatch`, `-o ${w} -j cali-to-wl-dispatch`, ...(hep?.forwardTo ?? []), `-i ${w} -j ACCEPT`, `-o ${w} -j ACCEPT`]);
   // Workload to host: the workload's outbound rules, then the host's own INPUT rules. BGP between
   // hosts always passes, whatever the host's own firewall does with the rest (Felix's failsafe ports).
   const tunnels = family === 4 ? input.tunnels : undefined;
-  filter.set('cali-INPUT', [`-i ${w} -j cali-wl-to-host`, ...tunnelInputRules(tunnels), `! -i ${w} -j cali-failsafe-in`]);
-  const failsafe = [`-p tcp --dport ${BGP_PORT} -j ACCEPT`, `-p tcp --sport ${BGP_PORT} -m conntrack --ctstate ESTABLISHED -j ACCEPT`];
-  filter.set('cali-failsafe-in', failsafe);
-  filter.set('cali-failsafe-out', failsafe);
+  // Host endpoints: the failsafes first, then the endpoint's policies and profiles, default deny.
+  filter.set('cali-INPUT', [`-i ${w} -j cali-wl-to-host`, ...tunnelInputRules(tunnels), `! -i ${w} -j cali-failsafe-in`, ...(hep?.input ?? [])]);
+  const bgp = [`-p tcp --dport ${BGP_PORT} -j ACCEPT`, `-p tcp --sport ${BGP_PORT} -m conntrack --ctstate ESTABLISHED -j ACCEPT`];
+  // Without host endpoints only BGP: the host's own firewall keeps the say over everything else.
+  filter.set('cali-failsafe-in', hep ? [...bgp, ...failsafeRules(failsafes.inbound, [], '-s', family)] : bgp);
+  filter.set('cali-failsafe-out', hep ? [...bgp, ...failsafeRules(failsafes.outbound, [], '-d', family)] : bgp);
   // IPv6 neighbour discovery and multicast listener messages always pass (Felix allows 130-133, 135, 136).
   const icmpv6 = family === 6 ? [130, 131, 132, 133, 135, 136].map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j ACCEPT`) : [];
   // A DNS query redirected to the name service, once the workload's outbound rules let it go to its server.
   const redirected = family === 4 && input.dnsRedirects?.length ? ['-m conntrack --ctstate DNAT --ctorigdstport 53 -d 127.0.0.1/32 -j ACCEPT'] : [];
-  filter.set('cali-wl-to-host', [...icmpv6, '-j cali-from-wl-dispatch', ...redirected, '-j RETURN']);
+  const toHost = input.defaultEndpointToHostAction === 'Drop' ? 'DROP' : input.defaultEndpointToHostAction === 'Accept' ? 'ACCEPT' : 'RETURN';
+  filter.set('cali-wl-to-host', [...icmpv6, '-j cali-from-wl-dispatch', ...redirected, `-j ${toHost}`]);
   // Host to its own workloads is not policed (as Felix): contacting them from the host is useful.
-  filter.set('cali-OUTPUT', [`-o ${w} -j RETURN`, ...tunnelOutputRules(tunnels), '-j cali-failsafe-out']);
+  filter.set('cali-OUTPUT', [`-o ${w} -j RETURN`, ...tunnelOutputRules(tunnels), '-j cali-failsafe-out', ...(hep?.output ?? [])]);
   if (tunnels?.vxlanPort) ipsets.set(VXLAN_HOSTS_SET, { family, type: 'hash:net', members: [...tunnels.hosts].sort() });
   if (tunnels?.ipip) ipsets.set(IPIP_HOSTS_SET, { family, type: 'hash:net', members: [...tunnels.hosts].sort() });
 
@@ -422,7 +606,13 @@ function familyTables(input: PolicyInput, views: EndpointView[], sets: SetView[]
   ipsets.set(MASQ_POOLS(family), { family, type: 'hash:net', members: masq.map((p) => formatCidr(parseCidr(p.cidr))).sort() });
   ipsets.set(ALL_POOLS(family), { family, type: 'hash:net', members: pools.map((p) => formatCidr(parseCidr(p.cidr))).sort() });
   for (const [name, set] of renderer.ipsets) ipsets.set(name, set);
-  return { filter, nat };
+  return { filter, nat, raw, mangle };
+}
+
+/** A host endpoint's labels as policy selectors see them: its profiles' labelsToApply, then its own. */
+function hostLabels(endpoint: HostEndpoint, profiles: Map<string, Profile>): Record<string, string> {
+  const inherited = Object.assign({}, ...(endpoint.spec?.profiles ?? []).map((p) => profiles.get(p)?.spec.labelsToApply ?? {}));
+  return { ...inherited, ...endpoint.metadata.labels };
 }
 
 export function desiredDataplane(input: PolicyInput): DesiredDataplane {
@@ -433,6 +623,14 @@ export function desiredDataplane(input: PolicyInput): DesiredDataplane {
   const tiers = orderedTiers(input.tiers ?? [], input.policies ?? [], (key, error) => invalid.push(`${key}: ${error.message}`));
   const ipsets = new Map<string, IpSet>();
   const applicable = applicableByLabels(tiers);
-  const tables = { 4: familyTables(input, views, sets, applicable, profiles, 4, ipsets, invalid), 6: familyTables(input, views, sets, applicable, profiles, 6, ipsets, invalid) };
+  const hosts: HostView[] = (input.hostEndpoints ?? []).map((e) => ({ labels: hostLabels(e, profiles), addresses: hostEndpointAddresses(e), ports: e.spec?.ports ?? [] }));
+  const resolved = resolveHostEndpoints(input.hostEndpoints ?? [], input.node, input.interfaces ?? [], WORKLOAD_PREFIX);
+  const heps: LocalHostEndpoint[] = [...resolved.byInterface].map(([iface, endpoint]) => ({ iface, suffix: iface, endpoint, labels: hostLabels(endpoint, profiles) }));
+  if (resolved.wildcard) heps.push({ iface: undefined, suffix: WILDCARD_SUFFIX, endpoint: resolved.wildcard, labels: hostLabels(resolved.wildcard, profiles) });
+  const failsafes = { inbound: failsafeList(input.failsafeInbound, 'in'), outbound: failsafeList(input.failsafeOutbound, 'out') };
+  const tables = {
+    4: familyTables(input, views, sets, tiers, applicable, profiles, 4, ipsets, invalid, hosts, heps, failsafes),
+    6: familyTables(input, views, sets, tiers, applicable, profiles, 6, ipsets, invalid, hosts, heps, failsafes),
+  };
   return { invalid: [...new Set(invalid)], ipsets, tables };
 }

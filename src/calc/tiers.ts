@@ -25,6 +25,10 @@ export interface PolicyView {
   namespace?: string;
   /** Host-endpoint-only kinds (raw and mangle tables); never on a workload's chains. */
   hostOnly: boolean;
+  /** A GlobalNetworkPolicy's kind: untracked (raw), before DNAT (mangle), and/or on forwarded traffic through host endpoints. */
+  doNotTrack: boolean;
+  preDNAT: boolean;
+  applyOnForward: boolean;
 }
 
 export interface TierView {
@@ -61,6 +65,9 @@ function view(policy: GlobalNetworkPolicy | NetworkPolicy): PolicyView {
     egress: spec.egress ?? [],
     ...(namespace !== undefined ? { namespace } : {}),
     hostOnly: global?.doNotTrack === true || global?.preDNAT === true,
+    doNotTrack: global?.doNotTrack === true,
+    preDNAT: global?.preDNAT === true && global?.doNotTrack !== true,
+    applyOnForward: global?.applyOnForward === true,
   };
 }
 
@@ -95,6 +102,36 @@ export function applicableTiers(tiers: TierView[], labels: Record<string, string
   for (const tier of tiers) {
     const policies = tier.policies.filter((p) => !p.hostOnly && p.types.includes(type) && p.applies(labels));
     if (policies.length > 0) result.push({ ...tier, policies });
+  }
+  return result;
+}
+
+/**
+ * Which policies a host endpoint's chains of one kind run: `normal` (filter, traffic to and from the
+ * host itself), `forward` (filter, forwarded traffic: applyOnForward policies), `untracked` (raw:
+ * doNotTrack policies) and `preDNAT` (mangle, ingress only). Untracked and preDNAT tiers end in Pass,
+ * as Felix forces them: their verdicts are only what their rules say.
+ */
+export type HostPolicyKind = 'normal' | 'forward' | 'untracked' | 'preDNAT';
+
+export function hostTiers(tiers: TierView[], labels: Record<string, string>, type: PolicyType, kind: HostPolicyKind): TierView[] {
+  const wanted = (p: PolicyView): boolean => {
+    switch (kind) {
+      case 'normal':
+        return !p.hostOnly;
+      case 'forward':
+        return !p.hostOnly && p.applyOnForward;
+      case 'untracked':
+        return p.doNotTrack;
+      case 'preDNAT':
+        return p.preDNAT && type === 'Ingress';
+    }
+  };
+  const result: TierView[] = [];
+  for (const tier of tiers) {
+    // A NetworkPolicy never selects a host endpoint: its selector holds the namespace, which host endpoints lack.
+    const policies = tier.policies.filter((p) => wanted(p) && p.types.includes(type) && p.applies(labels));
+    if (policies.length > 0) result.push({ ...tier, policies, ...(kind === 'untracked' || kind === 'preDNAT' ? { defaultAction: 'Pass' as const } : {}) });
   }
   return result;
 }

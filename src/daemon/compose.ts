@@ -29,6 +29,7 @@ import { PolicyAgent } from '../services/policy/policy-agent.js';
 import { NameService } from '../services/dns/name-service.js';
 import { DnsProxy } from '../adapters/dns/dns-proxy.js';
 import { readFileSync } from 'node:fs';
+import { formatIp } from '../domain/cidr.js';
 import { BgpAgent } from '../services/routing/bgp-agent.js';
 import { TunnelAgent } from '../services/routing/tunnel-agent.js';
 import type { DaemonConfig } from './config.js';
@@ -88,7 +89,10 @@ export function composeDaemon(config: DaemonConfig, log: Logger) {
     { node, ...config.network, encapsulationMtu: () => tunnels?.workloadMtu() },
     log,
   );
-  const policy = new PolicyAgent(new EtcdPolicyStore(etcd), new IptablesPolicyDataplane(commands.run), node, log.child({ component: 'policy' }));
+  const policy = new PolicyAgent(new EtcdPolicyStore(etcd), new IptablesPolicyDataplane(commands.run), node, log.child({ component: 'policy' }), {
+    // Host endpoints found by their expectedIPs: the interfaces holding them.
+    interfaces: async () => (await dataplane.listInterfaces()).map((i) => ({ name: i.name, addresses: i.addresses.map((a) => formatIp(a.address)) })),
+  });
   const dnsLog = log.child({ component: 'dns' });
   let dnsProxy: DnsProxy | undefined;
   const names = config.dns.enabled

@@ -1,7 +1,7 @@
 import type { Profile, WorkloadEndpoint } from '../domain/endpoint-model.js';
 import type { IpPool } from '../domain/ipam-model.js';
 import type { CalicoNode, Resource } from '../domain/resources.js';
-import type { GlobalNetworkPolicy, NetworkPolicy, NetworkSet, Tier } from '../domain/policy-model.js';
+import type { GlobalNetworkPolicy, HostEndpoint, NetworkPolicy, NetworkSet, Tier } from '../domain/policy-model.js';
 
 export interface PolicySnapshot {
   revision: string;
@@ -13,6 +13,7 @@ export interface PolicySnapshot {
   tiers: Tier[];
   policies: (GlobalNetworkPolicy | NetworkPolicy)[];
   networkSets: NetworkSet[];
+  hostEndpoints: HostEndpoint[];
 }
 
 export type PolicyChange =
@@ -24,7 +25,8 @@ export type PolicyChange =
   | { kind: 'tier'; name: string; value: Tier | null }
   /** Keyed by kind and name (`GlobalNetworkPolicy/x`, `NetworkPolicy/<ns>/x`): the two kinds share no names. */
   | { kind: 'policy'; name: string; value: GlobalNetworkPolicy | NetworkPolicy | null }
-  | { kind: 'networkSet'; name: string; value: NetworkSet | null };
+  | { kind: 'networkSet'; name: string; value: NetworkSet | null }
+  | { kind: 'hostEndpoint'; name: string; value: HostEndpoint | null };
 
 /** Profiles, endpoints of every node, pools, nodes and Felix's configuration, with a stream of their changes. */
 export interface PolicyStore {

@@ -22,6 +22,22 @@ try {
   const dataplane = new IptablesPolicyDataplane();
   if (mode === 'uninstall') {
     await dataplane.uninstall();
+  } else if (mode === 'hostEndpoints') {
+    // A host endpoint with policies of every kind: chains in filter, raw and mangle.
+    const gnp = (name, spec) => ({ kind: 'GlobalNetworkPolicy', apiVersion: 'projectcalico.org/v3', metadata: { name }, spec: { selector: "role == 'gateway'", ...spec } });
+    const withHeps = {
+      ...input([]),
+      hostEndpoints: [{ kind: 'HostEndpoint', apiVersion: 'projectcalico.org/v3', metadata: { name: 'gw', labels: { role: 'gateway' } }, spec: { node: 'h1', interfaceName: 'eth0' } }],
+      policies: [
+        gnp('dnt', { doNotTrack: true, applyOnForward: true, ingress: [{ action: 'Allow', protocol: 'tcp', destination: { ports: [9000] } }], egress: [{ action: 'Deny', protocol: 'udp' }] }),
+        gnp('pre', { preDNAT: true, applyOnForward: true, ingress: [{ action: 'Deny', protocol: 'tcp', source: { nets: ['10.63.0.2/32'] }, destination: { ports: [8080] } }] }),
+        gnp('fwd', { applyOnForward: true, ingress: [{ action: 'Allow' }], egress: [{ action: 'Allow' }] }),
+      ],
+    };
+    out.first = await dataplane.apply(desiredDataplane(withHeps));
+    out.same = await dataplane.apply(desiredDataplane(withHeps));
+    out.removed = await dataplane.apply(desiredDataplane(input([])));
+    out.again = await dataplane.apply(desiredDataplane(withHeps));
   } else {
     out.first = await dataplane.apply(desiredDataplane(input([])));
     out.same = await dataplane.apply(desiredDataplane(input([])));

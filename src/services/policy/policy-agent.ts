@@ -3,7 +3,8 @@ import { DEFAULT_VXLAN_PORT, poolRouting } from '../../calc/tunnel-routes.js';
 import { DNS_NAMES_ANNOTATION, GATEWAY_ANNOTATION, Profile, SANDBOX_ANNOTATION, WorkloadEndpoint } from '../../domain/endpoint-model.js';
 import type { IpPool } from '../../domain/ipam-model.js';
 import type { CalicoNode, Resource } from '../../domain/resources.js';
-import type { GlobalNetworkPolicy, NetworkPolicy, NetworkSet, Tier } from '../../domain/policy-model.js';
+import type { FailsafePort, GlobalNetworkPolicy, HostEndpoint, NetworkPolicy, NetworkSet, Tier } from '../../domain/policy-model.js';
+import type { HostInterfaceInfo } from '../../calc/host-endpoints.js';
 import type { PolicyDataplane } from '../../ports/policy-dataplane.js';
 import type { PolicyChange, PolicyStore } from '../../ports/policy-store.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
@@ -11,6 +12,14 @@ import { ApplyLoop } from '../apply-loop.js';
 
 /** Changes arriving together are applied together: one write for a burst. */
 const DEBOUNCE_MS = 20;
+/** While this host has host endpoints, its interfaces are re-read this often (an address moving moves an expectedIPs endpoint). */
+const INTERFACES_EVERY_MS = 10_000;
+
+export interface PolicyAgentOptions {
+  /** The host's interfaces and their addresses: for host endpoints found by expectedIPs. */
+  interfaces?: () => Promise<HostInterfaceInfo[]>;
+  interfacesEveryMs?: number;
+}
 
 /**
  * Keeps this host's iptables and ipsets in line with the profiles, the endpoints of every node (tag
@@ -26,6 +35,10 @@ export class PolicyAgent {
   private readonly tiers = new Map<string, Tier>();
   private readonly policies = new Map<string, GlobalNetworkPolicy | NetworkPolicy>();
   private readonly networkSets = new Map<string, NetworkSet>();
+  private readonly hostEndpoints = new Map<string, HostEndpoint>();
+  private interfaces: HostInterfaceInfo[] = [];
+  private interfacesKey = '';
+  private interfacesTimer: NodeJS.Timeout | undefined;
   private watch: { cancel(): Promise<void> } | undefined;
   private readonly loop: ApplyLoop;
   private dnsRedirects: { upstream: string; port: number }[] = [];
@@ -36,13 +49,14 @@ export class PolicyAgent {
     private readonly dataplane: PolicyDataplane,
     private readonly node: string,
     private readonly log: Logger = silentLogger,
+    private readonly options: PolicyAgentOptions = {},
   ) {
     this.loop = new ApplyLoop({ apply: () => this.apply(), reload: () => this.start(), log, failed: 'could not program policy; retrying', lost: 'policy watch lost; reloading' });
   }
 
   async start(): Promise<void> {
     const snapshot = await this.store.snapshot();
-    for (const map of [this.profiles, this.endpoints, this.pools, this.nodes, this.felix, this.tiers, this.policies, this.networkSets] as Map<string, unknown>[]) map.clear();
+    for (const map of [this.profiles, this.endpoints, this.pools, this.nodes, this.felix, this.tiers, this.policies, this.networkSets, this.hostEndpoints] as Map<string, unknown>[]) map.clear();
     for (const p of snapshot.profiles) this.profiles.set(p.metadata.name, p);
     for (const e of snapshot.endpoints) this.endpoints.set(e.metadata.name, e);
     for (const p of snapshot.pools) this.pools.set(p.metadata.name, p);
@@ -51,12 +65,18 @@ export class PolicyAgent {
     for (const t of snapshot.tiers) this.tiers.set(t.metadata.name, t);
     for (const p of snapshot.policies) this.policies.set(`${p.kind}/${p.metadata.namespace ? `${p.metadata.namespace}/` : ''}${p.metadata.name}`, p);
     for (const n of snapshot.networkSets) this.networkSets.set(`${n.kind}/${n.metadata.namespace ? `${n.metadata.namespace}/` : ''}${n.metadata.name}`, n);
+    for (const h of snapshot.hostEndpoints) this.hostEndpoints.set(h.metadata.name, h);
+    await this.readInterfaces();
+    this.interfacesTimer ??= setInterval(() => void this.interfacesChanged(), this.options.interfacesEveryMs ?? INTERFACES_EVERY_MS);
+    this.interfacesTimer.unref?.();
     await this.watch?.cancel().catch(() => undefined);
     this.watch = await this.store.watch(snapshot.revision, (change) => this.onChange(change), (error) => this.loop.watchLost(error));
     await this.loop.synchronised();
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.interfacesTimer);
+    this.interfacesTimer = undefined;
     const finished = this.loop.stop();
     const watch = this.watch;
     this.watch = undefined;
@@ -80,6 +100,7 @@ export class PolicyAgent {
       tier: this.tiers,
       policy: this.policies,
       networkSet: this.networkSets,
+      hostEndpoint: this.hostEndpoints,
     };
     const map = maps[change.kind];
     const before = map.get(change.name);
@@ -87,7 +108,33 @@ export class PolicyAgent {
     else map.set(change.name, change.value);
     // An endpoint learning its container's name, sandbox or DNS names changes nothing the filter uses.
     if (change.kind === 'endpoint' && before && change.value && policyView(before as WorkloadEndpoint) === policyView(change.value)) return;
-    this.loop.schedule(DEBOUNCE_MS);
+    // A host endpoint may name an address the last reading of the interfaces does not show yet.
+    if (change.kind === 'hostEndpoint') void this.readInterfaces().finally(() => this.loop.schedule(DEBOUNCE_MS));
+    else this.loop.schedule(DEBOUNCE_MS);
+  }
+
+  private hasLocalHostEndpoints(): boolean {
+    return [...this.hostEndpoints.values()].some((h) => h.spec?.node === this.node);
+  }
+
+  /** Reads the host's interfaces when some host endpoint of this host may need them; true when they changed. */
+  private async readInterfaces(): Promise<boolean> {
+    if (!this.options.interfaces || !this.hasLocalHostEndpoints()) return false;
+    try {
+      const interfaces = (await this.options.interfaces()).map((i) => ({ name: i.name, addresses: [...i.addresses].sort() })).sort((a, b) => a.name.localeCompare(b.name));
+      const key = JSON.stringify(interfaces);
+      if (key === this.interfacesKey) return false;
+      this.interfaces = interfaces;
+      this.interfacesKey = key;
+      return true;
+    } catch (error) {
+      this.log.warn({ err: error }, 'could not read the host\'s interfaces for host endpoints');
+      return false;
+    }
+  }
+
+  private async interfacesChanged(): Promise<void> {
+    if (await this.readInterfaces()) this.loop.schedule(DEBOUNCE_MS);
   }
 
   /** What the packet filter is computed from: the datastore as last seen. */
@@ -106,11 +153,30 @@ export class PolicyAgent {
       tiers: [...this.tiers.values()],
       policies: [...this.policies.values()],
       networkSets: [...this.networkSets.values()],
+      hostEndpoints: [...this.hostEndpoints.values()],
+      interfaces: this.interfaces,
+      ...this.felixPolicy(),
       ...(hostAddress ? { hostAddress } : {}),
       ...(this.dnsRedirects.length ? { dnsRedirects: this.dnsRedirects } : {}),
       ...(encapsulations.has('vxlan') || encapsulations.has('ipip')
         ? { tunnels: { hosts, ...(encapsulations.has('vxlan') ? { vxlanPort } : {}), ipip: encapsulations.has('ipip') } }
         : {}),
+    };
+  }
+
+  /** FelixConfiguration's policy settings: the node's own (`node.<name>`) over `default`, as Felix reads them. */
+  private felixPolicy(): Pick<PolicyInput, 'failsafeInbound' | 'failsafeOutbound' | 'defaultEndpointToHostAction'> {
+    type Spec = { failsafeInboundHostPorts?: FailsafePort[]; failsafeOutboundHostPorts?: FailsafePort[]; defaultEndpointToHostAction?: string };
+    const specs = [this.felix.get(`node.${this.node}`), this.felix.get('default')].map((f) => (f?.spec ?? {}) as Spec);
+    const pick = <K extends keyof Spec>(key: K): Spec[K] => specs.find((s) => s[key] !== undefined && s[key] !== null)?.[key];
+    const inbound = pick('failsafeInboundHostPorts');
+    const outbound = pick('failsafeOutboundHostPorts');
+    const action = pick('defaultEndpointToHostAction');
+    const normal = typeof action === 'string' ? ({ drop: 'Drop', accept: 'Accept', return: 'Return' } as const)[action.toLowerCase() as 'drop' | 'accept' | 'return'] : undefined;
+    return {
+      ...(Array.isArray(inbound) ? { failsafeInbound: inbound } : {}),
+      ...(Array.isArray(outbound) ? { failsafeOutbound: outbound } : {}),
+      ...(normal ? { defaultEndpointToHostAction: normal } : {}),
     };
   }
 

@@ -1,12 +1,14 @@
 import { IpFamily } from '../../../domain/cidr.js';
 import { DataplaneError } from '../../../domain/errors.js';
-import type { Chains, DesiredDataplane, IpSet } from '../../../calc/policy.js';
+import type { Chains, DesiredDataplane, IpSet, IptablesTable } from '../../../calc/policy.js';
 import { HOOKS } from '../../../calc/policy.js';
 import type { PolicyDataplane, PolicyApplyResult } from '../../../ports/policy-dataplane.js';
 import { CommandRunner, runCommand } from '../command.js';
 
-type Table = 'filter' | 'nat';
-const TABLES: Table[] = ['filter', 'nat'];
+type Table = IptablesTable;
+/** raw and mangle: host endpoints' untracked and pre-DNAT policies. */
+const TABLES: Table[] = ['filter', 'nat', 'raw', 'mangle'];
+const emptyTables = (): Record<Table, Map<string, string>> => ({ filter: new Map(), nat: new Map(), raw: new Map(), mangle: new Map() });
 const FAMILIES: IpFamily[] = [4, 6];
 const tool = (family: IpFamily): string => (family === 4 ? 'iptables' : 'ip6tables');
 const OUR_CHAIN = /^:(cali-[^ ]+) /;
@@ -42,7 +44,7 @@ export class IptablesPolicyDataplane implements PolicyDataplane {
 
   /** What is in the kernel now: our chains (by name, content unknown) and sets. Run once, at the first apply. */
   private async readKernel(): Promise<void> {
-    this.chains = { 4: { filter: new Map(), nat: new Map() }, 6: { filter: new Map(), nat: new Map() } };
+    this.chains = { 4: emptyTables(), 6: emptyTables() };
     for (const family of FAMILIES) {
       for (const table of TABLES) {
         const saved = await this.run(`${tool(family)}-save`, ['-t', table]);
@@ -74,7 +76,7 @@ export class IptablesPolicyDataplane implements PolicyDataplane {
       result.setsWritten = changedSets.length;
     }
     for (const family of this.families) {
-      // Both tables of a family in one restore: one process per change, not one per table.
+      // All tables of a family in one restore: one process per change, not one per table.
       const scripts = TABLES.map((table) => ({ table, script: restoreScript(table, desired.tables[family][table], this.chains![family][table]) }));
       for (const table of TABLES) result.rules += [...desired.tables[family][table].values()].reduce((n, rules) => n + rules.length, 0);
       const text = scripts.map((s) => s.script?.text ?? '').join('');

@@ -18,6 +18,7 @@ const KINDS: [string, PolicyChange['kind'], string][] = [
   [`${RESOURCES}networkpolicies/`, 'policy', 'NetworkPolicy/'],
   [`${RESOURCES}globalnetworksets/`, 'networkSet', 'GlobalNetworkSet/'],
   [`${RESOURCES}networksets/`, 'networkSet', 'NetworkSet/'],
+  [`${RESOURCES}hostendpoints/`, 'hostEndpoint', ''],
 ];
 const LISTS: Record<PolicyChange['kind'], Exclude<keyof PolicySnapshot, 'revision'>> = {
   profile: 'profiles',
@@ -28,6 +29,7 @@ const LISTS: Record<PolicyChange['kind'], Exclude<keyof PolicySnapshot, 'revisio
   tier: 'tiers',
   policy: 'policies',
   networkSet: 'networkSets',
+  hostEndpoint: 'hostEndpoints',
 };
 
 function classify(key: string): { kind: PolicyChange['kind']; name: string } | undefined {
@@ -49,7 +51,7 @@ export class EtcdPolicyStore implements PolicyStore {
 
   async snapshot(): Promise<PolicySnapshot> {
     const response = await this.etcd.range({ key: Buffer.from(RESOURCES), range_end: prefixEnd(RESOURCES) });
-    const snapshot: PolicySnapshot = { revision: response.header.revision, profiles: [], endpoints: [], pools: [], nodes: [], felixConfigurations: [], tiers: [], policies: [], networkSets: [] };
+    const snapshot: PolicySnapshot = { revision: response.header.revision, profiles: [], endpoints: [], pools: [], nodes: [], felixConfigurations: [], tiers: [], policies: [], networkSets: [], hostEndpoints: [] };
     for (const kv of response.kvs) {
       const found = classify(kv.key.toString());
       const value = parse(kv);
