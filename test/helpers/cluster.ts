@@ -68,3 +68,18 @@ export function clusterForSuite(options: ClusterOptions): Cluster {
   }, 120_000);
   return cluster;
 }
+
+/**
+ * A write straight to the suite's etcd, retried: with two Docker suites running on two cores, the
+ * test's own gRPC connection now and then misses a keepalive and drops a call (UNAVAILABLE).
+ */
+export async function etcdRetrying<T>(call: () => Promise<T>, attempts = 4): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (error) {
+      if (attempt >= attempts || !/UNAVAILABLE|Connection dropped/i.test(String((error as Error).message))) throw error;
+      await new Promise((r) => setTimeout(r, 200 * attempt));
+    }
+  }
+}
