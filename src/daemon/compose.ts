@@ -79,7 +79,7 @@ export function composeDaemon(config: DaemonConfig, log: Logger) {
     log: log.child({ component: 'tunnels' }),
   });
   const ipamDriver = new DockerIpamDriver(ipam, pools);
-  const dockerWatcher = new DockerWatcher(docker, endpointStore, { node, driverName: DRIVER_NAME, labelEndpoints: config.network.labelEndpoints }, log.child({ component: 'docker' }));
+  const dockerWatcher = new DockerWatcher(docker, endpointStore, { node, driverName: DRIVER_NAME, labelEndpoints: config.labelEndpoints }, log.child({ component: 'docker' }));
   const networkDriver = new NetworkDriver(
     endpointStore,
     dataplane,

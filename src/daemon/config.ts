@@ -18,6 +18,8 @@ export interface DaemonConfig {
   logLevel: string;
   defaultPools: { ipv4?: string; ipv6?: string };
   network: Omit<NetworkDriverOptions, 'node'>;
+  /** CALICO_LIBNETWORK_LABEL_ENDPOINTS: containers' Calico labels copied onto their endpoints. */
+  labelEndpoints: boolean;
   dockerHost: string | undefined;
   gcIntervalMs: number;
   gcGraceMs: number;
@@ -101,8 +103,8 @@ export function configFrom(processEnv: NodeJS.ProcessEnv, file?: ConfigFile): Da
       ...(env.CALICO_LIBNETWORK_VETH_MTU ? { vethMtu: positiveNumber(env, 'CALICO_LIBNETWORK_VETH_MTU', 1500, 65535) } : {}),
       scope: env.CALICO_LIBNETWORK_SCOPE === 'global' ? 'global' : 'local',
       createProfiles: !/^false$/i.test(env.CALICO_LIBNETWORK_CREATE_PROFILES ?? ''),
-      labelEndpoints: isTrue(env.CALICO_LIBNETWORK_LABEL_ENDPOINTS),
     },
+    labelEndpoints: isTrue(env.CALICO_LIBNETWORK_LABEL_ENDPOINTS),
     dockerHost: env.DOCKER_HOST,
     runDir: paths.runDir,
     node: {

@@ -40,7 +40,6 @@ export interface NetworkDriverOptions {
   encapsulationMtu?: () => number | undefined;
   scope: 'local' | 'global';
   createProfiles: boolean;
-  labelEndpoints: boolean;
 }
 
 /** The MAC the container side gets unless Docker was given --mac-address (Calico's fixed MAC). */
