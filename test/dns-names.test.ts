@@ -3,7 +3,7 @@ import { addressOfReverseName, NameIndex } from '../src/calc/dns-names.js';
 import { dnsRedirectRules } from '../src/calc/host-rules.js';
 import { desiredDataplane } from '../src/calc/policy.js';
 import { DNS_NAMES_ANNOTATION, NETWORK_ANNOTATION, WorkloadEndpoint } from '../src/domain/endpoint-model.js';
-import { withContainer } from '../src/services/network/docker-watcher.js';
+import { namedPorts, withContainer } from '../src/services/network/docker-watcher.js';
 import { gatewayMember, Sandboxes } from '../src/services/network/sandboxes.js';
 import { containerSideServers } from '../src/services/dns/name-service.js';
 
@@ -137,5 +137,16 @@ describe('the name index follows changes without a rebuild', () => {
     index.update(b, undefined);
     expect(index.resolve('web', ['net1'])).toBeUndefined();
     expect(index.reverse('10.0.0.3', ['net1'])).toBeUndefined();
+  });
+});
+
+describe("a container's named ports", () => {
+  it('come from org.projectcalico.port.<name>=<port>[/<protocol>] labels; malformed ones are left out', () => {
+    expect(namedPorts({ 'org.projectcalico.port.pg': '5432/tcp', 'org.projectcalico.port.dns': '53/UDP', 'org.projectcalico.port.web': '80', other: '1' })).toEqual([
+      { name: 'dns', protocol: 'UDP', port: 53 },
+      { name: 'pg', protocol: 'TCP', port: 5432 },
+      { name: 'web', protocol: 'TCP', port: 80 },
+    ]);
+    expect(namedPorts({ 'org.projectcalico.port.Bad': '1', 'org.projectcalico.port.123': '1', 'org.projectcalico.port.x': '70000', 'org.projectcalico.port.y': 'http', 'org.projectcalico.port.z': '80/icmp' })).toEqual([]);
   });
 });

@@ -28,7 +28,7 @@ type Spec = Record<string, unknown>;
 interface Doc {
   kind: string;
   apiVersion: 'projectcalico.org/v3';
-  metadata: { name: string };
+  metadata: { name: string; labels?: Record<string, string> };
   spec: Spec;
 }
 const gnp = (name: string, spec: Spec): Doc => ({ kind: 'GlobalNetworkPolicy', apiVersion: 'projectcalico.org/v3', metadata: { name }, spec });
@@ -61,7 +61,9 @@ beforeAll(async () => {
   const roles: [string, number, string][] = [['fe', 1, 'frontend'], ['be', 2, 'backend'], ['db', 3, 'db']];
   for (const [name, n, role] of roles) {
     const host = cluster.hosts[n - 1]!;
-    host.dockerOk(['run', '-d', '--net', 'app', '--name', name, '--label', `org.projectcalico.label.role=${role}`, 'busybox:local', 'sh', '-c', SERVER]);
+    // The db names its port 5432 `pg` for policies (a named port).
+    const named = role === 'db' ? ['--label', 'org.projectcalico.port.pg=5432/tcp'] : [];
+    host.dockerOk(['run', '-d', '--net', 'app', '--name', name, '--label', `org.projectcalico.label.role=${role}`, ...named, 'busybox:local', 'sh', '-c', SERVER]);
     where.set(name, host);
     address.set(name, JSON.parse(host.dockerOk(['inspect', '--format', '{{json .NetworkSettings.Networks.app}}', name])).IPAddress);
   }
@@ -133,6 +135,26 @@ describe('GlobalNetworkPolicy by label, across hosts', () => {
     await until('a-allow first', () => tcp('fe', 'be', 80), 5_000);
     await apply(gnp('z-deny', { order: 1, selector: 'role == "backend"', ingress: [{ action: 'Deny', protocol: 'TCP', destination: { ports: [80] } }] }));
     await until('the lower order first', () => !tcp('fe', 'be', 80), 5_000);
+  });
+
+  it('a GlobalNetworkSet selected by label, notNets, and a named port', async () => {
+    await until('the db names its port', async () => (await cluster.endpoints.listEndpoints()).some((e) => e.value.spec.ports?.some((p) => p.name === 'pg' && p.port === 5432)), 10_000);
+    const partners: Doc = { kind: 'GlobalNetworkSet', apiVersion: 'projectcalico.org/v3', metadata: { name: 'partners', labels: { partner: 'yes' } }, spec: { nets: [address.get('fe')!] } };
+    await apply(
+      partners,
+      gnp('db-in', {
+        selector: 'role == "db"',
+        ingress: [
+          { action: 'Allow', protocol: 'TCP', source: { selector: 'partner == "yes"' }, destination: { ports: ['pg'] } },
+          { action: 'Allow', protocol: 'TCP', source: { notNets: [`${address.get('be')}/32`] }, destination: { ports: [80] } },
+        ],
+      }),
+    );
+    await until('the policy holds', () => !tcp('be', 'db', 5432), 5_000);
+    expect(tcp('fe', 'db', 5432)).toBe(true);
+    expect(tcp('fe', 'db', 80)).toBe(true);
+    expect(tcp('be', 'db', 80)).toBe(false);
+    expect(tcp('fe', 'db', 8080)).toBe(false);
   });
 
   it('a policy change takes effect on live traffic in under 500 ms', async () => {

@@ -10,6 +10,9 @@ import type { EndpointStore } from '../../ports/endpoint-store.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
 
 const LABEL_PREFIX = 'org.projectcalico.label.';
+/** `org.projectcalico.port.<name>=<port>[/<protocol>]`: a named port policies may refer to. */
+const PORT_PREFIX = 'org.projectcalico.port.';
+const PORT_NAME = /^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$/;
 const RECONNECT_MS = 1000;
 const CAS_ATTEMPTS = 10;
 
@@ -153,7 +156,21 @@ export class DockerWatcher {
   }
 }
 
-/** The endpoint with its container's identity: name, ID, DNS names, sandbox, gateway, Calico labels. */
+/** A container's named ports, from its `org.projectcalico.port.*` labels; malformed ones are left out. */
+export function namedPorts(labels: Record<string, string>): NonNullable<WorkloadEndpoint['spec']['ports']> {
+  const ports: NonNullable<WorkloadEndpoint['spec']['ports']> = [];
+  for (const [key, value] of Object.entries(labels)) {
+    if (!key.startsWith(PORT_PREFIX)) continue;
+    const name = key.slice(PORT_PREFIX.length);
+    const match = /^(\d{1,5})(?:\/(tcp|udp|sctp))?$/i.exec(value.trim());
+    const port = Number(match?.[1]);
+    if (!PORT_NAME.test(name) || !/[a-z]/.test(name) || !match || port < 1 || port > 65535) continue;
+    ports.push({ name, protocol: (match[2] ?? 'tcp').toUpperCase(), port });
+  }
+  return ports.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** The endpoint with its container's identity: name, ID, DNS names, sandbox, gateway, Calico labels, named ports. */
 export function withContainer(endpoint: WorkloadEndpoint, container: ContainerInfo, network: ContainerInfo['networks'][string], copyLabels: boolean): WorkloadEndpoint {
   const names = [...new Set([container.name, ...network.aliases].filter((n) => n !== ''))];
   const labels = copyLabels
@@ -171,6 +188,11 @@ export function withContainer(endpoint: WorkloadEndpoint, container: ContainerIn
         ...(network.gateway ? { [GATEWAY_ANNOTATION]: network.gateway } : {}),
       },
     },
-    spec: { ...endpoint.spec, workload: container.name || endpoint.spec.workload, containerID: container.id },
+    spec: { ...endpoint.spec, workload: container.name || endpoint.spec.workload, containerID: container.id, ...portsOf(container.labels) },
   };
 }
+
+const portsOf = (labels: Record<string, string>): { ports?: NonNullable<WorkloadEndpoint['spec']['ports']> } => {
+  const ports = namedPorts(labels);
+  return ports.length ? { ports } : {};
+};
