@@ -112,6 +112,17 @@ describe('Docker 20.10, local scope, three hosts', () => {
     expect(gone).toBeLessThanOrEqual(1000);
   });
 
+  it('names still resolve after the daemon restarts (same ports, the redirects never point at nothing for long)', async () => {
+    const bbox2 = addressOf(host(2), 'bbox2', 'cal_net1');
+    await host(1).stopDaemon();
+    await host(1).startDaemon();
+    await until('bbox1 resolves bbox2 again', () => lookup(host(1), 'bbox1', 'bbox2').join() === bbox2, 5_000);
+    expect(lookup(host(1), 'bbox1', 'outside.example')).toEqual(['192.0.2.7']);
+    // One set of redirects, not one per start.
+    const nat = spawnSync('ip', ['netns', 'exec', host(1).netns, 'iptables-save', '-t', 'nat'], { encoding: 'utf8' }).stdout;
+    expect(nat.match(/--dport 53 -j DNAT/g)).toHaveLength(2);
+  });
+
   it('a container on two networks keeps a default route when it leaves the first, and reaches the second across hosts; any order, nothing left', async () => {
     host(1).dockerOk(['run', '-d', '--net', 'cal_net1', '--name', 'multi', ...SLEEPER]);
     const peer = addressOf(host(3), 'bbox3', 'cal_net2');
