@@ -36,7 +36,7 @@ const childName = (root: string, prefix: string): string => {
  */
 export function dispatchTree(root: string, flag: '-d' | '-s', family: IpFamily, entries: DispatchEntry[]): Map<string, string[]> {
   const bits = family === 4 ? 32 : 128;
-  const leaves = entries.map((e) => ({ value: parseIp(e.address).value, address: e.address, target: e.target })).sort((a, b) => (a.value < b.value ? -1 : a.value > b.value ? 1 : 0));
+  const leaves = entries.map((e) => ({ value: addressValue(e.address, family), address: e.address, target: e.target })).sort((a, b) => (a.value < b.value ? -1 : a.value > b.value ? 1 : 0));
   const chains = new Map<string, string[]>();
   const prefixText = (value: bigint, length: number): string => {
     const masked = length === 0 ? 0n : (value >> BigInt(bits - length)) << BigInt(bits - length);
@@ -89,4 +89,13 @@ function formatAddress(value: bigint, family: IpFamily): string {
   if (family === 4) return [24n, 16n, 8n, 0n].map((s) => String((value >> s) & 255n)).join('.');
   const words = Array.from({ length: 8 }, (_, i) => ((value >> BigInt(112 - i * 16)) & 0xffffn).toString(16));
   return words.join(':');
+}
+
+/** An address as a number; dotted IPv4 read directly (thousands per apply), anything else by the full parser. */
+function addressValue(address: string, family: IpFamily): bigint {
+  if (family === 4) {
+    const parts = address.split('.');
+    if (parts.length === 4) return BigInt((((Number(parts[0]) * 256 + Number(parts[1])) * 256 + Number(parts[2])) * 256) + Number(parts[3]));
+  }
+  return parseIp(address).value;
 }

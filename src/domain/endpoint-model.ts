@@ -92,8 +92,11 @@ const isPort = (n: unknown): n is number => Number.isInteger(n) && (n as number)
 
 /** An endpoint's published ports; entries that are not well formed (written by others) are left out. */
 export function portMappings(endpoint: WorkloadEndpoint): PortMapping[] {
+  const text = endpoint.metadata.annotations?.[PORT_MAP_ANNOTATION];
+  // Most endpoints publish nothing: the policy agent asks for every endpoint on every apply.
+  if (text === undefined || text === '[]') return [];
   try {
-    const parsed = JSON.parse(endpoint.metadata.annotations?.[PORT_MAP_ANNOTATION] ?? '[]') as unknown;
+    const parsed = JSON.parse(text) as unknown;
     if (!Array.isArray(parsed)) return [];
     return parsed.filter(
       (m): m is PortMapping => ['tcp', 'udp', 'sctp'].includes(m?.protocol) && isPort(m.hostPort) && isPort(m.port) && typeof (m.hostIp ?? '') === 'string',

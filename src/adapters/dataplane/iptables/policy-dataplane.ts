@@ -8,7 +8,17 @@ import { CommandRunner, runCommand } from '../command.js';
 type Table = IptablesTable;
 /** raw and mangle: host endpoints' untracked and pre-DNAT policies. */
 const TABLES: Table[] = ['filter', 'nat', 'raw', 'mangle'];
-const emptyTables = (): Record<Table, Map<string, string>> => ({ filter: new Map(), nat: new Map(), raw: new Map(), mangle: new Map() });
+const emptyTables = (): Record<Table, Map<string, readonly string[]>> => ({ filter: new Map(), nat: new Map(), raw: new Map(), mangle: new Map() });
+/** A chain found in the kernel at start: its content is not known, so the first apply rewrites it. */
+const UNKNOWN: readonly string[] = ['\u0000unknown'];
+
+/** Rules compared one by one (the same array at once): joining them all on every apply cost more than the rest. */
+function sameRules(a: readonly string[] | undefined, b: readonly string[]): boolean {
+  if (a === b) return true;
+  if (!a || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 const FAMILIES: IpFamily[] = [4, 6];
 const tool = (family: IpFamily): string => (family === 4 ? 'iptables' : 'ip6tables');
 const OUR_CHAIN = /^:(cali-[^ ]+) /;
@@ -24,7 +34,7 @@ const tempName = (name: string): string => name.replace(/^cali([46])-/, 'cali$1t
  * them are gone, so there is never a moment with a rule pointing at nothing.
  */
 export class IptablesPolicyDataplane implements PolicyDataplane {
-  private chains: Record<IpFamily, Record<Table, Map<string, string>>> | undefined;
+  private chains: Record<IpFamily, Record<Table, Map<string, readonly string[]>>> | undefined;
   private sets: Map<string, string> | undefined;
   private readonly families = new Set<IpFamily>();
   /** Hooks are checked at the first apply and then now and then: another tool may have flushed a kernel chain. */
@@ -53,7 +63,7 @@ export class IptablesPolicyDataplane implements PolicyDataplane {
         for (const line of saved.stdout.split('\n')) {
           const chain = OUR_CHAIN.exec(line)?.[1];
           // Unknown content: rewritten on first apply, which also makes a restart converge.
-          if (chain) this.chains[family][table].set(chain, '\u0000unknown');
+          if (chain) this.chains[family][table].set(chain, UNKNOWN);
         }
       }
     }
@@ -88,7 +98,7 @@ export class IptablesPolicyDataplane implements PolicyDataplane {
           result.chainsWritten += script.written;
           const applied = this.chains![family][table];
           applied.clear();
-          for (const [chain, rules] of desired.tables[family][table]) applied.set(chain, rules.join('\n'));
+          for (const [chain, rules] of desired.tables[family][table]) applied.set(chain, rules);
         }
       }
       if (Date.now() - (this.hooksCheckedAt.get(family) ?? 0) > HOOK_RECHECK_MS) {
@@ -149,8 +159,8 @@ function restoreSet(name: string, set: IpSet): string {
 }
 
 /** The restore input for one table: changed and new chains rewritten, chains no longer wanted deleted. */
-function restoreScript(table: Table, wanted: Chains, applied: Map<string, string>): { text: string; written: number } | undefined {
-  const changed = [...wanted].filter(([chain, rules]) => applied.get(chain) !== rules.join('\n'));
+function restoreScript(table: Table, wanted: Chains, applied: Map<string, readonly string[]>): { text: string; written: number } | undefined {
+  const changed = [...wanted].filter(([chain, rules]) => !sameRules(applied.get(chain), rules));
   const removed = [...applied.keys()].filter((chain) => !wanted.has(chain));
   if (changed.length === 0 && removed.length === 0) return undefined;
   const lines = [`*${table}`];
