@@ -5,7 +5,8 @@ import { desiredDataplane } from '../src/calc/policy.js';
 import { DNS_NAMES_ANNOTATION, NETWORK_ANNOTATION, WorkloadEndpoint } from '../src/domain/endpoint-model.js';
 import { namedPorts, withContainer } from '../src/services/network/docker-watcher.js';
 import { gatewayMember, Sandboxes } from '../src/services/network/sandboxes.js';
-import { containerSideServers } from '../src/services/dns/name-service.js';
+import { containerSideServers, NameService } from '../src/services/dns/name-service.js';
+import type { PolicyChange, PolicyStore } from '../src/ports/policy-store.js';
 
 function endpoint(id: string, network: string, names: string[], addresses: string[], node = 'h1'): WorkloadEndpoint {
   return {
@@ -148,5 +149,33 @@ describe("a container's named ports", () => {
       { name: 'web', protocol: 'TCP', port: 80 },
     ]);
     expect(namedPorts({ 'org.projectcalico.port.Bad': '1', 'org.projectcalico.port.123': '1', 'org.projectcalico.port.x': '70000', 'org.projectcalico.port.y': 'http', 'org.projectcalico.port.z': '80/icmp' })).toEqual([]);
+  });
+});
+
+describe('the name service (with an in-memory store)', () => {
+  it("intercepts every container's own servers (the first three of each), and reads resolv.conf on its timer, not on each change", async () => {
+    const withServers = (id: string, node: string, servers: string[]): WorkloadEndpoint => {
+      const e = endpoint(id, 'net1', [id], [`10.0.0.${id.charCodeAt(0)}/32`], node);
+      e.metadata.annotations = { ...e.metadata.annotations, 'libnetwork.projectcalico.org/dns-servers': servers.join(',') };
+      return e;
+    };
+    let emit: (change: PolicyChange) => void = () => undefined;
+    const store: PolicyStore = {
+      snapshot: async () => ({ revision: '1', profiles: [], endpoints: [withServers('a', 'h1', ['192.0.2.1', '192.0.2.2', '192.0.2.3', '192.0.2.9'])], pools: [], nodes: [], felixConfigurations: [], tiers: [], policies: [], networkSets: [], hostEndpoints: [] }),
+      watch: async (_revision, onChange) => {
+        emit = onChange;
+        return { cancel: async () => undefined };
+      },
+    };
+    let reads = 0;
+    const seen: string[][] = [];
+    const service = new NameService(store, { node: 'h1', basePort: 9000, readResolvConf: () => (reads++, 'nameserver 10.0.0.53\n'), onListeners: (l) => seen.push(l.map((x) => x.upstream)) });
+    await service.start();
+    expect(seen.at(-1)).toEqual(['10.0.0.53', '192.0.2.1', '192.0.2.2', '192.0.2.3']);
+    emit({ kind: 'endpoint', name: 'b', value: withServers('b', 'h1', ['192.0.2.4']) });
+    emit({ kind: 'endpoint', name: 'c', value: withServers('c', 'h2', ['192.0.2.5']) });
+    expect(seen.at(-1)).toEqual(['10.0.0.53', '192.0.2.1', '192.0.2.2', '192.0.2.3', '192.0.2.4']);
+    expect(reads).toBe(1);
+    await service.stop();
   });
 });

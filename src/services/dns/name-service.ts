@@ -63,8 +63,8 @@ export class NameService {
       this.log.warn({ err: error }, 'name service watch lost; reloading');
       setTimeout(() => void this.start().catch(() => undefined), 1000).unref();
     });
-    // The host's file may change (DHCP, an operator): looked at again every few seconds.
-    this.timer ??= setInterval(() => this.updateListeners(), 5000);
+    // The host's file may change (DHCP, an operator): read again every few seconds, not on each change.
+    this.timer ??= setInterval(() => this.updateListeners({ reread: true }), 5000);
     this.timer.unref();
   }
 
@@ -79,35 +79,39 @@ export class NameService {
     const before = this.endpoints.get(change.name);
     if (change.value === null) this.endpoints.delete(change.name);
     else this.endpoints.set(change.name, change.value);
-    // The index follows each change; only a snapshot builds it whole.
+    // The index follows each change; only a snapshot builds it whole. Other hosts' endpoints change
+    // nothing else here.
     this.index?.update(before, change.value ?? undefined);
-    this.changedLocal();
+    if (before?.spec.node === this.options.node || change.value?.spec.node === this.options.node) this.changedLocal({ reread: false });
   }
 
   private changed(): void {
     this.index = undefined;
-    this.changedLocal();
+    this.changedLocal({ reread: true });
   }
 
-  private changedLocal(): void {
+  private changedLocal(options: { reread: boolean }): void {
     this.local = new Map();
     for (const e of this.endpoints.values()) {
       if (e.spec.node !== this.options.node) continue;
       for (const n of e.spec.ipNetworks) this.local.set(n.split('/')[0]!, e);
     }
-    this.updateListeners();
+    this.updateListeners(options);
   }
 
   /** One listener per upstream a container of this host may query from its own namespace. */
-  private updateListeners(): void {
-    try {
-      this.resolvConf = this.options.readResolvConf();
-    } catch {
-      // No file: Docker then uses its own defaults, which are not ours to intercept.
-      this.resolvConf = '';
+  private updateListeners({ reread }: { reread: boolean }): void {
+    if (reread) {
+      try {
+        this.resolvConf = this.options.readResolvConf();
+      } catch {
+        // No file: Docker then uses its own defaults, which are not ours to intercept.
+        this.resolvConf = '';
+      }
     }
-    const own = [...new Set(this.local.values())].flatMap((e) => e.metadata.annotations?.[DNS_SERVERS_ANNOTATION]?.split(',') ?? []);
-    const upstreams = [...new Set([...containerSideServers(this.resolvConf), ...containerSideServers(own.map((s) => `nameserver ${s}`).join('\n'))])].sort();
+    // Each container's own servers (`--dns`), as Docker takes them: the first three of each.
+    const own = [...new Set(this.local.values())].flatMap((e) => containerSideServers((e.metadata.annotations?.[DNS_SERVERS_ANNOTATION]?.split(',') ?? []).map((s) => `nameserver ${s}`).join('\n')));
+    const upstreams = [...new Set([...containerSideServers(this.resolvConf), ...own])].sort();
     const listeners = upstreams.map((upstream, i) => ({ upstream, port: this.options.basePort + i }));
     if (JSON.stringify(listeners) === JSON.stringify(this.listeners)) return;
     this.listeners = listeners;
