@@ -61,20 +61,7 @@ export class DockerHttpApi implements DockerApi {
   }
 
   async listNetworks(driver: string): Promise<{ id: string; name: string; containers: string[] }[] | undefined> {
-    try {
-      const list = await this.get(`/networks?filters=${encodeURIComponent(JSON.stringify({ driver: [driver] }))}`);
-      if (list.status !== 200 || !Array.isArray(list.body)) return undefined;
-      const networks = [];
-      for (const summary of list.body as { Id: string; Name: string }[]) {
-        // The list leaves out the containers: each network is asked on its own.
-        const network = await this.get(`/networks/${encodeURIComponent(summary.Id)}`);
-        if (network.status !== 200) continue;
-        networks.push({ id: summary.Id, name: summary.Name, containers: Object.keys(network.body?.Containers ?? {}) });
-      }
-      return networks;
-    } catch {
-      return undefined;
-    }
+    return (await this.networksWithEndpoints(driver, 'skip'))?.map((n) => ({ id: n.id, name: n.name, containers: Object.keys(n.endpoints) }));
   }
 
   async inspectContainer(nameOrId: string): Promise<ContainerInfo | undefined> {
@@ -143,18 +130,30 @@ export class DockerHttpApi implements DockerApi {
   }
 
   async knownEndpoints(driver: string): Promise<Set<string> | undefined> {
+    // Garbage collection decides on this: a network that cannot be read, even one gone meanwhile, means no answer.
+    const networks = await this.networksWithEndpoints(driver, 'fail');
+    return networks && new Set(networks.flatMap((n) => Object.values(n.endpoints)));
+  }
+
+  /**
+   * The networks of `driver`, each with its containers' endpoint IDs (container ID → endpoint ID).
+   * The list leaves out the containers, so each network is asked on its own; one gone meanwhile is
+   * skipped or makes the whole answer undefined (`gone`), and any other failure means Docker cannot tell.
+   */
+  private async networksWithEndpoints(driver: string, gone: 'skip' | 'fail'): Promise<{ id: string; name: string; endpoints: Record<string, string> }[] | undefined> {
     try {
       const list = await this.get(`/networks?filters=${encodeURIComponent(JSON.stringify({ driver: [driver] }))}`);
       if (list.status !== 200 || !Array.isArray(list.body)) return undefined;
-      const known = new Set<string>();
-      for (const summary of list.body as { Id: string }[]) {
+      const networks = [];
+      for (const summary of list.body as { Id: string; Name: string }[]) {
         const network = await this.get(`/networks/${encodeURIComponent(summary.Id)}`);
+        if (network.status === 404 && gone === 'skip') continue;
         if (network.status !== 200) return undefined;
-        for (const c of Object.values((network.body?.Containers ?? {}) as Record<string, { EndpointID?: string }>)) {
-          if (c.EndpointID) known.add(c.EndpointID);
-        }
+        const containers = (network.body?.Containers ?? {}) as Record<string, { EndpointID?: string }>;
+        const endpoints = Object.fromEntries(Object.entries(containers).filter(([, c]) => c.EndpointID).map(([id, c]) => [id, c.EndpointID!]));
+        networks.push({ id: summary.Id, name: summary.Name, endpoints });
       }
-      return known;
+      return networks;
     } catch {
       return undefined;
     }

@@ -63,8 +63,8 @@ export class PolicyAgent {
     for (const n of snapshot.nodes) this.nodes.set(n.metadata.name, n);
     for (const f of snapshot.felixConfigurations) this.felix.set(f.metadata.name, f);
     for (const t of snapshot.tiers) this.tiers.set(t.metadata.name, t);
-    for (const p of snapshot.policies) this.policies.set(`${p.kind}/${p.metadata.namespace ? `${p.metadata.namespace}/` : ''}${p.metadata.name}`, p);
-    for (const n of snapshot.networkSets) this.networkSets.set(`${n.kind}/${n.metadata.namespace ? `${n.metadata.namespace}/` : ''}${n.metadata.name}`, n);
+    for (const p of snapshot.policies) this.policies.set(kindKey(p), p);
+    for (const n of snapshot.networkSets) this.networkSets.set(kindKey(n), n);
     for (const h of snapshot.hostEndpoints) this.hostEndpoints.set(h.metadata.name, h);
     await this.readInterfaces();
     this.interfacesTimer ??= setInterval(() => void this.interfacesChanged(), this.options.interfacesEveryMs ?? INTERFACES_EVERY_MS);
@@ -201,3 +201,8 @@ function policyView(endpoint: WorkloadEndpoint): string {
 }
 
 const NAMING_ANNOTATIONS = new Set([DNS_NAMES_ANNOTATION, SANDBOX_ANNOTATION, GATEWAY_ANNOTATION]);
+
+/** How the store names policies and network sets in its changes: `<Kind>/[<namespace>/]<name>` (two kinds share one map). */
+function kindKey(resource: { kind: string; metadata: { name: string; namespace?: string } }): string {
+  return `${resource.kind}/${resource.metadata.namespace ? `${resource.metadata.namespace}/` : ''}${resource.metadata.name}`;
+}
