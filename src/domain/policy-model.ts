@@ -1,4 +1,5 @@
 import type { Rule } from './endpoint-model.js';
+import type { ResourceMetadata } from './resources.js';
 
 /**
  * Calico v3's policy resources as stored in etcd (`/calico/resources/v3/projectcalico.org/<plural>/…`,
@@ -27,15 +28,7 @@ export interface GlobalNetworkPolicySpec extends PolicySpec {
   applyOnForward?: boolean;
 }
 
-interface Meta {
-  name: string;
-  namespace?: string;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  resourceVersion?: string;
-  creationTimestamp?: string;
-  uid?: string;
-}
+type Meta = ResourceMetadata;
 
 export interface GlobalNetworkPolicy {
   kind: 'GlobalNetworkPolicy';
