@@ -66,7 +66,7 @@ describe('netlink dataplane, in a namespace of its own', () => {
   it('runs kernel tools through a helper process, so starting them does not stall a large daemon', () => {
     const result = scenario('command-helper');
     expect(result.ok, result.error).toBe(true);
-    // Started directly, each fork of the 600 MB process stops its event loop (the reason for the helper).
+    // Started directly, each fork of the 1.2 GB process stops its event loop (the reason for the helper).
     expect(result.directLagMs).toBeGreaterThan(15);
     expect(result.helperLagMs).toBeLessThan(result.directLagMs / 3);
     expect(result.echoed).toEqual({ code: 3, stdout: 'in\n', stderr: 'err\n' });
