@@ -329,7 +329,8 @@ export class NetworkDriver {
   private async detach(endpointId: string): Promise<void> {
     const own = endpointAddresses(await this.endpoint(endpointId));
     const moved = this.sandboxes.leave(endpointId);
-    const queued = [this.dataplane.deleteLink(hostInterfaceName(endpointId)), ...own.map((address) => this.dataplane.removeHostRoute(address))];
+    // Its routes first, then its veth: a route through a sibling's veth is gone by the time the veth is.
+    const queued = [...own.map((address) => this.dataplane.removeHostRoute(address)), this.dataplane.deleteLink(hostInterfaceName(endpointId))];
     if (moved) queued.push(this.routeThrough(moved.members, moved.via));
     void Promise.all(queued).catch((error) => this.log.warn({ err: error, endpointId }, 'could not take endpoint off the dataplane; the periodic reconcile will'));
   }
