@@ -8,6 +8,7 @@ import type { PolicyChange, PolicySnapshot, PolicyStore } from '../src/ports/pol
 import type { PolicyDataplane } from '../src/ports/policy-dataplane.js';
 import { PolicyAgent } from '../src/services/policy/policy-agent.js';
 import { until } from './helpers/cluster.js';
+import { endpointRules } from './helpers/endpoint-chains.js';
 
 const hep = (name: string, spec: Partial<HostEndpoint['spec']>, labels: Record<string, string> = {}): HostEndpoint => ({
   kind: 'HostEndpoint',
@@ -93,7 +94,7 @@ describe('host endpoints: filter chains', () => {
     expect(desired.tables[6].filter.get('cali-fh-eth0')!.at(-1)).toBe('-j DROP');
     // Workloads are not affected, nor forwarded traffic.
     expect(filter.get('cali-FORWARD')).toEqual(['-i cali+ -j cali-from-wl-dispatch', '-o cali+ -j cali-to-wl-dispatch', '-i cali+ -j ACCEPT', '-o cali+ -j ACCEPT']);
-    expect(filter.get('cali-tw-caliaaaaaaaaaaa')).toEqual(desiredDataplane(base).tables[4].filter.get('cali-tw-caliaaaaaaaaaaa'));
+    expect(endpointRules(filter, 'tw', '10.0.0.1')).toEqual(endpointRules(desiredDataplane(base).tables[4].filter, 'tw', '10.0.0.1'));
     // No untracked or pre-DNAT policy: raw and mangle have nothing to do.
     expect(desired.tables[4].raw).toEqual(new Map([['cali-PREROUTING', []], ['cali-OUTPUT', []]]));
     expect(desired.tables[4].mangle).toEqual(new Map([['cali-PREROUTING', []]]));

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { ALL_POOLS, chainName, desiredDataplane, MASQ_POOLS, policyChainName, selectorSetName } from '../src/calc/policy.js';
 import type { GlobalNetworkPolicy, NetworkPolicy, NetworkSet, Tier } from '../src/domain/policy-model.js';
 import { parseSelector } from '../src/calc/selector.js';
-import { defaultProfile, Profile, WorkloadEndpoint } from '../src/domain/endpoint-model.js';
+import { defaultProfile, PORT_MAP_ANNOTATION, Profile, WorkloadEndpoint } from '../src/domain/endpoint-model.js';
+import { endpointChain, endpointRules } from './helpers/endpoint-chains.js';
 
 const endpoint = (node: string, id: string, ips: string[], profiles: string[], labels: Record<string, string> = {}): WorkloadEndpoint => ({
   kind: 'WorkloadEndpoint',
@@ -59,10 +60,14 @@ describe('policy rendering', () => {
   const desired = desiredDataplane(input);
   const filter = desired.tables[4].filter;
 
-  it('dispatches by workload address to per-endpoint chains that end in DROP', () => {
-    expect(filter.get('cali-to-wl-dispatch')).toEqual(['-d 10.0.0.1/32 -g cali-tw-caliaaaaaaaaaaa', '-d 10.0.0.2/32 -g cali-tw-calibbbbbbbbbbb', '-j DROP']);
-    expect(filter.get('cali-from-wl-dispatch')).toEqual(['-s 10.0.0.1/32 -g cali-fw-caliaaaaaaaaaaa', '-s 10.0.0.2/32 -g cali-fw-calibbbbbbbbbbb', '-j DROP']);
-    expect(filter.get('cali-tw-caliaaaaaaaaaaa')).toEqual([
+  it('dispatches by workload address to endpoint chains that end in DROP', () => {
+    const [tw1, tw2, fw1, fw2] = [endpointChain(filter, 'tw', '10.0.0.1'), endpointChain(filter, 'tw', '10.0.0.2'), endpointChain(filter, 'fw', '10.0.0.1'), endpointChain(filter, 'fw', '10.0.0.2')];
+    expect(filter.get('cali-to-wl-dispatch')).toEqual([`-d 10.0.0.1/32 -g ${tw1}`, `-d 10.0.0.2/32 -g ${tw2}`, '-j DROP']);
+    expect(filter.get('cali-from-wl-dispatch')).toEqual([`-s 10.0.0.1/32 -g ${fw1}`, `-s 10.0.0.2/32 -g ${fw2}`, '-j DROP']);
+    // Different profiles, different chains; every name within iptables' 28 characters.
+    expect(new Set([tw1, tw2, fw1, fw2]).size).toBe(4);
+    for (const chain of [tw1, tw2, fw1, fw2]) expect(chain!.length).toBeLessThanOrEqual(28);
+    expect(filter.get(tw1!)).toEqual([
       '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
       '-m conntrack --ctstate INVALID -j DROP',
       '-j MARK --set-mark 0x0/0x1000000',
@@ -71,7 +76,19 @@ describe('policy rendering', () => {
       '-j DROP',
     ]);
     // Remote endpoints get no chains here, only set membership.
-    expect([...filter.keys()].some((c) => c.includes('ccccccc'))).toBe(false);
+    expect(endpointChain(filter, 'tw', '10.0.1.1')).toBeUndefined();
+  });
+
+  it('shares one chain between endpoints whose chains are the same, and gives one with published ports its own', () => {
+    const alike = [1, 2, 3].map((i) => endpoint('h1', `${i}`.repeat(16), [`10.0.2.${i}/32`], ['net-web']));
+    const plain = endpoint('h1', '4'.repeat(16), ['10.0.2.4/32'], ['net-web']);
+    const published: WorkloadEndpoint = { ...plain, metadata: { ...plain.metadata, annotations: { [PORT_MAP_ANNOTATION]: JSON.stringify([{ protocol: 'tcp', hostIp: '', hostPort: 8080, port: 80 }]) } } };
+    const f = desiredDataplane({ ...input, endpoints: [...alike, published] }).tables[4].filter;
+    const chains = ['10.0.2.1', '10.0.2.2', '10.0.2.3', '10.0.2.4'].map((a) => endpointChain(f, 'tw', a));
+    expect(new Set(chains.slice(0, 3)).size).toBe(1);
+    expect(chains[3]).not.toBe(chains[0]);
+    // A chain is its content: the same endpoints give the same name in another calculation.
+    expect(endpointChain(desiredDataplane({ ...input, endpoints: alike }).tables[4].filter, 'tw', '10.0.2.1')).toBe(chains[0]);
   });
 
   it('renders the default profile as "inbound from its own tag, outbound anywhere" through one ipset of every member', () => {
@@ -126,11 +143,11 @@ describe('policy rendering', () => {
       endpoint('h1', 'bbbbbbbbbbbbbbbb', ['10.0.0.2/32'], []),
       endpoint('h2', 'cccccccccccccccc', ['10.0.1.1/32'], ['PROF_A_C_E']),
     ];
-    const tw = (node: string, iface: string) => desiredDataplane({ ...input, node, profiles: [web, own], endpoints }).tables[4].filter.get(`cali-tw-${iface}`);
+    const tw = (node: string, address: string) => endpointRules(desiredDataplane({ ...input, node, profiles: [web, own], endpoints }).tables[4].filter, 'tw', address);
     const jumps = (chain: string[] | undefined) => chain?.filter((r) => r.startsWith('-j cali-p') || r === '-j DROP');
-    expect(jumps(tw('h1', 'caliaaaaaaaaaaa'))).toEqual([`-j ${chainName('cali-pri-', 'net-web')}`, `-j ${chainName('cali-pri-', 'PROF_A_C_E')}`, '-j DROP']);
+    expect(jumps(tw('h1', '10.0.0.1'))).toEqual([`-j ${chainName('cali-pri-', 'net-web')}`, `-j ${chainName('cali-pri-', 'PROF_A_C_E')}`, '-j DROP']);
     // No profile left: nothing gets in.
-    expect(jumps(tw('h1', 'calibbbbbbbbbbb'))).toEqual(['-j DROP']);
+    expect(jumps(tw('h1', '10.0.0.2'))).toEqual(['-j DROP']);
     // On h2, where only c has the profile, the tag's set holds a (h1) as well; web's tag does not hold c.
     const h2 = desiredDataplane({ ...input, node: 'h2', profiles: [web, own], endpoints });
     expect(h2.tables[4].filter.get(chainName('cali-pri-', 'PROF_A_C_E'))?.[0]).toContain(selectorSetName(4, 'has(PROF_A_C_E)'));
@@ -138,7 +155,7 @@ describe('policy rendering', () => {
     expect(desiredDataplane({ ...input, profiles: [web, own], endpoints }).ipsets.get(selectorSetName(4, 'has(web)'))?.members).toEqual(['10.0.0.1']);
   });
 
-  it('grows linearly: rules per endpoint and per profile rule, not per tag member', () => {
+  it('grows linearly: a dispatch rule each way per endpoint of a known kind, not per tag member', () => {
     const many = (n: number) => {
       const endpoints = Array.from({ length: n }, (_, i) => endpoint('h1', `${String(i).padStart(11, '0')}fffff`, [`10.0.${Math.floor(i / 250)}.${(i % 250) + 1}/32`], ['net-web']));
       const d = desiredDataplane({ ...input, endpoints });
@@ -146,9 +163,9 @@ describe('policy rendering', () => {
     };
     const per = (many(200) - many(100)) / 100;
     expect(Math.abs(per - (many(400) - many(300)) / 100)).toBeLessThan(0.5);
-    // 6 per endpoint chain x 2 + one dispatch rule each way, and a fraction of a rule for the dispatch tree.
-    expect(per).toBeGreaterThanOrEqual(14);
-    expect(per).toBeLessThan(15);
+    // Endpoints alike share their chains: one dispatch rule each way, and a fraction of a rule for the dispatch tree.
+    expect(per).toBeGreaterThanOrEqual(2);
+    expect(per).toBeLessThan(3);
   });
 
   it('dispatches through a tree: the 2000th endpoint costs the few dozen rules the first does', () => {
@@ -206,7 +223,7 @@ describe("Calico's policy model: tiers, policies, network sets", () => {
       gnp('security.pass', { tier: 'security', selector: 'all()', ingress: [{ action: 'Pass', source: { nets: ['10.0.0.0/8'] } }] }),
     ];
     const d = desiredDataplane({ ...base, tiers: [tier('security', 100)], policies });
-    const tw = d.tables[4].filter.get('cali-tw-calibbbbbbbbbbb')!;
+    const tw = endpointRules(d.tables[4].filter, 'tw', '10.0.0.2')!;
     expect(jumps(tw)).toEqual([
       `-m mark --mark 0x0/0x2000000 -j ${policyChainName('tw', 'security', 'security.pass')}`,
       '-m mark --mark 0x0/0x2000000 -j DROP',
@@ -219,8 +236,8 @@ describe("Calico's policy model: tiers, policies, network sets", () => {
     ]);
     expect(d.tables[4].filter.get(policyChainName('tw', 'security', 'security.pass'))).toEqual(['-s 10.0.0.0/8 -j MARK --set-mark 0x2000000/0x2000000', '-m mark --mark 0x2000000/0x2000000 -j RETURN']);
     // The frontend is selected only by `first` (has(role)) and the security tier; nothing outbound applies.
-    expect(jumps(d.tables[4].filter.get('cali-tw-caliaaaaaaaaaaa')).filter((r) => r.includes('cali-pi-')).length).toBe(2);
-    expect(jumps(d.tables[4].filter.get('cali-fw-caliaaaaaaaaaaa'))).toEqual([`-j ${chainName('cali-pro-', 'net-web')}`, '-j DROP']);
+    expect(jumps(endpointRules(d.tables[4].filter, 'tw', '10.0.0.1')).filter((r) => r.includes('cali-pi-')).length).toBe(2);
+    expect(jumps(endpointRules(d.tables[4].filter, 'fw', '10.0.0.1'))).toEqual([`-j ${chainName('cali-pro-', 'net-web')}`, '-j DROP']);
   });
 
   it('a tier with defaultAction Pass goes on to the next; types are inferred as Calico infers them; Log logs and goes on', () => {
@@ -229,9 +246,9 @@ describe("Calico's policy model: tiers, policies, network sets", () => {
       gnp('egress-only', { selector: 'role == "db"', egress: [{ action: 'Deny', destination: { nets: ['192.0.2.0/24'] } }] }),
     ];
     const d = desiredDataplane({ ...base, tiers: [tier('ops', 1, 'Pass')], policies });
-    const tw = jumps(d.tables[4].filter.get('cali-tw-calibbbbbbbbbbb'));
+    const tw = jumps(endpointRules(d.tables[4].filter, 'tw', '10.0.0.2'));
     expect(tw).toEqual([`-m mark --mark 0x0/0x2000000 -j ${policyChainName('tw', 'ops', 'ops.watch')}`, `-j ${chainName('cali-pri-', 'net-web')}`, '-j DROP']);
-    expect(jumps(d.tables[4].filter.get('cali-fw-calibbbbbbbbbbb'))).toEqual([
+    expect(jumps(endpointRules(d.tables[4].filter, 'fw', '10.0.0.2'))).toEqual([
       `-m mark --mark 0x0/0x2000000 -j ${policyChainName('fw', 'ops', 'ops.watch')}`,
       `-m mark --mark 0x0/0x2000000 -j ${policyChainName('fw', 'default', 'egress-only')}`,
       '-m mark --mark 0x0/0x2000000 -j DROP',

@@ -10,7 +10,6 @@ import { IpFamily, parseIp } from '../domain/cidr.js';
  */
 
 const BRANCH = 16;
-const NIBBLE = 4;
 
 export interface DispatchEntry {
   /** The workload's address, without a prefix length. */
@@ -19,8 +18,9 @@ export interface DispatchEntry {
   target: string;
 }
 
+/** An entry keyed by its address as fixed-width hex: a prefix of n nibbles is the key's first n characters. */
 interface Leaf {
-  value: bigint;
+  hex: string;
   address: string;
   target: string;
 }
@@ -36,31 +36,27 @@ const childName = (root: string, prefix: string): string => {
  */
 export function dispatchTree(root: string, flag: '-d' | '-s', family: IpFamily, entries: DispatchEntry[]): Map<string, string[]> {
   const bits = family === 4 ? 32 : 128;
-  const leaves = entries.map((e) => ({ value: addressValue(e.address, family), address: e.address, target: e.target })).sort((a, b) => (a.value < b.value ? -1 : a.value > b.value ? 1 : 0));
+  const nibbles = bits / 4;
+  const leaves: Leaf[] = entries.map((e) => ({ hex: addressHex(e.address, family), address: e.address, target: e.target }));
+  leaves.sort((a, b) => (a.hex < b.hex ? -1 : a.hex > b.hex ? 1 : 0));
   const chains = new Map<string, string[]>();
-  const prefixText = (value: bigint, length: number): string => {
-    const masked = length === 0 ? 0n : (value >> BigInt(bits - length)) << BigInt(bits - length);
-    return `${formatAddress(masked, family)}/${length}`;
-  };
+  const leafRule = (l: Leaf): string => `${flag} ${l.address}/${bits} -g ${l.target}`;
   const build = (chain: string, group: Leaf[], depth: number): void => {
-    if (group.length <= BRANCH || depth >= bits) {
-      chains.set(chain, [...group.map((l) => `${flag} ${l.address}/${bits} -g ${l.target}`), '-j DROP']);
+    if (group.length <= BRANCH || depth >= nibbles) {
+      chains.set(chain, [...group.map(leafRule), '-j DROP']);
       return;
     }
-    // Skip the bits every member shares: a level that would branch once is no level at all.
-    let next = depth + NIBBLE;
-    let groups = groupBy(group, bits, next);
-    while (groups.length === 1 && next < bits) {
-      next += NIBBLE;
-      groups = groupBy(group, bits, next);
-    }
+    // Skip the nibbles every member shares: a level that would branch once is no level at all.
+    let next = depth + 1;
+    let groups = groupBy(group, next);
+    while (groups.length === 1 && next < nibbles) groups = groupBy(group, ++next);
     const rules: string[] = [];
     for (const members of groups) {
-      const prefix = prefixText(members[0]!.value, next);
       if (members.length === 1) {
-        rules.push(`${flag} ${members[0]!.address}/${bits} -g ${members[0]!.target}`);
+        rules.push(leafRule(members[0]!));
         continue;
       }
+      const prefix = prefixText(members[0]!.hex.slice(0, next), family);
       const child = childName(root, prefix.replace(/[/:.]/g, '_'));
       rules.push(`${flag} ${prefix} -g ${child}`);
       build(child, members, next);
@@ -71,11 +67,12 @@ export function dispatchTree(root: string, flag: '-d' | '-s', family: IpFamily, 
   return chains;
 }
 
-function groupBy(leaves: Leaf[], bits: number, length: number): Leaf[][] {
+/** Sorted leaves in runs sharing their first `nibbles` hex digits. */
+function groupBy(leaves: Leaf[], nibbles: number): Leaf[][] {
   const groups: Leaf[][] = [];
-  let key: bigint | undefined;
+  let key: string | undefined;
   for (const leaf of leaves) {
-    const k = leaf.value >> BigInt(bits - length);
+    const k = leaf.hex.slice(0, nibbles);
     if (k !== key) {
       groups.push([]);
       key = k;
@@ -85,17 +82,34 @@ function groupBy(leaves: Leaf[], bits: number, length: number): Leaf[][] {
   return groups;
 }
 
-function formatAddress(value: bigint, family: IpFamily): string {
-  if (family === 4) return [24n, 16n, 8n, 0n].map((s) => String((value >> s) & 255n)).join('.');
-  const words = Array.from({ length: 8 }, (_, i) => ((value >> BigInt(112 - i * 16)) & 0xffffn).toString(16));
-  return words.join(':');
+/** A prefix of `hex.length` nibbles as an address with its length, e.g. `10.200.0.0/20`. */
+function prefixText(hex: string, family: IpFamily): string {
+  const full = hex.padEnd(family === 4 ? 8 : 32, '0');
+  const address =
+    family === 4
+      ? [0, 2, 4, 6].map((i) => parseInt(full.slice(i, i + 2), 16)).join('.')
+      : Array.from({ length: 8 }, (_, i) => parseInt(full.slice(i * 4, i * 4 + 4), 16).toString(16)).join(':');
+  return `${address}/${hex.length * 4}`;
 }
 
-/** An address as a number; dotted IPv4 read directly (thousands per apply), anything else by the full parser. */
-function addressValue(address: string, family: IpFamily): bigint {
+/** Every calculation dispatches the same addresses again: their keys are kept (a bounded cache, emptied when full). */
+const hexes = new Map<string, string>();
+
+function addressHex(address: string, family: IpFamily): string {
+  let hex = hexes.get(address);
+  if (hex === undefined) {
+    if (hexes.size > 100_000) hexes.clear();
+    hex = readHex(address, family);
+    hexes.set(address, hex);
+  }
+  return hex;
+}
+
+/** An address as fixed-width hex; dotted IPv4 read directly, anything else by the full parser. */
+function readHex(address: string, family: IpFamily): string {
   if (family === 4) {
     const parts = address.split('.');
-    if (parts.length === 4) return BigInt((((Number(parts[0]) * 256 + Number(parts[1])) * 256 + Number(parts[2])) * 256) + Number(parts[3]));
+    if (parts.length === 4) return parts.map((p) => Number(p).toString(16).padStart(2, '0')).join('');
   }
-  return parseIp(address).value;
+  return parseIp(address).value.toString(16).padStart(family === 4 ? 8 : 32, '0');
 }

@@ -13,9 +13,9 @@ import { failsafeList, failsafeRules, FailsafeRule, hostEndpointAddresses, HostI
  * I/O, so the whole mapping is tested table-driven and the adapter only diffs and writes.
  *
  * Chains follow Felix: FORWARD/INPUT/OUTPUT jump to cali-FORWARD/-INPUT/-OUTPUT; packets from and to
- * workloads are dispatched to per-endpoint chains (cali-fw-<iface> outbound, cali-tw-<iface>
- * inbound) which run the endpoint's profiles (cali-pro-/cali-pri-<profile>) and drop what no profile
- * allows. Dispatch is by the workload's address, so an address routed through a sibling's veth (a
+ * workloads are dispatched to endpoint chains (cali-fw-<hash> outbound, cali-tw-<hash> inbound,
+ * named by their content and shared by the endpoints they fit) which run the endpoint's tiers and
+ * profiles (cali-pro-/cali-pri-<profile>) and drop what nothing allows. Dispatch is by the workload's address, so an address routed through a sibling's veth (a
  * container on two networks) is still policed as its own endpoint. Tags and selectors become ipsets
  * holding the addresses of every matching endpoint of every node: one rule per rule, never one per member.
  */
@@ -124,11 +124,16 @@ export const ALL_POOLS = (family: IpFamily): string => `cali${family}-all-ipam-p
 const familyOf = (cidr: string): IpFamily => (cidr.includes(':') ? 6 : 4);
 /** Plain code-unit order: names here are ASCII, and localeCompare cost more than the sorting itself. */
 const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
-const hostAddress = (cidr: string): string => cidr.split('/')[0]!;
+const hostAddress = (cidr: string): string => {
+  const slash = cidr.indexOf('/');
+  return slash < 0 ? cidr : cidr.slice(0, slash);
+};
 
 interface EndpointView {
   endpoint: WorkloadEndpoint;
   labels: Record<string, string>;
+  /** The labels as one canonical text: endpoints with the same key are the same to every selector. */
+  labelsKey: string;
 }
 
 /** A host endpoint as rule selectors see it: its labels, its expectedIPs and named ports. */
@@ -163,18 +168,54 @@ function normalNet(net: string): string | undefined {
   }
 }
 
+/** Views kept from earlier calculations: an endpoint unchanged, with its profiles' labels unchanged, is not labelled again. */
+const viewMemo = new WeakMap<WorkloadEndpoint, { inherited: (Record<string, string> | undefined)[]; view: EndpointView }>();
+
 /** Endpoint labels as selectors see them: the profiles' labelsToApply, then the endpoint's own (which win). */
 function labelled(endpoints: WorkloadEndpoint[], profiles: Map<string, Profile>): EndpointView[] {
   return endpoints.map((endpoint) => {
-    const inherited = Object.assign({}, ...endpoint.spec.profiles.map((p) => profiles.get(p)?.spec.labelsToApply ?? {}));
+    const inherited = endpoint.spec.profiles.map((p) => profiles.get(p)?.spec.labelsToApply);
+    const known = viewMemo.get(endpoint);
+    if (known && known.inherited.length === inherited.length && known.inherited.every((l, i) => sameLabels(l, inherited[i]))) return known.view;
     // Calico's client gives every endpoint its namespace as a label; endpoints written by others may lack it.
-    return { endpoint, labels: { ...inherited, ...endpoint.metadata.labels, [NAMESPACE_LABEL]: endpoint.metadata.namespace } };
+    const labels = { ...Object.assign({}, ...inherited), ...endpoint.metadata.labels, [NAMESPACE_LABEL]: endpoint.metadata.namespace } as Record<string, string>;
+    const view = { endpoint, labels, labelsKey: labelsKey(labels) };
+    viewMemo.set(endpoint, { inherited, view });
+    return view;
   });
 }
+
+function sameLabels(a: Record<string, string> | undefined, b: Record<string, string> | undefined): boolean {
+  if (a === b) return true;
+  const keys = Object.keys(a ?? {});
+  return keys.length === Object.keys(b ?? {}).length && keys.every((k) => a![k] === b?.[k]);
+}
+
+const labelsKey = (labels: Record<string, string>): string => JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+
+/** What a set in a rule was made from: rendered rules are reused while each names the same set again. */
+type SetUse =
+  | { kind: 'selector'; selector: string }
+  | { kind: 'namedPort'; port: string; protocol: string; selector: string | undefined }
+  | { kind: 'nets'; nets: string[] };
+
+interface RenderedRules {
+  rules: string[];
+  uses: { use: SetUse; name: string }[];
+}
+
+/** Rules rendered by earlier calculations, by the rule list (the same object while its resource is unchanged) and context. */
+const renderedMemo = new WeakMap<Rule[], Map<string, RenderedRules>>();
 
 class Renderer {
   readonly ipsets = new Map<string, IpSet>();
   private readonly selectors = new Map<string, Selector>();
+  /** Endpoints by labels: a selector is evaluated once per distinct set of labels. */
+  private classes: EndpointView[][] | undefined;
+  /** Selector sets made in this calculation, by selector. */
+  private readonly selectorSets = new Map<string, string>();
+  /** The sets the rules being rendered use, while rendering for the memo. */
+  private uses: { use: SetUse; name: string }[] | undefined;
 
   constructor(
     private readonly views: EndpointView[],
@@ -196,14 +237,14 @@ class Renderer {
    * The ipset of a selector: the addresses (of this family) of every matching endpoint, and the nets
    * of every matching network set (then a hash:net set).
    */
-  selectorSet(selector: string): string {
+  private selectorSet(selector: string): string {
+    const made = this.selectorSets.get(selector);
+    if (made !== undefined) return made;
     const predicate = this.predicate(selector);
     const nets = this.sets.filter((s) => predicate(s.labels)).flatMap((s) => s.nets.filter((n) => familyOf(n) === this.family));
     const name = nets.length ? selectorNetSetName(this.family, selector) : selectorSetName(this.family, selector);
-    if (this.ipsets.has(name)) return name;
-    const addresses = this.views
-      .filter((v) => predicate(v.labels))
-      .flatMap((v) => v.endpoint.spec.ipNetworks.filter((n) => familyOf(n) === this.family).map(hostAddress));
+    this.selectorSets.set(selector, name);
+    const addresses = this.matching(predicate).flatMap((v) => v.endpoint.spec.ipNetworks.filter((n) => familyOf(n) === this.family).map(hostAddress));
     addresses.push(...this.hosts.filter((h) => predicate(h.labels)).flatMap((h) => h.addresses.filter((a) => familyOf(a) === this.family)));
     this.ipsets.set(name, nets.length ? { family: this.family, type: 'hash:net', members: [...new Set([...addresses, ...nets])].sort() } : { family: this.family, type: 'hash:ip', members: [...new Set(addresses)].sort() });
     return name;
@@ -214,9 +255,7 @@ class Renderer {
     const name = namedPortSetName(this.family, `${selector ?? ''}|${protocol}|${portName}`);
     if (this.ipsets.has(name)) return name;
     const predicate = selector === undefined ? () => true : this.predicate(selector);
-    const members = this.views
-      .filter((v) => predicate(v.labels))
-      .flatMap((v) => {
+    const members = this.matching(predicate).flatMap((v) => {
         const port = v.endpoint.spec.ports?.find((p) => p.name === portName && (p.protocol ?? 'tcp').toLowerCase() === protocol);
         return port ? v.endpoint.spec.ipNetworks.filter((n) => familyOf(n) === this.family).map((n) => `${hostAddress(n)},${protocol}:${port.port}`) : [];
       });
@@ -234,6 +273,48 @@ class Renderer {
     return name;
   }
 
+  /** The endpoints a selector matches, evaluated once per distinct set of labels. */
+  private matching(predicate: Selector): EndpointView[] {
+    if (!this.classes) {
+      const byKey = new Map<string, EndpointView[]>();
+      for (const view of this.views) {
+        const members = byKey.get(view.labelsKey);
+        if (members) members.push(view);
+        else byKey.set(view.labelsKey, [view]);
+      }
+      this.classes = [...byKey.values()];
+    }
+    return this.classes.filter((members) => predicate(members[0]!.labels)).flat();
+  }
+
+  /** The set a rule uses, made (with its members) for this calculation; recorded when rendering for the memo. */
+  private set(use: SetUse): string {
+    const name = use.kind === 'selector' ? this.selectorSet(use.selector) : use.kind === 'namedPort' ? this.namedPortSet(use.port, use.protocol, use.selector) : this.netSet(use.nets);
+    this.uses?.push({ use, name });
+    return name;
+  }
+
+  /**
+   * A list of rules as iptables rules. The text depends only on the rules, the context and the names
+   * of the sets they use, so it is reused from an earlier calculation while those names hold; the
+   * sets' members are made anew every time.
+   */
+  rules(rules: Rule[], context: { namespace?: string; inPolicy?: boolean } = {}): string[] {
+    const key = `${this.family}|${context.inPolicy ? 'p' : ''}|${context.namespace ?? ''}`;
+    const byContext = renderedMemo.get(rules) ?? new Map<string, RenderedRules>();
+    renderedMemo.set(rules, byContext);
+    const known = byContext.get(key);
+    if (known && known.uses.every((u) => this.set(u.use) === u.name)) return known.rules;
+    this.uses = [];
+    try {
+      const rendered = { rules: rules.flatMap((r) => this.rule(r, context)), uses: this.uses };
+      byContext.set(key, rendered);
+      return rendered.rules;
+    } finally {
+      this.uses = undefined;
+    }
+  }
+
   /** Match fragments for one side of a rule; undefined when the rule cannot apply to this family. */
   private entity(entity: RuleEntity | undefined, side: 'src' | 'dst', protocol: string | undefined, namespace: string | undefined): string[][] | undefined {
     const flag = side === 'src' ? '-s' : '-d';
@@ -247,21 +328,21 @@ class Renderer {
     if (entity?.notNets?.length) {
       const nets = entity.notNets.filter((n) => familyOf(n) === this.family).map((n) => formatCidr(parseCidr(withPrefix(n))));
       if (nets.length === 1) extra.push(`! ${flag} ${nets[0]}`);
-      else if (nets.length > 1) extra.push(`-m set ! --match-set ${this.netSet(nets)} ${side}`);
+      else if (nets.length > 1) extra.push(`-m set ! --match-set ${this.set({ kind: 'nets', nets })} ${side}`);
     }
     const selector = entity?.selector ? namespaced(entity.selector, namespace) : undefined;
-    if (selector) extra.push(`-m set --match-set ${this.selectorSet(selector)} ${side}`);
-    if (entity?.notSelector) extra.push(`-m set ! --match-set ${this.selectorSet(namespaced(entity.notSelector, namespace))} ${side}`);
+    if (selector) extra.push(`-m set --match-set ${this.set({ kind: 'selector', selector })} ${side}`);
+    if (entity?.notSelector) extra.push(`-m set ! --match-set ${this.set({ kind: 'selector', selector: namespaced(entity.notSelector, namespace) })} ${side}`);
     if ((entity?.ports?.length || entity?.notPorts?.length) && protocol !== 'tcp' && protocol !== 'udp' && protocol !== 'sctp') return undefined;
     const multiport = side === 'src' ? 'sports' : 'dports';
     const pair = `${side},${side}`;
     const { numbers: notNumbers, names: notNames } = splitPorts(entity?.notPorts);
     if (notNumbers.length) extra.push(`-m multiport ! --${multiport} ${portList(notNumbers)}`);
-    for (const name of notNames) extra.push(`-m set ! --match-set ${this.namedPortSet(name, protocol!, selector)} ${pair}`);
+    for (const port of notNames) extra.push(`-m set ! --match-set ${this.set({ kind: 'namedPort', port, protocol: protocol!, selector })} ${pair}`);
     if (entity?.ports?.length) {
       // Ports OR-ed: the numbers in one multiport match, each named port as a rule of its own.
       const { numbers, names } = splitPorts(entity.ports);
-      const portMatches = [...(numbers.length ? [`-m multiport --${multiport} ${portList(numbers)}`] : []), ...names.map((name) => `-m set --match-set ${this.namedPortSet(name, protocol!, selector)} ${pair}`)];
+      const portMatches = [...(numbers.length ? [`-m multiport --${multiport} ${portList(numbers)}`] : []), ...names.map((port) => `-m set --match-set ${this.set({ kind: 'namedPort', port, protocol: protocol!, selector })} ${pair}`)];
       return alternatives.flatMap((a) => portMatches.map((p) => [...a, ...extra, p]));
     }
     return alternatives.map((a) => [...a, ...extra]);
@@ -272,7 +353,7 @@ class Renderer {
    * NetworkPolicy's, whose rule selectors match only that namespace. Pass only means something in a
    * policy: in a profile it does nothing, as in Felix.
    */
-  rule(rule: Rule, context: { namespace?: string; inPolicy?: boolean } = {}): string[] {
+  private rule(rule: Rule, context: { namespace?: string; inPolicy?: boolean }): string[] {
     if (rule.ipVersion !== undefined && rule.ipVersion !== this.family) return [];
     const protocol = rule.protocol === undefined ? undefined : String(rule.protocol).toLowerCase();
     if ((protocol === 'icmp' && this.family === 6) || ((protocol === 'icmpv6' || protocol === '58') && this.family === 4)) return [];
@@ -352,6 +433,24 @@ function tierRules(direction: 'tw' | 'fw', tiers: TierView[]): string[] {
   return rules;
 }
 
+const endpointChainNames = { 'cali-tw-': new WeakMap<string[], string>(), 'cali-fw-': new WeakMap<string[], string>() };
+
+/**
+ * An endpoint chain is named by its content: endpoints whose chains would be the same (the same
+ * policies apply, the same profiles, no published ports of their own) share one chain in the
+ * kernel. The kernel then holds a chain per kind of endpoint, not per endpoint, and a new endpoint
+ * of a known kind adds only its dispatch entry.
+ */
+function endpointChainName(prefix: 'cali-tw-' | 'cali-fw-', rules: string[]): string {
+  const memo = endpointChainNames[prefix];
+  let name = memo.get(rules);
+  if (name === undefined) {
+    name = `${prefix}${hash(rules.join('\n'), 28 - prefix.length)}`;
+    memo.set(rules, name);
+  }
+  return name;
+}
+
 /** `published`: the endpoint's published ports, let in before any policy or profile has its say. */
 function endpointChain(direction: 'tw' | 'fw', profiles: string[], known: Set<string>, published: string[] = [], tiers: TierView[] = []): string[] {
   const rules = ['-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT', '-m conntrack --ctstate INVALID -j DROP', ...published, `-j MARK --set-mark 0x0/${ACCEPT_MARK}`, ...tierRules(direction, tiers)];
@@ -364,16 +463,15 @@ function endpointChain(direction: 'tw' | 'fw', profiles: string[], known: Set<st
 }
 
 /** The policies of each direction that apply to an endpoint of these labels; endpoints with the same labels share one answer. */
-type Applicable = (labels: Record<string, string>) => { inbound: TierView[]; outbound: TierView[] };
+type Applicable = (view: EndpointView) => { inbound: TierView[]; outbound: TierView[] };
 
 function applicableByLabels(tiers: TierView[]): Applicable {
   const memo = new Map<string, { inbound: TierView[]; outbound: TierView[] }>();
-  return (labels) => {
-    const key = JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-    let found = memo.get(key);
+  return ({ labels, labelsKey }) => {
+    let found = memo.get(labelsKey);
     if (!found) {
       found = { inbound: applicableTiers(tiers, labels, 'Ingress'), outbound: applicableTiers(tiers, labels, 'Egress') };
-      memo.set(key, found);
+      memo.set(labelsKey, found);
     }
     return found;
   };
@@ -397,7 +495,7 @@ function renderPolicies(chains: Chains, used: UsedPolicies, renderer: Renderer, 
   for (const [chain, { policy, direction }] of [...used].sort(([a], [b]) => byText(a, b))) {
     const context = { inPolicy: true, ...(policy.namespace !== undefined ? { namespace: policy.namespace } : {}) };
     try {
-      chains.set(chain, (direction === 'tw' ? policy.ingress : policy.egress).flatMap((r) => renderer.rule(r, context)));
+      chains.set(chain, renderer.rules(direction === 'tw' ? policy.ingress : policy.egress, context));
     } catch (error) {
       // Fail closed: a policy whose rules cannot be understood lets nothing through where it applies.
       chains.set(chain, ['-j DROP']);
@@ -557,18 +655,20 @@ function familyTables(input: PolicyInput, views: EndpointView[], sets: SetView[]
     }
     return chain;
   };
-  for (const { endpoint, labels } of local) {
+  for (const view of local) {
+    const { endpoint } = view;
     const networks = endpoint.spec.ipNetworks.filter((n) => familyOf(n) === family);
-    const iface = endpoint.spec.interfaceName;
-    const tw = chainName('cali-tw-', iface);
-    const fw = chainName('cali-fw-', iface);
-    const { inbound, outbound } = applicable(labels);
+    const { inbound, outbound } = applicable(view);
     if (!seenTiers.tw.has(inbound)) usePolicies(usedPolicies, 'tw', inbound);
     if (!seenTiers.fw.has(outbound)) usePolicies(usedPolicies, 'fw', outbound);
     seenTiers.tw.add(inbound);
     seenTiers.fw.add(outbound);
-    filter.set(tw, sharedChain('tw', endpoint.spec.profiles, family === 4 ? publishedAccepts(endpoint) : [], inbound));
-    filter.set(fw, sharedChain('fw', endpoint.spec.profiles, [], outbound));
+    const twRules = sharedChain('tw', endpoint.spec.profiles, family === 4 ? publishedAccepts(endpoint) : [], inbound);
+    const fwRules = sharedChain('fw', endpoint.spec.profiles, [], outbound);
+    const tw = endpointChainName('cali-tw-', twRules);
+    const fw = endpointChainName('cali-fw-', fwRules);
+    filter.set(tw, twRules);
+    filter.set(fw, fwRules);
     for (const network of networks) {
       toDispatch.push({ address: hostAddress(network), target: tw });
       fromDispatch.push({ address: hostAddress(network), target: fw });
@@ -581,8 +681,8 @@ function familyTables(input: PolicyInput, views: EndpointView[], sets: SetView[]
   const hep = heps.length ? hostEndpointChains(heps, tiers, usedProfiles, profiles, { filter, raw, mangle }, { filter: usedPolicies, raw: rawPolicies, mangle: manglePolicies }, failsafes, family) : undefined;
   for (const name of [...usedProfiles].sort()) {
     const profile = profiles.get(name)!;
-    filter.set(chainName('cali-pri-', name), profile.spec.ingress.flatMap((r) => renderer.rule(r)));
-    filter.set(chainName('cali-pro-', name), profile.spec.egress.flatMap((r) => renderer.rule(r)));
+    filter.set(chainName('cali-pri-', name), renderer.rules(profile.spec.ingress));
+    filter.set(chainName('cali-pro-', name), renderer.rules(profile.spec.egress));
   }
   renderPolicies(filter, usedPolicies, renderer, invalid);
   renderPolicies(raw, rawPolicies, renderer, invalid);

@@ -23,7 +23,6 @@ const FAMILIES: IpFamily[] = [4, 6];
 const tool = (family: IpFamily): string => (family === 4 ? 'iptables' : 'ip6tables');
 const OUR_CHAIN = /^:(cali-[^ ]+) /;
 const OUR_SET = /^cali[46][-t]/;
-const setKey = (set: IpSet): string => `${set.type} ${set.family} ${set.members.join(',')}`;
 const HOOK_RECHECK_MS = 30_000;
 const tempName = (name: string): string => name.replace(/^cali([46])-/, 'cali$1t');
 
@@ -35,7 +34,8 @@ const tempName = (name: string): string => name.replace(/^cali([46])-/, 'cali$1t
  */
 export class IptablesPolicyDataplane implements PolicyDataplane {
   private chains: Record<IpFamily, Record<Table, Map<string, readonly string[]>>> | undefined;
-  private sets: Map<string, string> | undefined;
+  /** Our sets in the kernel as last written (UNKNOWN_SET: found at start, content not known). */
+  private sets: Map<string, IpSet> | undefined;
   private readonly families = new Set<IpFamily>();
   /** Hooks are checked at the first apply and then now and then: another tool may have flushed a kernel chain. */
   private readonly hooksCheckedAt = new Map<IpFamily, number>();
@@ -69,7 +69,7 @@ export class IptablesPolicyDataplane implements PolicyDataplane {
     }
     this.sets = new Map();
     const listed = await this.run('ipset', ['list', '-n']);
-    for (const name of listed.stdout.split('\n')) if (OUR_SET.test(name)) this.sets.set(name, '\u0000unknown');
+    for (const name of listed.stdout.split('\n')) if (OUR_SET.test(name)) this.sets.set(name, UNKNOWN_SET);
   }
 
   async apply(desired: DesiredDataplane): Promise<PolicyApplyResult> {
@@ -77,12 +77,12 @@ export class IptablesPolicyDataplane implements PolicyDataplane {
     const result: PolicyApplyResult = { chainsWritten: 0, setsWritten: 0, rules: 0, bytes: 0 };
     const sets = this.sets!;
     const wantedSets = new Map([...desired.ipsets].filter(([, set]) => this.families.has(set.family)));
-    const changedSets = [...wantedSets].filter(([name, set]) => sets.get(name) !== setKey(set));
+    const changedSets = [...wantedSets].filter(([name, set]) => !sameSet(sets.get(name), set));
     if (changedSets.length > 0) {
-      const input = changedSets.map(([name, set]) => restoreSet(name, set)).join('');
+      const input = changedSets.map(([name, set]) => setUpdate(name, sets.get(name), set)).join('');
       result.bytes += input.length;
       await this.exec('ipset', ['restore'], input);
-      for (const [name, set] of changedSets) sets.set(name, setKey(set));
+      for (const [name, set] of changedSets) sets.set(name, set);
       result.setsWritten = changedSets.length;
     }
     for (const family of this.families) {
@@ -141,6 +141,26 @@ export class IptablesPolicyDataplane implements PolicyDataplane {
     this.sets = undefined;
     this.hooksCheckedAt.clear();
   }
+}
+
+const UNKNOWN_SET: IpSet = { family: 4, type: 'hash:ip', members: ['\u0000unknown'] };
+
+function sameSet(a: IpSet | undefined, b: IpSet): boolean {
+  return a !== undefined && a.type === b.type && a.family === b.family && sameRules(a.members, b.members);
+}
+
+/**
+ * The `ipset restore` lines that make a set what is wanted: the members that came and went, while
+ * they are fewer than half the set; a full rewrite when more changed or the set is new or unknown.
+ */
+function setUpdate(name: string, applied: IpSet | undefined, wanted: IpSet): string {
+  if (!applied || applied === UNKNOWN_SET || applied.type !== wanted.type || applied.family !== wanted.family) return restoreSet(name, wanted);
+  const before = new Set(applied.members);
+  const after = new Set(wanted.members);
+  const added = wanted.members.filter((m) => !before.has(m));
+  const removed = applied.members.filter((m) => !after.has(m));
+  if ((added.length + removed.length) * 2 > wanted.members.length) return restoreSet(name, wanted);
+  return [...removed.map((m) => `del ${name} ${m} -exist`), ...added.map((m) => `add ${name} ${m} -exist`), ''].join('\n');
 }
 
 /** Full rewrite through a temporary set and an atomic swap: members never flicker. */
