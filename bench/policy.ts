@@ -12,7 +12,7 @@ import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process
 import { CommandHelper } from '../src/adapters/dataplane/command-helper.js';
 import { IptablesPolicyDataplane } from '../src/adapters/dataplane/iptables/policy-dataplane.js';
 import { desiredDataplane, PolicyInput } from '../src/calc/policy.js';
-import { defaultProfile, WorkloadEndpoint } from '../src/domain/endpoint-model.js';
+import { defaultProfile, PORT_MAP_ANNOTATION, WorkloadEndpoint } from '../src/domain/endpoint-model.js';
 import type { GlobalNetworkPolicy } from '../src/domain/policy-model.js';
 import { runInOwnNetns } from './in-netns.js';
 import { percentile, round, saveReport } from './measure.js';
@@ -33,6 +33,12 @@ function endpoint(i: number): WorkloadEndpoint {
     metadata: { name: `bench-libnetwork-libnetwork-${id}`, namespace: 'libnetwork', labels: { role: `r${i % ROLES}`, app: `a${i % APPS}` } },
     spec: { orchestrator: 'libnetwork', workload: `w${i}`, node: 'bench', endpoint: id, interfaceName: `cali${id.slice(0, 11)}`, ipNetworks: [`${addressOf(i)}/32`], mac: 'ee:ee:ee:ee:ee:ee', profiles: ['net'] },
   };
+}
+
+/** Endpoint i with a published port: an inbound chain of its own. */
+function published(i: number): WorkloadEndpoint {
+  const e = endpoint(i);
+  return { ...e, metadata: { ...e.metadata, annotations: { [PORT_MAP_ANNOTATION]: JSON.stringify([{ protocol: 'tcp', hostIp: '', hostPort: 30_000 + i, port: 80 }]) } } };
 }
 
 const addressOf = (i: number): string => `10.200.${Math.floor(i / 250)}.${(i % 250) + 1}`;
@@ -124,27 +130,41 @@ async function size(endpointCount: number, policyCount: number, floor: number) {
   const policies = [...Array.from({ length: policyCount }, (_, k) => policy(k)), clientAllowed];
   const [desired, calcMs] = await timed(() => desiredDataplane(input(endpoints, policies)));
   const [full, applyMs] = await timed(() => dataplane.apply(desired));
-  const edits: number[] = [];
-  const editBytes: number[] = [];
-  const editChains: number[] = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    // One policy edited: its port changes.
+  const tidies: number[] = [];
+  /** Back to the starting state, tidied (what the agent does 2 s after a change): timed apart from the change. */
+  const reset = async (): Promise<void> => {
+    await dataplane.apply(desiredDataplane(input(endpoints, policies)));
+    tidies.push((await timed(() => dataplane.apply(desiredDataplane(input(endpoints, policies)), { tidy: true })))[1]);
+  };
+  /** One change, ROUNDS times: calculated and written until programmed (tidy-up apart). */
+  const change = async (changed: (r: number) => PolicyInput) => {
+    const ms: number[] = [];
+    const calc: number[] = [];
+    const bytes: number[] = [];
+    const chains: number[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const changedInput = changed(r);
+      const start = performance.now();
+      const desired = desiredDataplane(changedInput);
+      calc.push(performance.now() - start);
+      const result = await dataplane.apply(desired);
+      ms.push(performance.now() - start);
+      bytes.push(result.bytes);
+      chains.push(result.chainsWritten);
+      await reset();
+    }
+    return { p50Ms: round(percentile(ms, 50)), calcP50Ms: round(percentile(calc, 50)), maxMs: round(Math.max(...ms)), chainsWritten: percentile(chains, 50), bytes: percentile(bytes, 50) };
+  };
+  // One policy edited: its port changes.
+  const policyEdit = await change((r) => {
     const edited = [...policies];
     edited[r % policyCount] = policy(r % policyCount, 20_000 + r);
-    const [result, ms] = await timed(async () => dataplane.apply(desiredDataplane(input(endpoints, edited))));
-    edits.push(ms);
-    editBytes.push(result.bytes);
-    editChains.push(result.chainsWritten);
-    await dataplane.apply(desiredDataplane(input(endpoints, policies)));
-  }
-  const adds: number[] = [];
-  const addBytes: number[] = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    const [result, ms] = await timed(async () => dataplane.apply(desiredDataplane(input([...endpoints, endpoint(endpointCount + r)], policies))));
-    adds.push(ms);
-    addBytes.push(result.bytes);
-    await dataplane.apply(desiredDataplane(input(endpoints, policies)));
-  }
+    return input(endpoints, edited);
+  });
+  // One endpoint added whose labels others have: its chains are there already.
+  const endpointAdd = await change((r) => input([...endpoints, endpoint(endpointCount + r)], policies));
+  // One endpoint added that is like no other (a published port): chains of its own.
+  const endpointAddNewKind = await change((r) => input([...endpoints, published(endpointCount + r)], policies));
   const first = workload(0);
   const last = workload(endpointCount - 1);
   try {
@@ -154,15 +174,18 @@ async function size(endpointCount: number, policyCount: number, floor: number) {
       endpoints: endpointCount,
       policies: policyCount,
       start: { calcMs: round(calcMs), writeMs: round(applyMs), totalMs: round(calcMs + applyMs), rules: full.rules, chains: full.chainsWritten, sets: full.setsWritten, bytes: full.bytes },
-      policyEdit: { p50Ms: round(percentile(edits, 50)), maxMs: round(Math.max(...edits)), chainsWritten: percentile(editChains, 50), bytes: percentile(editBytes, 50) },
-      endpointAdd: { p50Ms: round(percentile(adds, 50)), maxMs: round(Math.max(...adds)), bytes: percentile(addBytes, 50) },
+      policyEdit,
+      endpointAdd,
+      endpointAddNewKind,
+      tidyMs: round(percentile(tidies, 50)),
       latencyUs: { first: round(rr[0]!), last: round(rr[1]!), lastOverFirst: round(rr[1]! / rr[0]!, 3) },
       restoreFloorMs: round(floor),
     };
     console.log(
       `${String(endpointCount).padStart(5)} endpoints x ${String(policyCount).padStart(3)} policies: start ${result.start.totalMs} ms (calc ${result.start.calcMs}, write ${result.start.writeMs}; ${full.rules} rules, ${full.bytes} B)` +
-        ` | policy edit p50 ${result.policyEdit.p50Ms} ms (${result.policyEdit.chainsWritten} chains, ${result.policyEdit.bytes} B)` +
-        ` | endpoint add p50 ${result.endpointAdd.p50Ms} ms (${result.endpointAdd.bytes} B)` +
+        ` | policy edit p50 ${result.policyEdit.p50Ms} ms (calc ${result.policyEdit.calcP50Ms}; ${result.policyEdit.chainsWritten} chains, ${result.policyEdit.bytes} B)` +
+        ` | endpoint add p50 ${result.endpointAdd.p50Ms} ms (calc ${result.endpointAdd.calcP50Ms}; ${result.endpointAdd.bytes} B; one like no other ${result.endpointAddNewKind.p50Ms} ms)` +
+        ` | tidy-up p50 ${result.tidyMs} ms` +
         ` | RR first ${result.latencyUs.first} µs, last ${result.latencyUs.last} µs (x${result.latencyUs.lastOverFirst})`,
     );
     return result;

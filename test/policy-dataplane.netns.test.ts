@@ -23,11 +23,20 @@ describe('iptables and ipset programming, in a namespace of its own', () => {
     const result = run('apply');
     expect(result.ok, result.error).toBe(true);
     expect(result.first.chainsWritten).toBeGreaterThan(10);
-    expect(result.same).toEqual({ chainsWritten: 0, setsWritten: 0, rules: result.first.rules, bytes: 0 });
+    expect(result.same).toEqual({ chainsWritten: 0, setsWritten: 0, rules: result.first.rules, bytes: 0, untidy: 0 });
     // One endpoint more, like one already there: the two dispatch chains and its address added to the tag's set, nothing else.
     expect(result.added.chainsWritten).toBe(2);
     expect(result.added.setsWritten).toBe(1);
     expect(result.added.bytes).toBeLessThan(result.first.bytes / 10);
+    // Written the fast way: the new dispatch rules inserted above the old ones, which the final DROP hides.
+    expect(result.added.untidy).toBeGreaterThan(0);
+    const dispatch = (text: string) => text.split('\n').filter((l) => l.startsWith('-A cali-to-wl-dispatch '));
+    const fast = dispatch(result.addedSave);
+    expect(fast.slice(0, 4)).toEqual(['-A cali-to-wl-dispatch -d 10.60.0.1/32 -g ' + fast[0]!.split(' -g ')[1], expect.stringMatching(/-d 10\.60\.0\.2\/32/), expect.stringMatching(/-d 10\.60\.0\.3\/32/), '-A cali-to-wl-dispatch -j DROP']);
+    expect(fast.length).toBeGreaterThan(4);
+    // The tidy-up leaves exactly the wanted rules, and nothing to tidy.
+    expect(result.tidied).toMatchObject({ chainsWritten: 0, untidy: 0 });
+    expect(dispatch(result.tidiedSave)).toEqual(fast.slice(0, 4));
     const text = save();
     expect(text).toMatch(/-A FORWARD -j cali-FORWARD/);
     expect(text).toMatch(/-A INPUT -j cali-INPUT/);
@@ -58,6 +67,11 @@ describe('iptables and ipset programming, in a namespace of its own', () => {
     expect(result.ok, result.error).toBe(true);
     expect(result.same.chainsWritten).toBe(0);
     expect(result.removed.chainsWritten).toBeGreaterThan(0);
+    // Removed the fast way: the host endpoint chains are unreachable but still there, until the tidy-up removes them.
+    expect(result.removed.untidy).toBeGreaterThan(0);
+    expect(result.removedSave).toMatch(/:cali-fh-eth0 /);
+    expect(result.tidied.untidy).toBe(0);
+    expect(result.tidiedSave).not.toMatch(/cali-fh-eth0|cali-fhfw-eth0/);
     const text = save();
     expect(text).toMatch(/\*raw[\s\S]*-A PREROUTING -j cali-PREROUTING[\s\S]*-A OUTPUT -j cali-OUTPUT/);
     expect(text).toMatch(/\*mangle[\s\S]*-A PREROUTING -j cali-PREROUTING/);

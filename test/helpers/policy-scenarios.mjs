@@ -1,5 +1,6 @@
 // Runs the iptables/ipset policy adapter inside the current network namespace (the test starts it
 // in a namespace of its own) and prints what it reported, as JSON.
+import { execFileSync } from 'node:child_process';
 import { IptablesPolicyDataplane } from '../../dist/src/adapters/dataplane/iptables/policy-dataplane.js';
 import { desiredDataplane } from '../../dist/src/calc/policy.js';
 import { defaultProfile } from '../../dist/src/domain/endpoint-model.js';
@@ -17,6 +18,7 @@ const input = (extra) => ({
 });
 
 const out = {};
+const save = () => execFileSync('iptables-save', { encoding: 'utf8' }).replace(/^#.*\n/gm, '').replace(/\[\d+:\d+\]/g, '');
 try {
   const mode = process.argv[2];
   const dataplane = new IptablesPolicyDataplane();
@@ -37,11 +39,17 @@ try {
     out.first = await dataplane.apply(desiredDataplane(withHeps));
     out.same = await dataplane.apply(desiredDataplane(withHeps));
     out.removed = await dataplane.apply(desiredDataplane(input([])));
+    out.removedSave = save();
+    out.tidied = await dataplane.apply(desiredDataplane(input([])), { tidy: true });
+    out.tidiedSave = save();
     out.again = await dataplane.apply(desiredDataplane(withHeps));
   } else {
     out.first = await dataplane.apply(desiredDataplane(input([])));
     out.same = await dataplane.apply(desiredDataplane(input([])));
     out.added = await dataplane.apply(desiredDataplane(input([endpoint('cccccccccccccccc', '10.60.0.3/32', ['net-a'])])));
+    out.addedSave = save();
+    out.tidied = await dataplane.apply(desiredDataplane(input([endpoint('cccccccccccccccc', '10.60.0.3/32', ['net-a'])])), { tidy: true });
+    out.tidiedSave = save();
     if (mode === 'restart') out.restarted = await new IptablesPolicyDataplane().apply(desiredDataplane(input([endpoint('cccccccccccccccc', '10.60.0.3/32', ['net-a'])])));
   }
   out.ok = true;

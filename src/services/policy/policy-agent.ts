@@ -12,6 +12,8 @@ import { ApplyLoop } from '../apply-loop.js';
 
 /** Changes arriving together are applied together: one write for a burst. */
 const DEBOUNCE_MS = 20;
+/** How long after a change what it left unreachable in the kernel is tidied away: off the path of the change, and once for a burst. */
+const TIDY_AFTER_MS = 2000;
 /** While this host has host endpoints, its interfaces are re-read this often (an address moving moves an expectedIPs endpoint). */
 const INTERFACES_EVERY_MS = 10_000;
 
@@ -43,6 +45,8 @@ export class PolicyAgent {
   private readonly loop: ApplyLoop;
   private dnsRedirects: { upstream: string; port: number }[] = [];
   private invalidReported = '';
+  private tidyTimer: NodeJS.Timeout | undefined;
+  private tidyDue = false;
 
   constructor(
     private readonly store: PolicyStore,
@@ -75,6 +79,8 @@ export class PolicyAgent {
   }
 
   async stop(): Promise<void> {
+    clearTimeout(this.tidyTimer);
+    this.tidyTimer = undefined;
     clearInterval(this.interfacesTimer);
     this.interfacesTimer = undefined;
     const finished = this.loop.stop();
@@ -187,9 +193,22 @@ export class PolicyAgent {
     const invalid = desired.invalid.join('; ');
     if (invalid !== this.invalidReported && invalid !== '') this.log.warn({ invalid: desired.invalid }, 'policies that cannot be programmed deny what they select');
     this.invalidReported = invalid;
-    const result = await this.dataplane.apply(desired);
+    const tidy = this.tidyDue;
+    this.tidyDue = false;
+    const result = await this.dataplane.apply(desired, { tidy });
     const ms = performance.now() - started;
-    if (result.chainsWritten || result.setsWritten) this.log.info({ ...result, ms: Number(ms.toFixed(1)) }, 'policy programmed');
+    if (result.chainsWritten || result.setsWritten) this.log.info({ ...result, ...(tidy ? { tidy } : {}), ms: Number(ms.toFixed(1)) }, 'policy programmed');
+    if (result.untidy > 0) this.scheduleTidy();
+  }
+
+  private scheduleTidy(): void {
+    if (this.tidyTimer) return;
+    this.tidyTimer = setTimeout(() => {
+      this.tidyTimer = undefined;
+      this.tidyDue = true;
+      this.loop.schedule(0);
+    }, TIDY_AFTER_MS);
+    this.tidyTimer.unref?.();
   }
 }
 

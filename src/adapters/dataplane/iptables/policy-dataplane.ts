@@ -8,7 +8,14 @@ import { CommandRunner, runCommand } from '../command.js';
 type Table = IptablesTable;
 /** raw and mangle: host endpoints' untracked and pre-DNAT policies. */
 const TABLES: Table[] = ['filter', 'nat', 'raw', 'mangle'];
-const emptyTables = (): Record<Table, Map<string, readonly string[]>> => ({ filter: new Map(), nat: new Map(), raw: new Map(), mangle: new Map() });
+
+/** A chain of ours as it is in the kernel: the rules wanted, then `stale` rules left below them for the tidy-up. */
+interface KernelChain {
+  rules: readonly string[];
+  stale: number;
+}
+type KernelTable = Map<string, KernelChain>;
+const emptyTables = (): Record<Table, KernelTable> => ({ filter: new Map(), nat: new Map(), raw: new Map(), mangle: new Map() });
 /** A chain found in the kernel at start: its content is not known, so the first apply rewrites it. */
 const UNKNOWN: readonly string[] = ['\u0000unknown'];
 
@@ -31,9 +38,17 @@ const tempName = (name: string): string => name.replace(/^cali([46])-/, 'cali$1t
  * table of each family in one atomic restore, only the chains and sets that changed since the last
  * apply. Sets are written before the rules that use them and destroyed after the rules that used
  * them are gone, so there is never a moment with a rule pointing at nothing.
+ *
+ * A change is written the fast way, a tidy-up later does the rest. With the nf_tables backend,
+ * flushing a chain or deleting a rule makes iptables-restore read every rule of the table first
+ * (~16 ms here at 7,000 rules), while declaring a chain and inserting at the top of one does not
+ * (~4 ms). So a changed chain gets its new rules inserted above the old ones, ending in a rule that
+ * always decides (one is added if the chain has none), which leaves the old ones unreachable; chains
+ * and sets no longer wanted stay, unreferenced by anything reachable. `apply` with `tidy` then
+ * rewrites such chains and removes what is no longer wanted, off the path of the change.
  */
 export class IptablesPolicyDataplane implements PolicyDataplane {
-  private chains: Record<IpFamily, Record<Table, Map<string, readonly string[]>>> | undefined;
+  private chains: Record<IpFamily, Record<Table, KernelTable>> | undefined;
   /** Our sets in the kernel as last written (UNKNOWN_SET: found at start, content not known). */
   private sets: Map<string, IpSet> | undefined;
   private readonly families = new Set<IpFamily>();
@@ -63,7 +78,7 @@ export class IptablesPolicyDataplane implements PolicyDataplane {
         for (const line of saved.stdout.split('\n')) {
           const chain = OUR_CHAIN.exec(line)?.[1];
           // Unknown content: rewritten on first apply, which also makes a restart converge.
-          if (chain) this.chains[family][table].set(chain, UNKNOWN);
+          if (chain) this.chains[family][table].set(chain, { rules: UNKNOWN, stale: 0 });
         }
       }
     }
@@ -72,9 +87,10 @@ export class IptablesPolicyDataplane implements PolicyDataplane {
     for (const name of listed.stdout.split('\n')) if (OUR_SET.test(name)) this.sets.set(name, UNKNOWN_SET);
   }
 
-  async apply(desired: DesiredDataplane): Promise<PolicyApplyResult> {
+  async apply(desired: DesiredDataplane, options: { tidy?: boolean } = {}): Promise<PolicyApplyResult> {
     if (!this.chains || !this.sets) await this.readKernel();
-    const result: PolicyApplyResult = { chainsWritten: 0, setsWritten: 0, rules: 0, bytes: 0 };
+    const tidy = options.tidy === true;
+    const result: PolicyApplyResult = { chainsWritten: 0, setsWritten: 0, rules: 0, bytes: 0, untidy: 0 };
     const sets = this.sets!;
     const wantedSets = new Map([...desired.ipsets].filter(([, set]) => this.families.has(set.family)));
     const changedSets = [...wantedSets].filter(([name, set]) => !sameSet(sets.get(name), set));
@@ -87,18 +103,17 @@ export class IptablesPolicyDataplane implements PolicyDataplane {
     }
     for (const family of this.families) {
       // All tables of a family in one restore: one process per change, not one per table.
-      const scripts = TABLES.map((table) => ({ table, script: restoreScript(table, desired.tables[family][table], this.chains![family][table]) }));
+      const scripts = TABLES.map((table) => restoreScript(table, desired.tables[family][table], this.chains![family][table], tidy));
       for (const table of TABLES) result.rules += [...desired.tables[family][table].values()].reduce((n, rules) => n + rules.length, 0);
-      const text = scripts.map((s) => s.script?.text ?? '').join('');
+      const text = scripts.map((s) => s?.text ?? '').join('');
       if (text !== '') {
         result.bytes += text.length;
         await this.exec(`${tool(family)}-restore`, ['--noflush', '-w', '5'], text);
-        for (const { table, script } of scripts) {
+        for (const [i, table] of TABLES.entries()) {
+          const script = scripts[i];
           if (!script) continue;
           result.chainsWritten += script.written;
-          const applied = this.chains![family][table];
-          applied.clear();
-          for (const [chain, rules] of desired.tables[family][table]) applied.set(chain, rules);
+          this.chains![family][table] = script.after;
         }
       }
       if (Date.now() - (this.hooksCheckedAt.get(family) ?? 0) > HOOK_RECHECK_MS) {
@@ -106,12 +121,25 @@ export class IptablesPolicyDataplane implements PolicyDataplane {
         this.hooksCheckedAt.set(family, Date.now());
       }
     }
+    // A set no longer wanted may still be named by a stale rule until the tidy-up has removed those.
     const staleSets = [...sets.keys()].filter((name) => !wantedSets.has(name));
-    if (staleSets.length > 0) {
+    if (tidy && staleSets.length > 0) {
       await this.exec('ipset', ['restore'], staleSets.map((name) => `destroy ${name}\n`).join(''));
       for (const name of staleSets) sets.delete(name);
     }
+    result.untidy = this.untidy(desired) + (tidy ? 0 : staleSets.length);
     return result;
+  }
+
+  /** Stale rules and chains no longer wanted, left in the kernel for the tidy-up. */
+  private untidy(desired: DesiredDataplane): number {
+    let count = 0;
+    for (const family of this.families) {
+      for (const table of TABLES) {
+        for (const [chain, kernel] of this.chains![family][table]) count += desired.tables[family][table].has(chain) ? kernel.stale : 1;
+      }
+    }
+    return count;
   }
 
   private async ensureHooks(family: IpFamily): Promise<void> {
@@ -178,19 +206,52 @@ function restoreSet(name: string, set: IpSet): string {
   ].join('\n');
 }
 
-/** The restore input for one table: changed and new chains rewritten, chains no longer wanted deleted. */
-function restoreScript(table: Table, wanted: Chains, applied: Map<string, readonly string[]>): { text: string; written: number } | undefined {
-  const changed = [...wanted].filter(([chain, rules]) => !sameRules(applied.get(chain), rules));
-  const removed = [...applied.keys()].filter((chain) => !wanted.has(chain));
-  if (changed.length === 0 && removed.length === 0) return undefined;
-  const lines = [`*${table}`];
-  for (const [chain] of changed) lines.push(`:${chain} - [0:0]`);
-  for (const [chain, rules] of changed) {
-    lines.push(`-F ${chain}`);
-    for (const rule of rules) lines.push(`-A ${chain} ${rule}`);
+/** A rule that decides every packet that reaches it: nothing below it in its chain is ever evaluated. */
+const DECIDES = /^(-j (ACCEPT|DROP|RETURN)|-g \S+)$/;
+
+/**
+ * The restore input for one table, and the table as it will be in the kernel. New chains are declared
+ * and filled; a changed chain gets its rules inserted above the old ones (ending in a rule that
+ * decides, so the old ones are never reached) unless `tidy`, or its old content is unknown, when it
+ * is flushed and rewritten. Chains no longer wanted are flushed and deleted only when tidying: until
+ * then a stale rule may still jump to them.
+ */
+function restoreScript(table: Table, wanted: Chains, kernel: KernelTable, tidy: boolean): { text: string; written: number; after: KernelTable } | undefined {
+  const after: KernelTable = new Map(kernel);
+  const declared: string[] = [];
+  const lines: string[] = [];
+  let written = 0;
+  for (const [chain, rules] of wanted) {
+    const current = kernel.get(chain);
+    if (current && current.stale === 0 && sameRules(current.rules, rules)) continue;
+    if (current && tidy && current.stale > 0 && sameRules(current.rules, rules)) {
+      // Only stale rules to drop: a rewrite, not counted as a change.
+      lines.push(`-F ${chain}`, ...rules.map((rule) => `-A ${chain} ${rule}`));
+      after.set(chain, { rules, stale: 0 });
+      continue;
+    }
+    written++;
+    if (!current) {
+      declared.push(`:${chain} - [0:0]`);
+      lines.push(...rules.map((rule) => `-A ${chain} ${rule}`));
+      after.set(chain, { rules, stale: 0 });
+    } else if (tidy || current.rules === UNKNOWN) {
+      lines.push(`-F ${chain}`, ...rules.map((rule) => `-A ${chain} ${rule}`));
+      after.set(chain, { rules, stale: 0 });
+    } else {
+      const inserted = DECIDES.test(rules.at(-1) ?? '') ? rules : [...rules, '-j RETURN'];
+      // Each at the top, last first: they end up in order, above everything that was there.
+      for (let i = inserted.length - 1; i >= 0; i--) lines.push(`-I ${chain} 1 ${inserted[i]}`);
+      after.set(chain, { rules, stale: current.stale + current.rules.length + (inserted.length - rules.length) });
+    }
   }
-  for (const chain of removed) lines.push(`-F ${chain}`);
+  const removed = tidy ? [...kernel.keys()].filter((chain) => !wanted.has(chain)) : [];
+  for (const chain of removed) {
+    lines.push(`-F ${chain}`);
+    after.delete(chain);
+  }
   for (const chain of removed) lines.push(`-X ${chain}`);
-  lines.push('COMMIT', '');
-  return { text: lines.join('\n'), written: changed.length + removed.length };
+  written += removed.length;
+  if (declared.length === 0 && lines.length === 0) return undefined;
+  return { text: [`*${table}`, ...declared, ...lines, 'COMMIT', ''].join('\n'), written, after };
 }
