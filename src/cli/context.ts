@@ -5,6 +5,7 @@ import { EtcdResourceStore } from '../adapters/datastore/etcd/etcd-resource-stor
 import { DockerHttpApi, dockerTarget } from '../adapters/docker/docker-http-api.js';
 import { supervisorFor } from '../adapters/host/daemon-supervisor.js';
 import { pluginActivates } from '../adapters/host/plugin-probe.js';
+import { HostSystemProbes } from '../adapters/host/system-probes.js';
 import type { CalicoNode } from '../domain/resources.js';
 import type { DockerApi } from '../ports/docker-api.js';
 import type { EndpointStore } from '../ports/endpoint-store.js';
@@ -18,6 +19,7 @@ import { PoolService } from '../services/ipam/pool-service.js';
 import { NetworkProfiles } from '../services/network/network-profiles.js';
 import { NodeRemoval } from '../services/nodes/node-removal.js';
 import { NodeRunner } from '../services/nodes/node-run.js';
+import { SystemCheck } from '../services/nodes/checksystem.js';
 import { ResourceService } from '../services/resources/resource-service.js';
 
 export interface CliContext {
@@ -36,6 +38,8 @@ export interface CliContext {
   nodeRemoval(): NodeRemoval;
   /** `calicoctl node run`'s service: this host's daemon, through systemd or in the background. */
   nodeRunner(): NodeRunner;
+  /** `calicoctl node checksystem`'s checks, asked of this host. */
+  systemCheck(): SystemCheck;
   /** One line to standard output. */
   out(text: string): void;
   /** Text to standard output as it is. */
@@ -98,6 +102,10 @@ export function contextFrom(io: CliIo, configFile?: string): CliContext {
         pluginAnswers: () => pluginActivates(`${paths.pluginDir}/calico.sock`),
         node: (name) => resourceStore.get<CalicoNode>({ kind: 'Node', name }),
       });
+    },
+    systemCheck: () => {
+      const { runDir, pluginDir } = hostPaths(env);
+      return new SystemCheck(new HostSystemProbes({ env, runDir, pluginDir }), { backend: env.CALICO_NETWORKING_BACKEND?.trim() || 'bird' });
     },
     out: (text) => io.stdout(`${text}\n`),
     write: (text) => io.stdout(text),

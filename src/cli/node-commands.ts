@@ -6,6 +6,7 @@ import { birdPaths } from '../adapters/bird/bird-speaker.js';
 import { readHostStatus } from '../adapters/host/status-file.js';
 import { DAEMON_PID_FILE } from '../config/paths.js';
 import { NotFoundError } from '../domain/errors.js';
+import { checkSummary, formatCheck, systemPasses } from '../services/nodes/checksystem.js';
 import { nodeRunSettings, type NodeRunRequest } from '../services/nodes/node-run.js';
 import { formatSince, peerStatuses } from '../services/routing/bgp-status.js';
 import { addPeerCommands } from './bgp-commands.js';
@@ -52,6 +53,14 @@ async function nodeStatus(ctx: CliContext): Promise<void> {
     ctx.out(rows.length ? renderTable(['PEER ADDRESS', 'PEER TYPE', 'STATE', 'SINCE', 'INFO'], rows, { wrap: 30 }) : `No IPv${family} peers found.`);
   }
   ctx.out('');
+}
+
+/** One line a check; exit status 1 when a required check failed. */
+async function checkSystem(ctx: CliContext): Promise<void> {
+  const results = await ctx.systemCheck().run();
+  for (const check of results) ctx.out(formatCheck(check));
+  if (!systemPasses(results)) throw new CalicoctlFailure(checkSummary(results));
+  ctx.out(checkSummary(results));
 }
 
 interface NodeRunFlags extends Omit<NodeRunRequest, 'noDefaultIppools'> {
@@ -102,6 +111,10 @@ export function addNodeCommands(program: Command, context: () => CliContext): vo
     .command('status')
     .description("this host's BGP sessions (from BIRD's control socket in CALICO_RUN_DIR)")
     .action(() => nodeStatus(context()));
+  node
+    .command('checksystem')
+    .description('whether this host can run the daemon: kernel modules, iptables and ipset, BIRD, sysctls, Docker (exit 1 when a required check fails)')
+    .action(() => checkSystem(context()));
   node
     .command('remove <name>')
     .description('remove a node with its endpoints, addresses and block affinities (as calicoctl delete node)')
