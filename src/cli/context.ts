@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { EtcdClient, type EtcdSettings } from '../adapters/datastore/etcd/etcd-client.js';
 import { EtcdIpamStore } from '../adapters/datastore/etcd/etcd-ipam-store.js';
 import { EtcdEndpointStore } from '../adapters/datastore/etcd/etcd-endpoint-store.js';
@@ -6,13 +7,15 @@ import { DockerHttpApi, dockerTarget } from '../adapters/docker/docker-http-api.
 import { supervisorFor } from '../adapters/host/daemon-supervisor.js';
 import { pluginActivates } from '../adapters/host/plugin-probe.js';
 import { HostSystemProbes } from '../adapters/host/system-probes.js';
+import { LocalHostDiagnostics, TarDiagnosticsArchive } from '../adapters/host/diagnostics.js';
+import { birdPaths } from '../adapters/bird/bird-speaker.js';
 import type { CalicoNode } from '../domain/resources.js';
 import type { DockerApi } from '../ports/docker-api.js';
 import type { EndpointStore } from '../ports/endpoint-store.js';
 import { nodeNameFrom, withCalicoNodeNames } from '../config/calico-node-env.js';
 import { readConfigFile } from '../config/config-file.js';
 import { datastoreFrom } from '../config/datastore-config.js';
-import { hostPaths } from '../config/paths.js';
+import { DAEMON_LOG_FILE, hostPaths } from '../config/paths.js';
 import type { IpamStore } from '../ports/ipam-store.js';
 import type { ResourceStore } from '../ports/resource-store.js';
 import { PoolService } from '../services/ipam/pool-service.js';
@@ -20,6 +23,7 @@ import { NetworkProfiles } from '../services/network/network-profiles.js';
 import { NodeRemoval } from '../services/nodes/node-removal.js';
 import { NodeRunner } from '../services/nodes/node-run.js';
 import { SystemCheck } from '../services/nodes/checksystem.js';
+import { NodeDiagnostics, type DiagnosticItem, type DiagnosticsResult } from '../services/nodes/diagnostics.js';
 import { ResourceService } from '../services/resources/resource-service.js';
 
 export interface CliContext {
@@ -40,6 +44,8 @@ export interface CliContext {
   nodeRunner(): NodeRunner;
   /** `calicoctl node checksystem`'s checks, asked of this host. */
   systemCheck(): SystemCheck;
+  /** `calicoctl node diags`: collects into a new archive in the temp directory, with calicoctl's own `reports`. */
+  collectDiagnostics(reports: DiagnosticItem[], logDir: string | undefined, progress: (line: string) => void): Promise<DiagnosticsResult>;
   /** One line to standard output. */
   out(text: string): void;
   /** Text to standard output as it is. */
@@ -106,6 +112,20 @@ export function contextFrom(io: CliIo, configFile?: string): CliContext {
     systemCheck: () => {
       const { runDir, pluginDir } = hostPaths(env);
       return new SystemCheck(new HostSystemProbes({ env, runDir, pluginDir }), { backend: env.CALICO_NETWORKING_BACKEND?.trim() || 'bird' });
+    },
+    collectDiagnostics: async (reports, logDir, progress) => {
+      const paths = hostPaths(env);
+      const bird = birdPaths(paths.runDir);
+      const diagnostics = new NodeDiagnostics({
+        node: nodeNameFrom(env),
+        host: new LocalHostDiagnostics(paths.runDir),
+        resources: resourceStore,
+        endpoints,
+        ipam: store,
+        files: { daemonLog: join(logDir ?? paths.logDir, DAEMON_LOG_FILE), birdLog: bird.logFile, birdConfig: bird.config },
+        reports,
+      });
+      return diagnostics.collect(await TarDiagnosticsArchive.create(), progress);
     },
     out: (text) => io.stdout(`${text}\n`),
     write: (text) => io.stdout(text),
