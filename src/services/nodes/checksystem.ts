@@ -28,7 +28,7 @@ interface KernelModule {
 }
 
 /** The kernel modules the daemon's dataplane uses. */
-export const KERNEL_MODULES: readonly KernelModule[] = [
+const KERNEL_MODULES: readonly KernelModule[] = [
   { module: 'ip_set', option: 'CONFIG_IP_SET', required: true, without: 'policy keeps its address sets in ipsets' },
   { module: 'xt_set', option: 'CONFIG_NETFILTER_XT_SET', required: true, without: "iptables rules cannot match the policy's ipsets" },
   { module: 'nf_conntrack', option: 'CONFIG_NF_CONNTRACK', required: true, without: 'policy lets replies in by connection state, and NAT needs it' },
@@ -45,7 +45,7 @@ const normalise = (name: string): string => name.replace(/-/g, '_');
  * Whether the running kernel has `module`: loaded, built in, or loadable. undefined when the host
  * gives no source to tell by (no /proc/modules, modules.builtin, modules.dep or kernel config).
  */
-export function moduleAvailability(evidence: KernelModuleEvidence, { module, option }: KernelModule): { available: boolean | undefined; how: string } {
+function moduleAvailability(evidence: KernelModuleEvidence, { module, option }: KernelModule): { available: boolean | undefined; how: string } {
   const name = normalise(module);
   const config = evidence.config;
   const configured = config?.options.get(option);
@@ -70,7 +70,7 @@ export function iptablesBackend(versionLine: string): 'nf_tables' | 'legacy' | u
 }
 
 /** BIRD's major version from `bird --version` (`BIRD version 2.0.12`). */
-export function birdMajorVersion(versionLine: string): number | undefined {
+function birdMajorVersion(versionLine: string): number | undefined {
   const match = /BIRD version (\d+)\./.exec(versionLine);
   return match ? Number(match[1]) : undefined;
 }
