@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { EtcdClient, type EtcdSettings } from '../adapters/datastore/etcd/etcd-client.js';
 import { EtcdIpamStore } from '../adapters/datastore/etcd/etcd-ipam-store.js';
 import { EtcdEndpointStore } from '../adapters/datastore/etcd/etcd-endpoint-store.js';
@@ -7,15 +6,14 @@ import { DockerHttpApi, dockerTarget } from '../adapters/docker/docker-http-api.
 import { supervisorFor } from '../adapters/host/daemon-supervisor.js';
 import { pluginActivates } from '../adapters/host/plugin-probe.js';
 import { HostSystemProbes } from '../adapters/host/system-probes.js';
-import { LocalHostDiagnostics, TarDiagnosticsArchive } from '../adapters/host/diagnostics.js';
-import { birdPaths } from '../adapters/bird/bird-speaker.js';
+import { daemonFiles, LocalHostDiagnostics, TarDiagnosticsArchive } from '../adapters/host/diagnostics.js';
 import type { CalicoNode } from '../domain/resources.js';
 import type { DockerApi } from '../ports/docker-api.js';
 import type { EndpointStore } from '../ports/endpoint-store.js';
 import { nodeNameFrom, withCalicoNodeNames } from '../config/calico-node-env.js';
 import { readConfigFile } from '../config/config-file.js';
 import { datastoreFrom } from '../config/datastore-config.js';
-import { DAEMON_LOG_FILE, hostPaths } from '../config/paths.js';
+import { hostPaths } from '../config/paths.js';
 import type { IpamStore } from '../ports/ipam-store.js';
 import type { ResourceStore } from '../ports/resource-store.js';
 import { PoolService } from '../services/ipam/pool-service.js';
@@ -115,14 +113,13 @@ export function contextFrom(io: CliIo, configFile?: string): CliContext {
     },
     collectDiagnostics: async (reports, logDir, progress) => {
       const paths = hostPaths(env);
-      const bird = birdPaths(paths.runDir);
       const diagnostics = new NodeDiagnostics({
         node: nodeNameFrom(env),
         host: new LocalHostDiagnostics(paths.runDir),
         resources: resourceStore,
         endpoints,
         ipam: store,
-        files: { daemonLog: join(logDir ?? paths.logDir, DAEMON_LOG_FILE), birdLog: bird.logFile, birdConfig: bird.config },
+        files: daemonFiles(paths, logDir),
         reports,
       });
       return diagnostics.collect(await TarDiagnosticsArchive.create(), progress);

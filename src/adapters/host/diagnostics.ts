@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { DiagnosticsArchive, HostDiagnostics } from '../../ports/diagnostics.js';
 import { birdCommand } from '../bird/bird-control.js';
 import { birdPaths } from '../bird/bird-speaker.js';
+import { DAEMON_LOG_FILE, type HostPaths } from '../../config/paths.js';
 import { runCommand } from '../dataplane/command.js';
 import { DAEMON_UNIT } from './daemon-supervisor.js';
 
@@ -12,6 +13,12 @@ const BIRD_ERROR = 8000;
 
 /** `20261203_151207`: when the diagnostics were taken, in UTC, as calicoctl names its archives. */
 const stamp = (now: Date): string => now.toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15);
+
+/** The files the daemon and its BIRD write on this host; the daemon's log in `logDir` when given. */
+export function daemonFiles(paths: HostPaths, logDir = paths.logDir): { daemonLog: string; birdLog: string; birdConfig: string } {
+  const bird = birdPaths(paths.runDir);
+  return { daemonLog: join(logDir, DAEMON_LOG_FILE), birdLog: bird.logFile, birdConfig: bird.config };
+}
 
 /** The files in a directory of their own, then `tar -czf` of it next to it: `calico-diags-XXXXXX/diags-DATE_TIME.tar.gz`. */
 export class TarDiagnosticsArchive implements DiagnosticsArchive {
