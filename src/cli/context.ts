@@ -5,6 +5,8 @@ import { EtcdResourceStore } from '../adapters/datastore/etcd/etcd-resource-stor
 import { DockerHttpApi, dockerTarget } from '../adapters/docker/docker-http-api.js';
 import { supervisorFor } from '../adapters/host/daemon-supervisor.js';
 import { pluginActivates } from '../adapters/host/plugin-probe.js';
+import { HostSystemProbes } from '../adapters/host/system-probes.js';
+import { daemonFiles, LocalHostDiagnostics, TarDiagnosticsArchive } from '../adapters/host/diagnostics.js';
 import type { CalicoNode } from '../domain/resources.js';
 import type { DockerApi } from '../ports/docker-api.js';
 import type { EndpointStore } from '../ports/endpoint-store.js';
@@ -18,6 +20,8 @@ import { PoolService } from '../services/ipam/pool-service.js';
 import { NetworkProfiles } from '../services/network/network-profiles.js';
 import { NodeRemoval } from '../services/nodes/node-removal.js';
 import { NodeRunner } from '../services/nodes/node-run.js';
+import { SystemCheck } from '../services/nodes/checksystem.js';
+import { NodeDiagnostics, type DiagnosticItem, type DiagnosticsResult } from '../services/nodes/diagnostics.js';
 import { ResourceService } from '../services/resources/resource-service.js';
 
 export interface CliContext {
@@ -36,6 +40,10 @@ export interface CliContext {
   nodeRemoval(): NodeRemoval;
   /** `calicoctl node run`'s service: this host's daemon, through systemd or in the background. */
   nodeRunner(): NodeRunner;
+  /** `calicoctl node checksystem`'s checks, asked of this host. */
+  systemCheck(): SystemCheck;
+  /** `calicoctl node diags`: collects into a new archive in the temp directory, with calicoctl's own `reports`. */
+  collectDiagnostics(reports: DiagnosticItem[], logDir: string | undefined, progress: (line: string) => void): Promise<DiagnosticsResult>;
   /** One line to standard output. */
   out(text: string): void;
   /** Text to standard output as it is. */
@@ -98,6 +106,23 @@ export function contextFrom(io: CliIo, configFile?: string): CliContext {
         pluginAnswers: () => pluginActivates(`${paths.pluginDir}/calico.sock`),
         node: (name) => resourceStore.get<CalicoNode>({ kind: 'Node', name }),
       });
+    },
+    systemCheck: () => {
+      const { runDir, pluginDir } = hostPaths(env);
+      return new SystemCheck(new HostSystemProbes({ env, runDir, pluginDir }), { backend: env.CALICO_NETWORKING_BACKEND?.trim() || 'bird' });
+    },
+    collectDiagnostics: async (reports, logDir, progress) => {
+      const paths = hostPaths(env);
+      const diagnostics = new NodeDiagnostics({
+        node: nodeNameFrom(env),
+        host: new LocalHostDiagnostics(paths.runDir),
+        resources: resourceStore,
+        endpoints,
+        ipam: store,
+        files: daemonFiles(paths, logDir),
+        reports,
+      });
+      return diagnostics.collect(await TarDiagnosticsArchive.create(), progress);
     },
     out: (text) => io.stdout(`${text}\n`),
     write: (text) => io.stdout(text),

@@ -6,6 +6,7 @@ import { birdPaths } from '../adapters/bird/bird-speaker.js';
 import { readHostStatus } from '../adapters/host/status-file.js';
 import { DAEMON_PID_FILE } from '../config/paths.js';
 import { NotFoundError } from '../domain/errors.js';
+import { checkSummary, formatCheck, systemPasses } from '../services/nodes/checksystem.js';
 import { nodeRunSettings, type NodeRunRequest } from '../services/nodes/node-run.js';
 import { formatSince, peerStatuses } from '../services/routing/bgp-status.js';
 import { addPeerCommands } from './bgp-commands.js';
@@ -52,6 +53,39 @@ async function nodeStatus(ctx: CliContext): Promise<void> {
     ctx.out(rows.length ? renderTable(['PEER ADDRESS', 'PEER TYPE', 'STATE', 'SINCE', 'INFO'], rows, { wrap: 30 }) : `No IPv${family} peers found.`);
   }
   ctx.out('');
+}
+
+/** One line a check; exit status 1 when a required check failed. */
+async function checkSystem(ctx: CliContext): Promise<void> {
+  const results = await ctx.systemCheck().run();
+  for (const check of results) ctx.out(formatCheck(check));
+  if (!systemPasses(results)) throw new CalicoctlFailure(checkSummary(results));
+  ctx.out(checkSummary(results));
+}
+
+/** What a command prints (a Calico failure's message included), for the diagnostics archive. */
+async function printed(ctx: CliContext, command: (ctx: CliContext) => Promise<void>): Promise<string> {
+  let text = '';
+  const capture: CliContext = { ...ctx, out: (line) => void (text += `${line}\n`), write: (chunk) => void (text += chunk) };
+  try {
+    await command(capture);
+  } catch (error) {
+    if (!(error instanceof CalicoctlFailure)) throw error;
+    text += `${error.message}\n`;
+  }
+  return text;
+}
+
+/** Collects this host's diagnostics into one archive, a line an item as it goes, and names the archive. */
+async function nodeDiags(ctx: CliContext, flags: { logDir?: string }): Promise<void> {
+  const reports = [
+    { file: 'node-status.txt', what: 'calicoctl node status', collect: () => printed(ctx, nodeStatus) },
+    { file: 'checksystem.txt', what: 'calicoctl node checksystem', collect: () => printed(ctx, checkSystem) },
+  ];
+  ctx.out(`Collecting diagnostics of node ${ctx.node}`);
+  const result = await ctx.collectDiagnostics(reports, flags.logDir, ctx.out);
+  if (result.failed.length) ctx.out(`Not collected (each file says why): ${result.failed.join(', ')}`);
+  ctx.out(`Diags saved to ${result.path}`);
 }
 
 interface NodeRunFlags extends Omit<NodeRunRequest, 'noDefaultIppools'> {
@@ -102,6 +136,15 @@ export function addNodeCommands(program: Command, context: () => CliContext): vo
     .command('status')
     .description("this host's BGP sessions (from BIRD's control socket in CALICO_RUN_DIR)")
     .action(() => nodeStatus(context()));
+  node
+    .command('checksystem')
+    .description('whether this host can run the daemon: kernel modules, iptables and ipset, BIRD, sysctls, Docker (exit 1 when a required check fails)')
+    .action(() => checkSystem(context()));
+  node
+    .command('diags')
+    .description("this host's routes, iptables, ipsets, BIRD's view, logs and etcd resources in one tar.gz archive (its path is printed)")
+    .option('--log-dir <dir>', "where the daemon's log file is, when calicoctl node run started it without systemd (default CALICO_LOG_DIR, else /var/log/calico)")
+    .action((flags: { logDir?: string }) => nodeDiags(context(), flags));
   node
     .command('remove <name>')
     .description('remove a node with its endpoints, addresses and block affinities (as calicoctl delete node)')

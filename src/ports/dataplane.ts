@@ -22,6 +22,9 @@ export interface HostRoute {
   interfaceName: string;
 }
 
+/** The host-wide sysctls `enableForwarding` sets (IPv6's only where IPv6 is enabled). */
+export const FORWARDING_SYSCTLS = { ipv4: 'net.ipv4.ip_forward', ipv6: 'net.ipv6.conf.all.forwarding' } as const;
+
 /** What the network driver needs from the host kernel. The adapter owns netlink and /proc/sys. */
 export interface Dataplane {
   /** Creates the veth pair, both ends up; returns the host end's MAC. Fails with EEXIST if it exists. */

@@ -27,6 +27,9 @@ const LOG_ROTATE_BYTES = 10 * 1024 * 1024;
 const RESTART_DELAYS_MS = [100, 1000, 2000, 5000];
 const STABLE_MS = 30_000;
 
+/** The BIRD 2 the daemon runs, found on PATH (Debian's bird2 package puts it in /usr/sbin). */
+export const BIRD_BINARY = 'bird';
+
 export const birdPaths = (runDir: string) => ({
   config: join(runDir, 'bird.cfg'),
   candidate: join(runDir, 'bird.cfg.new'),
@@ -58,7 +61,7 @@ export class BirdSpeaker implements BgpSpeaker {
 
   constructor(private readonly options: BirdSpeakerOptions) {
     this.paths = birdPaths(options.runDir);
-    this.binary = options.binary ?? 'bird';
+    this.binary = options.binary ?? BIRD_BINARY;
     this.log = options.log ?? silentLogger;
   }
 

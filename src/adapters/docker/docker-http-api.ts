@@ -129,6 +129,13 @@ export class DockerHttpApi implements DockerApi {
     };
   }
 
+  /** The engine's version and API version (GET /version); throws, saying why, when Docker cannot be asked. */
+  async version(): Promise<{ version: string; apiVersion: string }> {
+    const reply = await this.get('/version');
+    if (reply.status !== 200 || typeof reply.body?.Version !== 'string') throw new Error(`docker API /version: ${reply.body?.message ?? `status ${reply.status}`}`);
+    return { version: reply.body.Version, apiVersion: String(reply.body.ApiVersion ?? '') };
+  }
+
   async knownEndpoints(driver: string): Promise<Set<string> | undefined> {
     // Garbage collection decides on this: a network that cannot be read, even one gone meanwhile, means no answer.
     const networks = await this.networksWithEndpoints(driver, 'fail');

@@ -5,9 +5,12 @@ import { promisify } from 'node:util';
 import { DAEMON_LOG_FILE, DAEMON_PID_FILE, type HostPaths } from '../../config/paths.js';
 import type { DaemonSettings, DaemonSupervisor, StartedDaemon } from '../../services/nodes/node-run.js';
 import { DAEMON_MAIN, SYSTEMD_UNIT_TEMPLATE } from './installation.js';
+import { findOnPath } from './path-lookup.js';
 
 const run = promisify(execFile);
-const UNIT = 'calico-libnetwork.service';
+/** The daemon's systemd unit (its log is this unit's journal). */
+export const DAEMON_UNIT = 'calico-libnetwork.service';
+const UNIT = DAEMON_UNIT;
 const UNIT_FILE = `/etc/systemd/system/${UNIT}`;
 
 const lastLines = (text: string, lines: number): string => text.trimEnd().split('\n').slice(-lines).join('\n');
@@ -19,12 +22,8 @@ const lastLines = (text: string, lines: number): string => text.trimEnd().split(
 export function supervisorFor(paths: HostPaths, env: NodeJS.ProcessEnv): DaemonSupervisor {
   const chosen = env.CALICO_SERVICE_MANAGER?.trim();
   if (chosen && chosen !== 'systemd' && chosen !== 'background') throw new Error(`invalid CALICO_SERVICE_MANAGER=${JSON.stringify(chosen)}: expected systemd or background`);
-  const systemd = chosen ? chosen === 'systemd' : existsSync('/run/systemd/system') && onPath('systemctl', env);
+  const systemd = chosen ? chosen === 'systemd' : existsSync('/run/systemd/system') && findOnPath('systemctl', env) !== undefined;
   return systemd ? new SystemdDaemon(paths) : new BackgroundDaemon(paths, env);
-}
-
-function onPath(command: string, env: NodeJS.ProcessEnv): boolean {
-  return (env.PATH ?? '').split(':').some((dir) => dir !== '' && existsSync(join(dir, command)));
 }
 
 /** The daemon as a process of its own session, its output in CALICO_LOG_DIR, found again by its PID file. */

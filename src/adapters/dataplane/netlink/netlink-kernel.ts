@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import nl from 'netlink';
 import { Cidr, cidrsOverlap, familyBits, formatCidr, IpAddr, IpFamily } from '../../../domain/cidr.js';
 import { DataplaneError } from '../../../domain/errors.js';
-import type { Dataplane, HostInterface, HostRoute, LinkInfo, TunnelApplyResult, TunnelDataplane } from '../../../ports/dataplane.js';
+import { FORWARDING_SYSCTLS, type Dataplane, type HostInterface, type HostRoute, type LinkInfo, type TunnelApplyResult, type TunnelDataplane } from '../../../ports/dataplane.js';
 import type { TunnelPlan } from '../../../calc/tunnel-routes.js';
 import { NetlinkTunnels } from './netlink-tunnels.js';
 
@@ -126,8 +126,8 @@ export class NetlinkKernel implements Dataplane, TunnelDataplane {
   }
 
   async enableForwarding(): Promise<void> {
-    sysctl('net/ipv4/ip_forward', '1');
-    if (ipv6Enabled()) sysctl('net/ipv6/conf/all/forwarding', '1');
+    sysctl(sysctlPath(FORWARDING_SYSCTLS.ipv4), '1');
+    if (ipv6Enabled()) sysctl(sysctlPath(FORWARDING_SYSCTLS.ipv6), '1');
   }
 
   async setHostRoute(route: HostRoute): Promise<void> {
@@ -252,6 +252,8 @@ function sysctl(path: string, value: string): void {
     throw new DataplaneError('sysctl', (error as NodeJS.ErrnoException).code ?? 'EIO', `${path.replace(/\//g, '.')}=${value}`);
   }
 }
+
+const sysctlPath = (name: string): string => name.replace(/\./g, '/');
 
 function ipv6Enabled(): boolean {
   try {
