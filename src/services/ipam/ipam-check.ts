@@ -4,10 +4,10 @@ import { endpointAddresses } from '../../domain/endpoint-model.js';
 import { ConflictError, InvalidRequestError } from '../../domain/errors.js';
 import type { CalicoNode } from '../../domain/resources.js';
 import type { EndpointStore } from '../../ports/endpoint-store.js';
-import type { IpamStore } from '../../ports/ipam-store.js';
+import type { IpamSnapshot, IpamStore } from '../../ports/ipam-store.js';
 import type { ResourceStore } from '../../ports/resource-store.js';
 import { IPIP_ADDRESS, VXLAN_ADDRESS } from '../nodes/tunnel-addresses.js';
-import { consistency, IpamData, parsedBlocks, poolViews, readIpamData } from './ipam-report.js';
+import { consistency, parsedBlocks, poolViews, readIpamData } from './ipam-report.js';
 import type { IpamService } from './ipam-service.js';
 
 /** Who uses an address: a workload endpoint, or a node as its VXLAN or IPIP tunnel address. */
@@ -92,7 +92,7 @@ export class IpamCheck {
     // release checks again, never as an endpoint without an allocation.
     const inUse = await this.addressesInUse();
     const data = await readIpamData(this.ipam);
-    const allocated = allocatedAddresses(data);
+    const allocated = allocatedAddresses(data.snapshot);
     const invariants = consistency(data);
     const pools = poolViews(data.snapshot);
     const inUseNotAllocated: UnallocatedAddress[] = [];
@@ -145,7 +145,7 @@ export class IpamCheck {
     for (let attempt = 0; attempt < HANDLE_DELETE_ATTEMPTS; attempt++) {
       const handle = await this.ipam.get({ kind: 'handle', id });
       if (!handle) return skip('it no longer exists');
-      const held = allocatedAddresses({ snapshot: await this.ipam.snapshot(), handles: new Map(), affinities: [] });
+      const held = allocatedAddresses(await this.ipam.snapshot());
       const address = [...held.values()].find((a) => a.handle === id);
       if (address) return skip(`it holds ${address.address} now`);
       const result = await this.ipam.commit([{ target: { kind: 'handle', id }, expect: { modRevision: handle.modRevision }, value: null }]);
@@ -194,9 +194,9 @@ function readable<T>(read: () => T, what: string, problems: string[]): T | undef
 }
 
 /** Every allocation of every block, keyed by its address. */
-function allocatedAddresses(data: IpamData): Map<string, LeakedAddress> {
+function allocatedAddresses(snapshot: IpamSnapshot): Map<string, LeakedAddress> {
   const allocated = new Map<string, LeakedAddress>();
-  for (const { cidr, value } of parsedBlocks(data.snapshot)) {
+  for (const { cidr, value } of parsedBlocks(snapshot)) {
     value.allocations.forEach((_, ordinal) => {
       const info = allocationAt(value, ordinal);
       if (!info) return;
