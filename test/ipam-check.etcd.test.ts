@@ -217,6 +217,18 @@ describe('calicoctl ipam release --from-report', () => {
     expect(await allocated(leak!.address)).toMatchObject({ allocated: true, handleId: 'reused-handle' });
   });
 
+  it('releases amid allocations in the same block (its compare-and-swap retried), losing none of them', async () => {
+    await ok(['pool', 'add', '10.74.0.0/24', '--name', 'busy']);
+    const [leak] = await allocate(1);
+    await checkToFile();
+    const [released, concurrent] = await Promise.all([ok(['ipam', 'release', '--from-report', reportFile]), allocate(20)]);
+    expect(released).toBe(`Released IP address ${leak!.address}\nReleased 1, skipped 0.\n`);
+    expect(concurrent.every((a) => a.block === leak!.block)).toBe(true);
+    expect((await allocated(leak!.address)).allocated).toBe(false);
+    for (const kept of concurrent) expect(await allocated(kept.address)).toMatchObject({ allocated: true, handleId: kept.handleId });
+    expect((await new IpamReport(suite.ctx.store).check()).problems).toEqual([]);
+  });
+
   it('refuses a missing, non-JSON or wrongly shaped report, and writes nothing', async () => {
     await plantFindings();
     const { report } = await checkToFile();
