@@ -1,8 +1,9 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { parseCidr, parseIp } from '../src/domain/cidr.js';
+import { EtcdEndpointStore } from '../src/adapters/datastore/etcd/etcd-endpoint-store.js';
+import { formatIp, parseCidr, parseIp } from '../src/domain/cidr.js';
 import { IpamService } from '../src/services/ipam/ipam-service.js';
 import { calicoctl } from './helpers/daemon.js';
-import { etcdForSuite } from './helpers/ipam.js';
+import { etcdForSuite, workloadEndpoint } from './helpers/ipam.js';
 
 const suite = etcdForSuite();
 const etcd = suite.etcd;
@@ -86,9 +87,11 @@ describe('calicoctl ipam', () => {
     const ipam = new IpamService(suite.ctx.store, { node: 'host-2' });
     const a = await ipam.requestAuto({ family: 4 });
     await ipam.stop();
+    await new EtcdEndpointStore(suite.ctx.etcd).createEndpoint(workloadEndpoint('host-2', 'e1', [formatIp(a.address)]));
     const clean = ctl('ipam', 'check');
     expect(clean).toMatchObject({ status: 0 });
-    expect(clean.stdout).toMatch(/Checked 1 blocks, 1 allocations, 1 handles\.\nNo problems found\./);
+    expect(clean.stdout).toMatch(/Loaded 1 IP pools, 1 blocks, 1 allocations and 1 handles\.\n/);
+    expect(clean.stdout).toMatch(/Check complete; no problems found\./);
     // Break it the ways Calico's own bugs did: a leaked handle, a missing one, an overlapping block, a bad ordinal.
     const block = (await suite.ctx.store.get({ kind: 'block', cidr: a.block }))!;
     await suite.ctx.store.commit([
@@ -99,7 +102,7 @@ describe('calicoctl ipam', () => {
     ]);
     const broken = ctl('ipam', 'check');
     expect(broken.status).toBe(1);
-    expect(broken.stdout).toMatch(/handle leaked is leaked/);
+    expect(broken.stdout).toMatch(/Found 1 handles with no addresses\.\n  leaked  records/);
     expect(broken.stdout).toMatch(new RegExp(`handle ${a.handleId} is used by 1 allocation\\(s\\) but does not exist`));
     expect(broken.stdout).toMatch(/block 10\.16\.0\.0\/26 overlaps block 10\.16\.0\.0\/28|block 10\.16\.0\.0\/28 overlaps block 10\.16\.0\.0\/26/);
     expect(broken.stdout).toMatch(/ordinal 0 is both allocated and unallocated/);

@@ -1,10 +1,13 @@
+import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { parseIp } from '../domain/cidr.js';
-import { NotFoundError } from '../domain/errors.js';
+import { InvalidRequestError, NotFoundError } from '../domain/errors.js';
+import { AddressOwner, describeOwner, IpamCheck, IpamCheckReport, parseCheckReport, problemCount, ReleaseOutcome } from '../services/ipam/ipam-check.js';
 import { IpamReport } from '../services/ipam/ipam-report.js';
 import { IpamService } from '../services/ipam/ipam-service.js';
 import type { CliContext } from './context.js';
 import { percent } from './pool-commands.js';
+import { readInputFile } from './resource-io.js';
 import { renderTable } from './table.js';
 
 export function addIpamCommands(program: Command, context: () => CliContext, fail: (code: number) => void): void {
@@ -51,33 +54,82 @@ export function addIpamCommands(program: Command, context: () => CliContext, fai
 
   ipam
     .command('check')
-    .description("check IPAM data for Calico's invariants; exits 1 when anything is wrong")
-    .action(async () => {
+    .description('compare IPAM with the addresses endpoints and nodes use, and check its invariants; exits 1 when anything is wrong')
+    .option('-o, --output <file>', 'also write the findings as a JSON report (for ipam release --from-report)')
+    .action(async (options: { output?: string }) => {
       const ctx = context();
-      const result = await new IpamReport(ctx.store).check();
-      ctx.out(`Checked ${result.blocks} blocks, ${result.allocations} allocations, ${result.handles} handles.`);
-      if (result.problems.length === 0) {
-        ctx.out('No problems found.');
-        return;
+      ctx.out('Checking IPAM for inconsistencies...');
+      const report = await checkerOf(ctx).check();
+      printCheck(report, ctx.out);
+      if (options.output) {
+        writeReport(options.output, report);
+        ctx.out(`Wrote the report to ${options.output}`);
       }
-      ctx.out(`Found ${result.problems.length} problem(s):`);
-      for (const problem of result.problems) ctx.out(`  - ${problem}`);
-      fail(1);
+      if (problemCount(report) > 0) fail(1);
     });
 
   ipam
     .command('release')
-    .description('release one address (for addresses leaked by a crashed or removed host)')
-    .requiredOption('--ip <address>', 'the address to release')
-    .action(async (options: { ip: string }) => {
+    .description('release one address (--ip), or what a check report found leaked and still is (--from-report)')
+    .option('--ip <address>', 'the address to release')
+    .option('--from-report <file>', "a report written by 'calicoctl ipam check -o FILE' (- for standard input)")
+    .action(async (options: { ip?: string; fromReport?: string }) => {
+      if ((options.ip === undefined) === (options.fromReport === undefined)) throw new InvalidRequestError('give either --ip ADDRESS or --from-report FILE');
       const ctx = context();
+      // The whole report is read and checked before anything is released: a bad file writes nothing.
+      const report = options.fromReport ? parseCheckReport(await readInputFile(options.fromReport, ctx.stdin), options.fromReport) : undefined;
       const service = new IpamService(ctx.store, { node: ctx.node });
       try {
-        const released = await service.release({ address: parseIp(options.ip) });
-        if (!released) throw new NotFoundError(`IP address ${options.ip} is not assigned: nothing to release`);
-        ctx.out(`Successfully released IP address ${options.ip}`);
+        if (report) printReleases(await checkerOf(ctx).release(report, service), ctx.out);
+        else await releaseOne(service, options.ip!, ctx.out);
       } finally {
         await service.stop();
       }
     });
+}
+
+const checkerOf = (ctx: CliContext): IpamCheck => new IpamCheck(ctx.store, ctx.endpoints, ctx.resourceStore);
+
+async function releaseOne(service: IpamService, ip: string, out: (text: string) => void): Promise<void> {
+  const released = await service.release({ address: parseIp(ip) });
+  if (!released) throw new NotFoundError(`IP address ${ip} is not assigned: nothing to release`);
+  out(`Successfully released IP address ${ip}`);
+}
+
+function writeReport(file: string, report: IpamCheckReport): void {
+  try {
+    writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  } catch (error) {
+    throw new InvalidRequestError(`cannot write the report to ${file}: ${(error as Error).message}`);
+  }
+}
+
+const owners = (list: AddressOwner[]): string => list.map(describeOwner).join(', ');
+
+function printCheck(report: IpamCheckReport, out: (text: string) => void): void {
+  const { counts } = report;
+  out(`Loaded ${counts.pools} IP pools, ${counts.blocks} blocks, ${counts.allocations} allocations and ${counts.handles} handles.`);
+  out(`Found ${counts.endpoints} workload endpoints and ${counts.tunnelAddresses} node tunnel addresses: ${counts.addressesInUse} addresses in use.`);
+  out(`Found ${report.leakedAddresses.length} addresses allocated in IPAM but not in use.`);
+  for (const leak of report.leakedAddresses) out(`  ${leak.address}  block ${leak.block}  handle ${leak.handle ?? '(none)'}${leak.attributes?.node ? `  node ${leak.attributes.node}` : ''}`);
+  const outside = report.inUseNotAllocated.filter((u) => u.pool === null).length;
+  out(`Found ${report.inUseNotAllocated.length} addresses in use but not allocated in IPAM (${outside} of them in no IP pool).`);
+  for (const unallocated of report.inUseNotAllocated) out(`  ${unallocated.address}  ${unallocated.pool ? `pool ${unallocated.pool}` : 'no pool'}  used by ${owners(unallocated.owners)}`);
+  out(`Found ${report.leakedHandles.length} handles with no addresses.`);
+  for (const leak of report.leakedHandles) out(`  ${leak.handle}  records ${JSON.stringify(leak.blocks)}`);
+  out(`Found ${report.multipleOwners.length} addresses with more than one owner.`);
+  for (const shared of report.multipleOwners) out(`  ${shared.address}  used by ${owners(shared.owners)}`);
+  out(`Found ${report.problems.length} other problems (blocks, affinities, handle counts).`);
+  for (const problem of report.problems) out(`  - ${problem}`);
+  const total = problemCount(report);
+  out(total === 0 ? 'Check complete; no problems found.' : `Check complete; found ${total} problems.`);
+}
+
+function printReleases(outcomes: ReleaseOutcome[], out: (text: string) => void): void {
+  for (const outcome of outcomes) {
+    const what = outcome.target === 'address' ? `IP address ${outcome.id}` : `handle ${outcome.id}`;
+    out(outcome.released ? `Released ${what}` : `Skipped ${what}: ${outcome.reason}`);
+  }
+  const released = outcomes.filter((o) => o.released).length;
+  out(`Released ${released}, skipped ${outcomes.length - released}.`);
 }

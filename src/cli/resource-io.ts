@@ -19,15 +19,19 @@ function flatten(value: unknown): unknown[] {
   return [value];
 }
 
-/** Every resource in a file (`-` for standard input), strictly decoded; nothing is written if any is wrong. */
-export async function readResources(file: string, stdin: () => Promise<string>): Promise<Resource[]> {
-  let text: string;
+/** A file's text (`-` for standard input); a file that cannot be read is an error that names it. */
+export async function readInputFile(file: string, stdin: () => Promise<string>): Promise<string> {
   try {
-    text = file === '-' ? await stdin() : readFileSync(file, 'utf8');
+    return file === '-' ? await stdin() : readFileSync(file, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new InvalidRequestError(`open ${file}: ${code === 'ENOENT' ? 'no such file or directory' : code === 'EISDIR' ? 'is a directory' : (error as Error).message}`);
   }
+}
+
+/** Every resource in a file (`-` for standard input), strictly decoded; nothing is written if any is wrong. */
+export async function readResources(file: string, stdin: () => Promise<string>): Promise<Resource[]> {
+  const text = await readInputFile(file, stdin);
   const values: unknown[] = [];
   for (const document of parseAllDocuments(text)) {
     const problem = document.errors[0];

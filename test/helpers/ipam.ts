@@ -3,6 +3,7 @@ import { EtcdClient } from '../../src/adapters/datastore/etcd/etcd-client.js';
 import { TestEtcd } from './etcd.js';
 import { EtcdIpamStore } from '../../src/adapters/datastore/etcd/etcd-ipam-store.js';
 import { prefixEnd } from '../../src/adapters/datastore/etcd/keys.js';
+import { workloadEndpointName, type WorkloadEndpoint } from '../../src/domain/endpoint-model.js';
 
 /** A store on a real etcd, plus a way to wipe everything Calico wrote between tests. */
 export function storeOn(endpoint: string, tls?: { caCertFile: string; certFile: string; keyFile: string }) {
@@ -31,4 +32,23 @@ export function etcdForSuite(options: { wipeEachTest?: boolean } = {}): { etcd: 
   });
   if (options.wipeEachTest !== false) beforeEach(async () => suite.ctx.wipe());
   return suite;
+}
+
+/** A workload endpoint as the network driver writes it, on `node`, holding `addresses` (each a /32). */
+export function workloadEndpoint(node: string, id: string, addresses: string[]): WorkloadEndpoint {
+  return {
+    kind: 'WorkloadEndpoint',
+    apiVersion: 'projectcalico.org/v3',
+    metadata: { name: workloadEndpointName(node, id), namespace: 'libnetwork', labels: {} },
+    spec: {
+      orchestrator: 'libnetwork',
+      workload: 'libnetwork',
+      node,
+      endpoint: id,
+      interfaceName: `cali${id}`,
+      ipNetworks: addresses.map((a) => `${a}/32`),
+      mac: 'ee:ee:ee:ee:ee:ee',
+      profiles: [],
+    },
+  };
 }
