@@ -25,16 +25,43 @@ interface Leaf {
   target: string;
 }
 
-const childName = (root: string, prefix: string): string => {
+const childNames = new Map<string, string>();
+
+function childName(root: string, prefix: string): string {
   const name = `${root}-${prefix}`;
-  return name.length <= 28 ? name : `${root.slice(0, 20)}-${createHash('sha224').update(prefix).digest('base64url').slice(0, 7)}`;
-};
+  if (name.length <= 28) return name;
+  let hashed = childNames.get(name);
+  if (hashed === undefined) {
+    hashed = `${root.slice(0, 20)}-${createHash('sha224').update(prefix).digest('base64url').slice(0, 7)}`;
+    if (childNames.size > 100_000) childNames.clear();
+    childNames.set(name, hashed);
+  }
+  return hashed;
+}
+
+/** The last tree of each root, with the entries it was built from: unchanged entries, the same chains. */
+const lastTrees = new Map<string, { entries: Map<string, string>; chains: Map<string, string[]> }>();
+
+function sameEntries(entries: DispatchEntry[], last: Map<string, string>): boolean {
+  if (entries.length !== last.size) return false;
+  for (const e of entries) if (last.get(e.address) !== e.target) return false;
+  return true;
+}
 
 /**
  * The chains of one dispatch tree: `root` and its children, each ending in `-j DROP` (an address of
  * no known endpoint). `flag` is `-d` or `-s`.
  */
 export function dispatchTree(root: string, flag: '-d' | '-s', family: IpFamily, entries: DispatchEntry[]): Map<string, string[]> {
+  const key = `${root}|${flag}|${family}`;
+  const last = lastTrees.get(key);
+  if (last && sameEntries(entries, last.entries)) return last.chains;
+  const chains = buildTree(root, flag, family, entries);
+  lastTrees.set(key, { entries: new Map(entries.map((e) => [e.address, e.target])), chains });
+  return chains;
+}
+
+function buildTree(root: string, flag: '-d' | '-s', family: IpFamily, entries: DispatchEntry[]): Map<string, string[]> {
   const bits = family === 4 ? 32 : 128;
   const nibbles = bits / 4;
   const leaves: Leaf[] = entries.map((e) => ({ hex: addressHex(e.address, family), address: e.address, target: e.target }));

@@ -21,10 +21,13 @@ export interface TunnelFirewall {
 /** DNAT rules of `cali-publish` for this host's endpoints (IPv4). */
 export function publishRules(local: WorkloadEndpoint[]): string[] {
   const rules: string[] = [];
-  for (const endpoint of local) {
+  const publishing = local.map((endpoint) => ({ endpoint, mappings: portMappings(endpoint) })).filter((p) => p.mappings.length > 0);
+  // In the order of their interfaces: the same endpoints, the same chain, whatever order they came in.
+  publishing.sort((a, b) => (a.endpoint.spec.interfaceName < b.endpoint.spec.interfaceName ? -1 : a.endpoint.spec.interfaceName > b.endpoint.spec.interfaceName ? 1 : 0));
+  for (const { endpoint, mappings } of publishing) {
     const address = endpoint.spec.ipNetworks.find((n) => !n.includes(':'))?.split('/')[0];
     if (!address) continue;
-    for (const mapping of portMappings(endpoint)) {
+    for (const mapping of mappings) {
       if (mapping.hostIp.includes(':')) continue;
       const destination = mapping.hostIp && mapping.hostIp !== '0.0.0.0' ? `-d ${formatIp(parseIp(mapping.hostIp))}/32 ` : '';
       rules.push(`${destination}-p ${mapping.protocol} -m ${mapping.protocol} --dport ${mapping.hostPort} -j DNAT --to-destination ${address}:${mapping.port}`);

@@ -4,7 +4,7 @@ import type { Profile, Rule, RuleEntity, WorkloadEndpoint } from '../domain/endp
 import { dnsRedirectRules, localhostSnat, IPIP_HOSTS_SET, PUBLISH_CHAIN, publishedAccepts, publishRules, TunnelFirewall, tunnelInputRules, tunnelOutputRules, VXLAN_HOSTS_SET } from './host-rules.js';
 import { parseSelector, Selector } from './selector.js';
 import { dispatchTree } from './dispatch.js';
-import { applicableTiers, hostTiers, namespaced, NAMESPACE_LABEL, orderedTiers, TierView } from './tiers.js';
+import { applicableTiers, hostTiers, namespaced, NAMESPACE_LABEL, orderedTiers, PolicyView, TierView } from './tiers.js';
 import type { EndpointPort, FailsafePort, GlobalNetworkPolicy, HostEndpoint, NetworkPolicy, NetworkSet, Tier } from '../domain/policy-model.js';
 import { failsafeList, failsafeRules, FailsafeRule, hostEndpointAddresses, HostInterfaceInfo, resolveHostEndpoints, WILDCARD_SUFFIX } from './host-endpoints.js';
 
@@ -193,6 +193,33 @@ function sameLabels(a: Record<string, string> | undefined, b: Record<string, str
 
 const labelsKey = (labels: Record<string, string>): string => JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 
+/** A selector's endpoint addresses (counted: two endpoints may share one) as of a calculation. */
+interface SelectorMembers {
+  generation: number;
+  counts: Map<string, number>;
+  set: IpSet;
+}
+
+const selectorMembers = new Map<string, SelectorMembers>();
+const SELECTOR_MEMBERS_LIMIT = 100_000;
+
+/**
+ * The endpoints that came and went between the last two calculations. Each calculation compares its
+ * endpoints with the last one's and moves the generation on when they differ; members kept for the
+ * generation before are moved on by this delta, older ones are made again.
+ */
+let endpointDelta: { generation: number; added: EndpointView[]; removed: EndpointView[]; views: Set<EndpointView> } = { generation: 0, added: [], removed: [], views: new Set() };
+
+function advanceEndpoints(views: EndpointView[]): void {
+  const last = endpointDelta.views;
+  const current = new Set(views);
+  const added = views.filter((v) => !last.has(v));
+  const removed = [...last].filter((v) => !current.has(v));
+  endpointDelta = added.length || removed.length ? { generation: endpointDelta.generation + 1, added, removed, views: current } : { ...endpointDelta, views: current };
+}
+
+const addressesOf = (view: EndpointView, family: IpFamily): string[] => view.endpoint.spec.ipNetworks.filter((n) => familyOf(n) === family).map(hostAddress);
+
 /** What a set in a rule was made from: rendered rules are reused while each names the same set again. */
 type SetUse =
   | { kind: 'selector'; selector: string }
@@ -244,10 +271,48 @@ class Renderer {
     const nets = this.sets.filter((s) => predicate(s.labels)).flatMap((s) => s.nets.filter((n) => familyOf(n) === this.family));
     const name = nets.length ? selectorNetSetName(this.family, selector) : selectorSetName(this.family, selector);
     this.selectorSets.set(selector, name);
-    const addresses = this.matching(predicate).flatMap((v) => v.endpoint.spec.ipNetworks.filter((n) => familyOf(n) === this.family).map(hostAddress));
-    addresses.push(...this.hosts.filter((h) => predicate(h.labels)).flatMap((h) => h.addresses.filter((a) => familyOf(a) === this.family)));
-    this.ipsets.set(name, nets.length ? { family: this.family, type: 'hash:net', members: [...new Set([...addresses, ...nets])].sort() } : { family: this.family, type: 'hash:ip', members: [...new Set(addresses)].sort() });
+    const endpoints = this.endpointMembers(selector, predicate);
+    const hosts = this.hosts.filter((h) => predicate(h.labels)).flatMap((h) => h.addresses.filter((a) => familyOf(a) === this.family));
+    if (nets.length) this.ipsets.set(name, { family: this.family, type: 'hash:net', members: [...new Set([...endpoints.set.members, ...hosts, ...nets])].sort() });
+    else if (hosts.length) this.ipsets.set(name, { family: this.family, type: 'hash:ip', members: [...new Set([...endpoints.set.members, ...hosts])].sort() });
+    else this.ipsets.set(name, endpoints.set);
     return name;
+  }
+
+  /**
+   * The addresses of this family of the endpoints a selector matches: kept from the last calculation
+   * and moved on by the endpoints that came and went since (a new endpoint costs a test per selector,
+   * not a pass over every endpoint per selector). Unchanged, the set is the same object as before.
+   */
+  private endpointMembers(selector: string, predicate: Selector): SelectorMembers {
+    const key = `${this.family}|${selector}`;
+    let members = selectorMembers.get(key);
+    const delta = endpointDelta;
+    if (members && members.generation === delta.generation - 1) {
+      const change = (views: EndpointView[], by: number): boolean => {
+        let changed = false;
+        for (const view of views) {
+          if (!predicate(view.labels)) continue;
+          for (const address of addressesOf(view, this.family)) {
+            const count = (members!.counts.get(address) ?? 0) + by;
+            if (count > 0) members!.counts.set(address, count);
+            else members!.counts.delete(address);
+            changed = true;
+          }
+        }
+        return changed;
+      };
+      const removed = change(delta.removed, -1);
+      if (change(delta.added, 1) || removed) members.set = { family: this.family, type: 'hash:ip', members: [...members.counts.keys()].sort() };
+      members.generation = delta.generation;
+    } else if (!members || members.generation !== delta.generation) {
+      const counts = new Map<string, number>();
+      for (const view of this.matching(predicate)) for (const address of addressesOf(view, this.family)) counts.set(address, (counts.get(address) ?? 0) + 1);
+      members = { generation: delta.generation, counts, set: { family: this.family, type: 'hash:ip', members: [...counts.keys()].sort() } };
+      if (selectorMembers.size >= SELECTOR_MEMBERS_LIMIT) selectorMembers.clear();
+      selectorMembers.set(key, members);
+    }
+    return members;
   }
 
   /** The (address, port) pairs of a named port on the endpoints a selector matches (all, without one). */
@@ -465,8 +530,23 @@ function endpointChain(direction: 'tw' | 'fw', profiles: string[], known: Set<st
 /** The policies of each direction that apply to an endpoint of these labels; endpoints with the same labels share one answer. */
 type Applicable = (view: EndpointView) => { inbound: TierView[]; outbound: TierView[] };
 
+/**
+ * The answers of the last calculation, kept while the tiers choose as they did: same tiers, same
+ * policies in the same order with the same selectors and types (a change of rules alone keeps
+ * them). Kept answers hold the views of the calculation that made them: only their names and tiers'
+ * default actions are read from them; rules come from the current views (`current`).
+ */
+let applicableMemo: { shape: string; memo: Map<string, { inbound: TierView[]; outbound: TierView[] }> } = { shape: '', memo: new Map() };
+
+/** The tiers' choices as text: equal shapes, equal answers for every endpoint. */
+function tiersShape(tiers: TierView[]): string {
+  return JSON.stringify(tiers.map((t) => [t.name, t.defaultAction, t.policies.map((p) => [p.key, p.selection])]));
+}
+
 function applicableByLabels(tiers: TierView[]): Applicable {
-  const memo = new Map<string, { inbound: TierView[]; outbound: TierView[] }>();
+  const shape = tiersShape(tiers);
+  if (applicableMemo.shape !== shape) applicableMemo = { shape, memo: new Map() };
+  const memo = applicableMemo.memo;
   return ({ labels, labelsKey }) => {
     let found = memo.get(labelsKey);
     if (!found) {
@@ -485,14 +565,16 @@ interface LocalHostEndpoint {
   labels: Record<string, string>;
 }
 
-type UsedPolicies = Map<string, { policy: TierView['policies'][number]; direction: 'tw' | 'fw' }>;
+type UsedPolicies = Map<string, { key: string; direction: 'tw' | 'fw' }>;
 
 function usePolicies(used: UsedPolicies, direction: 'tw' | 'fw', tiers: TierView[]): void {
-  for (const tier of tiers) for (const policy of tier.policies) used.set(policyChainName(direction, tier.name, policy.key), { policy, direction });
+  for (const tier of tiers) for (const policy of tier.policies) used.set(policyChainName(direction, tier.name, policy.key), { key: policy.key, direction });
 }
 
-function renderPolicies(chains: Chains, used: UsedPolicies, renderer: Renderer, invalid: string[]): void {
-  for (const [chain, { policy, direction }] of [...used].sort(([a], [b]) => byText(a, b))) {
+/** Each used policy's chain, from the policy's current view (`current`, by key). */
+function renderPolicies(chains: Chains, used: UsedPolicies, current: Map<string, PolicyView>, renderer: Renderer, invalid: string[]): void {
+  for (const [chain, { key, direction }] of [...used].sort(([a], [b]) => byText(a, b))) {
+    const policy = current.get(key)!;
     const context = { inPolicy: true, ...(policy.namespace !== undefined ? { namespace: policy.namespace } : {}) };
     try {
       chains.set(chain, renderer.rules(direction === 'tw' ? policy.ingress : policy.egress, context));
@@ -629,13 +711,37 @@ function hostEndpointChains(
   };
 }
 
+/** A local endpoint's chains in one family, as calculated while the tiers chose as `applicable` and these profiles existed. */
+interface EndpointChains {
+  applicable: object;
+  profiles: object;
+  inbound: TierView[];
+  outbound: TierView[];
+  twRules: string[];
+  fwRules: string[];
+  tw: string;
+  fw: string;
+  addresses: string[];
+}
+
+const endpointChainsMemo = new WeakMap<EndpointView, Partial<Record<IpFamily, EndpointChains>>>();
+
+/** The profiles that exist, as a token: the same object while the same names exist (chains name profiles, nothing more of them). */
+let profilesToken = { names: '', token: {} };
+function profilesVersion(profiles: Map<string, Profile>): object {
+  const names = [...profiles.keys()].sort().join('\u0001');
+  if (names !== profilesToken.names) profilesToken = { names, token: {} };
+  return profilesToken.token;
+}
+
+/** Endpoint chains of earlier calculations, by the tiers that apply (kept while the tiers choose as they did) and profiles and published ports. */
+const chainsByTiers = new WeakMap<TierView[], Map<string, string[]>>();
+
 function familyTables(input: PolicyInput, views: EndpointView[], sets: SetView[], tiers: TierView[], applicable: Applicable, profiles: Map<string, Profile>, family: IpFamily, ipsets: Map<string, IpSet>, invalid: string[], hosts: HostView[], heps: LocalHostEndpoint[], failsafes: Failsafes) {
   const renderer = new Renderer(views, sets, family, hosts);
   const filter: Chains = new Map();
   // Only endpoints with an address of this family need chains here: an IPv4-only host writes no IPv6 rules.
-  const local = views
-    .filter((v) => v.endpoint.spec.node === input.node && v.endpoint.spec.ipNetworks.some((n) => familyOf(n) === family))
-    .sort((a, b) => byText(a.endpoint.spec.interfaceName, b.endpoint.spec.interfaceName));
+  const local = views.filter((v) => v.endpoint.spec.node === input.node && v.endpoint.spec.ipNetworks.some((n) => familyOf(n) === family));
   const usedProfiles = new Set(local.flatMap((v) => v.endpoint.spec.profiles).filter((p) => profiles.has(p)));
   const toDispatch: { address: string; target: string }[] = [];
   const fromDispatch: { address: string; target: string }[] = [];
@@ -643,35 +749,40 @@ function familyTables(input: PolicyInput, views: EndpointView[], sets: SetView[]
   // Endpoints with the same labels share their tiers (applicableByLabels): their chains, when their
   // profiles and published ports are the same too, are one array, built once per apply.
   const seenTiers = { tw: new Set<TierView[]>(), fw: new Set<TierView[]>() };
-  const chainsByTiers = new Map<TierView[], Map<string, string[]>>();
-  const sharedChain = (direction: 'tw' | 'fw', profiles: string[], published: string[], tiers: TierView[]): string[] => {
-    const key = `${direction}\u0001${profiles.join('\u0001')}\u0002${published.join('\u0001')}`;
+  const sharedChain = (direction: 'tw' | 'fw', endpointProfiles: string[], published: string[], tiers: TierView[]): string[] => {
+    const known = endpointProfiles.filter((p) => profiles.has(p));
+    const key = `${direction}\u0001${known.join('\u0001')}\u0002${published.join('\u0001')}`;
     const byKey = chainsByTiers.get(tiers) ?? new Map<string, string[]>();
     chainsByTiers.set(tiers, byKey);
     let chain = byKey.get(key);
     if (!chain) {
-      chain = endpointChain(direction, profiles, usedProfiles, published, tiers);
+      chain = endpointChain(direction, known, usedProfiles, published, tiers);
       byKey.set(key, chain);
     }
     return chain;
   };
+  const profilesNow = profilesVersion(profiles);
   for (const view of local) {
-    const { endpoint } = view;
-    const networks = endpoint.spec.ipNetworks.filter((n) => familyOf(n) === family);
-    const { inbound, outbound } = applicable(view);
-    if (!seenTiers.tw.has(inbound)) usePolicies(usedPolicies, 'tw', inbound);
-    if (!seenTiers.fw.has(outbound)) usePolicies(usedPolicies, 'fw', outbound);
-    seenTiers.tw.add(inbound);
-    seenTiers.fw.add(outbound);
-    const twRules = sharedChain('tw', endpoint.spec.profiles, family === 4 ? publishedAccepts(endpoint) : [], inbound);
-    const fwRules = sharedChain('fw', endpoint.spec.profiles, [], outbound);
-    const tw = endpointChainName('cali-tw-', twRules);
-    const fw = endpointChainName('cali-fw-', fwRules);
-    filter.set(tw, twRules);
-    filter.set(fw, fwRules);
-    for (const network of networks) {
-      toDispatch.push({ address: hostAddress(network), target: tw });
-      fromDispatch.push({ address: hostAddress(network), target: fw });
+    const byFamily = endpointChainsMemo.get(view) ?? {};
+    endpointChainsMemo.set(view, byFamily);
+    let chains = byFamily[family];
+    if (!chains || chains.applicable !== applicableMemo.memo || chains.profiles !== profilesNow) {
+      const { endpoint } = view;
+      const { inbound, outbound } = applicable(view);
+      const twRules = sharedChain('tw', endpoint.spec.profiles, family === 4 ? publishedAccepts(endpoint) : [], inbound);
+      const fwRules = sharedChain('fw', endpoint.spec.profiles, [], outbound);
+      chains = { applicable: applicableMemo.memo, profiles: profilesNow, inbound, outbound, twRules, fwRules, tw: endpointChainName('cali-tw-', twRules), fw: endpointChainName('cali-fw-', fwRules), addresses: addressesOf(view, family) };
+      byFamily[family] = chains;
+    }
+    if (!seenTiers.tw.has(chains.inbound)) usePolicies(usedPolicies, 'tw', chains.inbound);
+    if (!seenTiers.fw.has(chains.outbound)) usePolicies(usedPolicies, 'fw', chains.outbound);
+    seenTiers.tw.add(chains.inbound);
+    seenTiers.fw.add(chains.outbound);
+    filter.set(chains.tw, chains.twRules);
+    filter.set(chains.fw, chains.fwRules);
+    for (const address of chains.addresses) {
+      toDispatch.push({ address, target: chains.tw });
+      fromDispatch.push({ address, target: chains.fw });
     }
   }
   const raw: Chains = new Map([['cali-PREROUTING', []], ['cali-OUTPUT', []]]);
@@ -684,9 +795,10 @@ function familyTables(input: PolicyInput, views: EndpointView[], sets: SetView[]
     filter.set(chainName('cali-pri-', name), renderer.rules(profile.spec.ingress));
     filter.set(chainName('cali-pro-', name), renderer.rules(profile.spec.egress));
   }
-  renderPolicies(filter, usedPolicies, renderer, invalid);
-  renderPolicies(raw, rawPolicies, renderer, invalid);
-  renderPolicies(mangle, manglePolicies, renderer, invalid);
+  const current = new Map(tiers.flatMap((t) => t.policies.map((p) => [p.key, p] as const)));
+  renderPolicies(filter, usedPolicies, current, renderer, invalid);
+  renderPolicies(raw, rawPolicies, current, renderer, invalid);
+  renderPolicies(mangle, manglePolicies, current, renderer, invalid);
   const w = `${WORKLOAD_PREFIX}+`;
   for (const [chain, rules] of dispatchTree('cali-to-wl-dispatch', '-d', family, toDispatch)) filter.set(chain, rules);
   for (const [chain, rules] of dispatchTree('cali-from-wl-dispatch', '-s', family, fromDispatch)) filter.set(chain, rules);
@@ -737,6 +849,7 @@ function hostLabels(endpoint: HostEndpoint, profiles: Map<string, Profile>): Rec
 export function desiredDataplane(input: PolicyInput): DesiredDataplane {
   const profiles = new Map(input.profiles.map((p) => [p.metadata.name, p]));
   const views = labelled(input.endpoints, profiles);
+  advanceEndpoints(views);
   const sets = networkSetViews(input.networkSets ?? []);
   const invalid: string[] = [];
   const tiers = orderedTiers(input.tiers ?? [], input.policies ?? [], (key, error) => invalid.push(`${key}: ${error.message}`));

@@ -18,6 +18,8 @@ export interface PolicyView {
   order: number | undefined;
   /** The endpoint selector, the namespace restriction of a NetworkPolicy folded in. */
   applies: (labels: Record<string, string>) => boolean;
+  /** What decides where the policy applies, as text: equal texts, equal choices (rules apart). */
+  selection: string;
   types: PolicyType[];
   ingress: Rule[];
   egress: Rule[];
@@ -55,12 +57,15 @@ function view(policy: GlobalNetworkPolicy | NetworkPolicy): PolicyView {
   const namespace = policy.kind === 'NetworkPolicy' ? policy.metadata.namespace : undefined;
   const spec = policy.spec;
   const global = policy.kind === 'GlobalNetworkPolicy' ? policy.spec : undefined;
+  const selector = namespaced(spec.selector ?? '', namespace);
+  const types = inferredTypes(spec);
   return {
     key: namespace === undefined ? policy.metadata.name : `${namespace}/${policy.metadata.name}`,
     tier: spec.tier || DEFAULT_TIER,
     order: spec.order,
-    applies: parseSelector(namespaced(spec.selector ?? '', namespace)),
-    types: inferredTypes(spec),
+    applies: parseSelector(selector),
+    selection: JSON.stringify([selector, types, global?.doNotTrack, global?.preDNAT, global?.applyOnForward]),
+    types,
     ingress: spec.ingress ?? [],
     egress: spec.egress ?? [],
     ...(namespace !== undefined ? { namespace } : {}),
