@@ -10,8 +10,11 @@ import type { PolicyChange, PolicyStore } from '../../ports/policy-store.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
 import { ApplyLoop } from '../apply-loop.js';
 
-/** Changes arriving together are applied together: one write for a burst. */
-const DEBOUNCE_MS = 20;
+/**
+ * Changes arriving together (in one tick) are applied together, at once: a lone change is programmed
+ * without waiting, and changes that come while an apply runs are all in the next one.
+ */
+const DEBOUNCE_MS = 0;
 /** How long after a change what it left unreachable in the kernel is tidied away: off the path of the change, and once for a burst. */
 const TIDY_AFTER_MS = 2000;
 /** While this host has host endpoints, its interfaces are re-read this often (an address moving moves an expectedIPs endpoint). */
