@@ -3,7 +3,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { EtcdClient } from '../src/adapters/datastore/etcd/etcd-client.js';
 import { EtcdResourceStore } from '../src/adapters/datastore/etcd/etcd-resource-store.js';
+import { until } from './helpers/cluster.js';
 import { TestDaemon } from './helpers/daemon.js';
 import { freePort } from './helpers/etcd.js';
 import { etcdForSuite } from './helpers/ipam.js';
@@ -61,14 +63,36 @@ async function probe(url: string): Promise<{ status: number; body: string }> {
 /** Probes until `status` comes back; returns the reply and how long it took. */
 async function probeUntil(url: string, status: number, withinMs: number): Promise<{ body: string; ms: number }> {
   const started = Date.now();
-  let last = { status: 0, body: '' };
-  while (Date.now() - started < withinMs) {
-    last = await probe(url);
-    if (last.status === status) return { body: last.body, ms: Date.now() - started };
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${url} did not answer ${status} within ${withinMs} ms; last ${last.status}: ${last.body}`);
+  const reply = await until(`${url} answering ${status}`, async () => {
+    const answer = await probe(url);
+    return answer.status === status && answer;
+  }, withinMs);
+  return { body: reply.body, ms: Date.now() - started };
 }
+
+describe("EtcdClient's watch problem (the datastore reporter)", () => {
+  it('set while etcd is away, cleared when the watches reconnect; one cancelled meanwhile is forgotten', async () => {
+    const client = new EtcdClient({ endpoints: [suite.etcd.endpoint], callTimeoutMs: 1000 });
+    try {
+      const revision = (await client.range({ key: Buffer.from('/calico/') })).header.revision;
+      const kept = await client.watch({ prefix: '/calico/kept/' }, revision);
+      const cancelled = await client.watch({ key: '/calico/cancelled' }, revision);
+      expect(client.watchProblem()).toBeUndefined();
+      etcdStopped = true;
+      await suite.etcd.stop();
+      await until('the watches to disconnect', () => client.watchProblem(), 5000);
+      expect(client.watchProblem()).toMatch(/^etcd watch at http:\/\/127\.0\.0\.1:\d+ disconnected: /);
+      // Cancelled while disconnected (the library says nothing then): it must not stay a problem.
+      await cancelled.cancel();
+      await suite.etcd.start();
+      etcdStopped = false;
+      await until('the kept watch to reconnect', () => client.watchProblem() === undefined, 10_000);
+      await kept.cancel();
+    } finally {
+      client.close();
+    }
+  });
+});
 
 describe('health endpoints (Felix: /liveness, /readiness on 127.0.0.1:9099)', () => {
   it('live at once, ready once in sync; readiness turns 503 (naming the datastore) when etcd stops and 200 when it is back', async () => {

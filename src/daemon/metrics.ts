@@ -92,7 +92,7 @@ export class DaemonMetrics {
         g.reset();
         // BIRD not answering: no sessions to report, and the readiness probe says why.
         const rows = await protocols().catch(() => []);
-        for (const peer of peerStatuses(rows, (since) => since)) g.inc({ state: peer.info.split(' ')[0] || peer.state });
+        for (const peer of peerStatuses(rows, (since) => since)) g.inc({ state: peer.info.split(' ')[0]! });
       }, ['state']);
     }
   }
@@ -112,7 +112,9 @@ export class DaemonMetrics {
   applyLoop(agent: string): ApplyLoopObserver {
     const dataplane = DATAPLANE_LOOPS.has(agent);
     return {
-      synchronised: (synced) => void (synced || this.resyncs.inc()),
+      synchronised: (synced) => {
+        if (!synced) this.resyncs.inc();
+      },
       applied: (seconds, error) => {
         this.agentApplies.observe({ agent, outcome: error === undefined ? 'ok' : 'failed' }, seconds);
         if (!dataplane) return;

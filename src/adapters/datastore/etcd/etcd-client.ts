@@ -83,7 +83,12 @@ export class EtcdClient {
     const watcher = await ('prefix' in target ? builder.prefix(target.prefix) : builder.key(target.key)).create();
     watcher.on('disconnected', (error: Error) => this.disconnected.set(watcher, error));
     watcher.on('connected', () => this.disconnected.delete(watcher));
-    watcher.on('end', () => this.disconnected.delete(watcher));
+    // A watch cancelled while disconnected ends without an 'end' event: forget it on cancel.
+    const cancel = watcher.cancel.bind(watcher);
+    watcher.cancel = () => {
+      this.disconnected.delete(watcher);
+      return cancel();
+    };
     return watcher;
   }
 
