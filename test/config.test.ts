@@ -161,6 +161,30 @@ describe("calico/node's variable names (the walkthroughs' calico.env)", () => {
   });
 });
 
+describe('health and metrics endpoints: our names or Felix\'s', () => {
+  it('health on 127.0.0.1:9099 and metrics off (port 9091, every interface) by default', () => {
+    const config = configFrom({ NODENAME: 'n' });
+    expect(config.health).toEqual({ enabled: true, host: '127.0.0.1', port: 9099 });
+    expect(config.metrics).toEqual({ enabled: false, host: '', port: 9091 });
+  });
+
+  it("Felix's variables are read; ours win over them; an empty value counts as unset", () => {
+    const felix = { NODENAME: 'n', FELIX_HEALTHENABLED: 'false', FELIX_HEALTHHOST: '0.0.0.0', FELIX_HEALTHPORT: '9100', FELIX_PROMETHEUSMETRICSENABLED: 'true', FELIX_PROMETHEUSMETRICSHOST: '10.0.0.5', FELIX_PROMETHEUSMETRICSPORT: '9191' };
+    expect(configFrom(felix)).toMatchObject({ health: { enabled: false, host: '0.0.0.0', port: 9100 }, metrics: { enabled: true, host: '10.0.0.5', port: 9191 } });
+    const ours = { ...felix, CALICO_LIBNETWORK_HEALTH_ENABLED: 'TRUE', CALICO_LIBNETWORK_HEALTH_PORT: '9200', CALICO_LIBNETWORK_METRICS_HOST: '', CALICO_LIBNETWORK_METRICS_PORT: '9201' };
+    expect(configFrom(ours)).toMatchObject({ health: { enabled: true, host: '0.0.0.0', port: 9200 }, metrics: { enabled: true, host: '10.0.0.5', port: 9201 } });
+  });
+
+  it('bad values are refused naming the variable; health and metrics may not share a port', () => {
+    expect(() => configFrom({ NODENAME: 'n', FELIX_HEALTHENABLED: 'maybe' })).toThrow('invalid FELIX_HEALTHENABLED="maybe": expected true or false');
+    expect(() => configFrom({ NODENAME: 'n', CALICO_LIBNETWORK_METRICS_PORT: '9091.5' })).toThrow('invalid CALICO_LIBNETWORK_METRICS_PORT="9091.5": expected a whole number between 1 and 65535');
+    expect(() => configFrom({ NODENAME: 'n', FELIX_HEALTHPORT: '0' })).toThrow('invalid FELIX_HEALTHPORT="0"');
+    expect(() => configFrom({ NODENAME: 'n', FELIX_PROMETHEUSMETRICSENABLED: 'true', FELIX_PROMETHEUSMETRICSPORT: '9099' })).toThrow(/both listen on port 9099/);
+    // Metrics off: the port is not in use, so no conflict.
+    expect(configFrom({ NODENAME: 'n', FELIX_PROMETHEUSMETRICSPORT: '9099' }).metrics.port).toBe(9099);
+  });
+});
+
 describe('calicoctl node run: the daemon settings', () => {
   const datastore = { endpoints: ['http://10.0.0.1:2379'], caCertFile: '/ca.pem' };
 

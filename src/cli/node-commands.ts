@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { birdCommand, BirdUnreachableError, parseProtocols } from '../adapters/bird/bird-control.js';
+import { BirdUnreachableError, showProtocols } from '../adapters/bird/bird-control.js';
 import { birdPaths } from '../adapters/bird/bird-speaker.js';
 import { readHostStatus } from '../adapters/host/status-file.js';
 import { DAEMON_PID_FILE } from '../config/paths.js';
@@ -40,7 +40,7 @@ async function nodeStatus(ctx: CliContext): Promise<void> {
   }
   let protocols;
   try {
-    protocols = parseProtocols(await birdCommand(socket, 'show protocols', 2000));
+    protocols = await showProtocols(socket, 2000);
   } catch (error) {
     const reason = error instanceof BirdUnreachableError ? error.reason : (error as Error).message;
     ctx.write(`Error querying BIRD: unable to connect to BIRDv4 socket: dial unix ${socket}: connect: ${reason}`);

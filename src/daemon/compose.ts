@@ -32,28 +32,41 @@ import { readFileSync } from 'node:fs';
 import { formatIp } from '../domain/cidr.js';
 import { BgpAgent } from '../services/routing/bgp-agent.js';
 import { TunnelAgent } from '../services/routing/tunnel-agent.js';
+import { everyObserver } from '../services/apply-loop.js';
+import { HealthAggregator, notReady, READY } from '../services/health.js';
 import type { DaemonConfig } from './config.js';
+import { DaemonMetrics } from './metrics.js';
+import { healthServer, metricsServer } from './observability-http.js';
 
 /** The name Docker knows the network driver by: the socket file's name. */
 export const DRIVER_NAME = 'calico';
 
+/** BIRD must answer a readiness probe well within the probe's own deadline. */
+const BIRD_PROBE_MS = 1500;
+
 /**
  * Every part of the daemon, built from its configuration: adapters on the outside, services in the
- * middle, the two plugin apps Docker talks to. Nothing runs until main starts it.
+ * middle, the two plugin apps Docker talks to, and the health and metrics servers. Nothing runs until
+ * main starts it.
  */
 export function composeDaemon(config: DaemonConfig, log: Logger) {
-  const etcd = new EtcdClient(config.etcd);
+  const health = new HealthAggregator();
+  // Without metrics nothing is wrapped or counted: the parts get no observer at all.
+  const metrics = config.metrics.enabled ? new DaemonMetrics() : undefined;
+  const observeLoop = (agent: string) => everyObserver([health.applyLoop(agent), metrics?.applyLoop(agent)]);
+  const etcd = new EtcdClient(config.etcd, metrics?.etcdCall);
   const store = new EtcdIpamStore(etcd);
   const resources = new EtcdResourceStore(etcd);
   const endpointStore = new EtcdEndpointStore(etcd);
   const dataplane = new NetlinkDataplane();
   const commands = new CommandHelper();
+  const run = metrics ? metrics.countedCommands(commands.run) : commands.run;
   const docker = new DockerHttpApi(dockerTarget(config.dockerHost));
   const hostNetwork = new KernelHostNetwork(dataplane);
   const pools = new PoolService(store, log);
   const node = config.nodeName;
   // The speaker of this host, or, for the other backends, one to stop if a BIRD was left running.
-  const bird = new BirdSpeaker({ runDir: config.runDir, run: commands.run, log: log.child({ component: 'bird' }) });
+  const bird = new BirdSpeaker({ runDir: config.runDir, run, log: log.child({ component: 'bird' }) });
   let blockRoutes: BlockRoutes | undefined;
   let bgp: BgpAgent | undefined;
   let tunnels: TunnelAgent | undefined;
@@ -65,10 +78,17 @@ export function composeDaemon(config: DaemonConfig, log: Logger) {
       bgp?.blocksChanged();
     },
     onBlocksChanged: () => tunnels?.blocksChanged(),
+    observer: metrics?.ipam,
   });
   blockRoutes = new BlockRoutes(ipam, dataplane, log);
   if (config.backend === 'bird') {
-    bgp = new BgpAgent(resources, bird, { node, ...(config.routerId ? { routerId: config.routerId } : {}), ownedBlocks: () => ipam.ownedBlocks(), log: log.child({ component: 'bgp' }) });
+    bgp = new BgpAgent(resources, bird, {
+      node,
+      ...(config.routerId ? { routerId: config.routerId } : {}),
+      ownedBlocks: () => ipam.ownedBlocks(),
+      log: log.child({ component: 'bgp' }),
+      observer: observeLoop('bgp'),
+    });
   }
   tunnels = new TunnelAgent(resources, dataplane, {
     node,
@@ -77,6 +97,7 @@ export function composeDaemon(config: DaemonConfig, log: Logger) {
     host: hostNetwork,
     onStatus: (status) => writeHostStatus(config.runDir, status),
     log: log.child({ component: 'tunnels' }),
+    observer: observeLoop('tunnels'),
   });
   const ipamDriver = new DockerIpamDriver(ipam, pools);
   const dockerWatcher = new DockerWatcher(docker, endpointStore, { node, driverName: DRIVER_NAME, labelEndpoints: config.labelEndpoints }, log.child({ component: 'docker' }));
@@ -89,7 +110,7 @@ export function composeDaemon(config: DaemonConfig, log: Logger) {
     { node, ...config.network, encapsulationMtu: () => tunnels?.workloadMtu() },
     log,
   );
-  const policy = new PolicyAgent(new EtcdPolicyStore(etcd), new IptablesPolicyDataplane(commands.run), node, log.child({ component: 'policy' }), {
+  const policy = new PolicyAgent(new EtcdPolicyStore(etcd), new IptablesPolicyDataplane(run), node, log.child({ component: 'policy' }), {
     // Host endpoints found by their expectedIPs: the interfaces holding them.
     interfaces: async () => (await dataplane.listInterfaces()).map((i) => ({ name: i.name, addresses: i.addresses.map((a) => formatIp(a.address)) })),
   });
@@ -114,11 +135,29 @@ export function composeDaemon(config: DaemonConfig, log: Logger) {
     : undefined;
   if (names) dnsProxy = new DnsProxy((question, source) => names.answer(question, source), dnsLog);
   const reconciler = new EndpointReconciler(endpointStore, dataplane, docker, ipam, { node, driverName: DRIVER_NAME, graceMs: config.gcGraceMs, busyInterfaces: () => networkDriver.busyInterfaces() }, log);
-  const ipamApp = buildDockerPlugin({ implements: ['IpamDriver'], methods: ipamMethods(ipamDriver), logger: log.child({ socket: 'calico-ipam' }) });
+  const ipamApp = buildDockerPlugin({ implements: ['IpamDriver'], methods: ipamMethods(ipamDriver), logger: log.child({ socket: 'calico-ipam' }), onRequestDone: metrics?.dockerRequest });
   const networkApp = buildDockerPlugin({
     implements: ['NetworkDriver', 'IpamDriver'],
     methods: { ...networkMethods(networkDriver, new PublishedPorts(endpointStore, node)), ...ipamMethods(ipamDriver) },
     logger: log.child({ socket: 'calico' }),
+    onRequestDone: metrics?.dockerRequest,
+  });
+  health.register('datastore', () => {
+    const problem = etcd.watchProblem();
+    return problem ? notReady(problem) : READY;
+  });
+  health.register('ipam', () => (ipam.inSync() ? READY : notReady('IPAM has not loaded its snapshot of the datastore')));
+  if (config.backend === 'bird') {
+    health.register('bird', async () => {
+      const status = await bird.status(BIRD_PROBE_MS);
+      return status.up ? READY : notReady(`BIRD is not up: ${status.detail}`);
+    });
+  }
+  metrics?.collectFrom({
+    localEndpoints: () => networkDriver.localEndpointCount(),
+    clusterHosts: () => tunnels.nodeCount(),
+    ipamUsage: () => ipam.usage(),
+    ...(config.backend === 'bird' ? { birdProtocols: () => bird.protocols(BIRD_PROBE_MS) } : {}),
   });
   return {
     etcd,
@@ -139,6 +178,8 @@ export function composeDaemon(config: DaemonConfig, log: Logger) {
     tunnels,
     ipamApp,
     networkApp,
+    healthServer: config.health.enabled ? healthServer(health) : undefined,
+    metricsServer: metrics && metricsServer(metrics.registry),
   };
 }
 

@@ -6,6 +6,7 @@ import type { NetworkDriverOptions } from '../services/network/network-driver.js
 import { parseAsNumber } from '../domain/resources.js';
 import { parseDetectionMethod } from '../services/nodes/address-detection.js';
 import type { AddressSetting } from '../services/nodes/node-registration.js';
+import type { HttpSettings } from './observability-http.js';
 
 export interface DaemonConfig {
   etcd: EtcdSettings;
@@ -31,6 +32,10 @@ export interface DaemonConfig {
   routerId?: string;
   /** Container names across hosts: the name service and where it listens. */
   dns: { enabled: boolean; basePort: number; resolvConf: string };
+  /** Felix's health endpoints, /liveness and /readiness. */
+  health: HttpSettings;
+  /** Prometheus metrics on /metrics: off unless enabled, as in Felix. */
+  metrics: HttpSettings;
 }
 
 export { DAEMON_PID_FILE } from '../config/paths.js';
@@ -63,12 +68,34 @@ function backendFrom(env: NodeJS.ProcessEnv): DaemonConfig['backend'] {
 
 const isTrue = (value: string | undefined): boolean => /^(true|1|yes)$/i.test(value ?? '');
 
-function positiveNumber(env: NodeJS.ProcessEnv, name: string, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
+function positiveInteger(env: NodeJS.ProcessEnv, name: string, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
   const text = env[name];
   if (text === undefined || text === '') return fallback;
   const value = Number(text);
-  if (!Number.isFinite(value) || value <= 0 || value > max) throw new Error(`invalid ${name}=${JSON.stringify(text)}: expected a number between 1 and ${max}`);
+  if (!Number.isInteger(value) || value <= 0 || value > max) throw new Error(`invalid ${name}=${JSON.stringify(text)}: expected a whole number between 1 and ${max}`);
   return value;
+}
+
+/** Of a setting's names (ours, then Felix's), the one that is set: to read, and to name in an error. */
+const firstSet = (env: NodeJS.ProcessEnv, names: string[]): string => names.find((n) => (env[n] ?? '').trim() !== '') ?? names[0]!;
+
+function booleanSetting(env: NodeJS.ProcessEnv, names: string[], fallback: boolean): boolean {
+  const name = firstSet(env, names);
+  const text = (env[name] ?? '').trim();
+  if (text === '') return fallback;
+  if (/^(true|1|yes)$/i.test(text)) return true;
+  if (/^(false|0|no)$/i.test(text)) return false;
+  throw new Error(`invalid ${name}=${JSON.stringify(text)}: expected true or false`);
+}
+
+/** An HTTP endpoint's switch, host and port, under our names (CALICO_LIBNETWORK_<WHAT>_*) or Felix's. */
+function httpSettings(env: NodeJS.ProcessEnv, what: string, felix: { enabled: string; host: string; port: string }, defaults: HttpSettings): HttpSettings {
+  const names = (suffix: string, felixName: string): string[] => [`CALICO_LIBNETWORK_${what}_${suffix}`, felixName];
+  return {
+    enabled: booleanSetting(env, names('ENABLED', felix.enabled), defaults.enabled),
+    host: (env[firstSet(env, names('HOST', felix.host))] ?? '').trim() || defaults.host,
+    port: positiveInteger(env, firstSet(env, names('PORT', felix.port)), defaults.port, 65535),
+  };
 }
 
 /** Go-style durations as Calico took them (`5s`, `500ms`), or plain seconds. */
@@ -78,6 +105,14 @@ function durationMs(env: NodeJS.ProcessEnv, name: string, fallbackMs: number): n
   const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
   if (!match) throw new Error(`invalid ${name}=${JSON.stringify(text)}: expected a duration such as 5s or 500ms`);
   return Number(match[1]) * (match[2] === 'ms' ? 1 : match[2] === 'm' ? 60_000 : 1000);
+}
+
+/** Health and metrics on one address would take turns failing to listen: refused at start instead. */
+function checkDistinct(health: HttpSettings, metrics: HttpSettings): void {
+  const overlap = health.host === metrics.host || health.host === '' || metrics.host === '';
+  if (health.enabled && metrics.enabled && health.port === metrics.port && overlap) {
+    throw new Error(`the health endpoints and the metrics would both listen on port ${health.port}: set CALICO_LIBNETWORK_METRICS_PORT (or FELIX_PROMETHEUSMETRICSPORT) to another port`);
+  }
 }
 
 /**
@@ -90,6 +125,14 @@ export function configFrom(processEnv: NodeJS.ProcessEnv, file?: ConfigFile): Da
   const noDefaults = isTrue(env.NO_DEFAULT_POOLS);
   const datastore = datastoreFrom(env, file);
   const paths = hostPaths(env);
+  const health = httpSettings(env, 'HEALTH', { enabled: 'FELIX_HEALTHENABLED', host: 'FELIX_HEALTHHOST', port: 'FELIX_HEALTHPORT' }, { enabled: true, host: '127.0.0.1', port: 9099 });
+  const metrics = httpSettings(
+    env,
+    'METRICS',
+    { enabled: 'FELIX_PROMETHEUSMETRICSENABLED', host: 'FELIX_PROMETHEUSMETRICSHOST', port: 'FELIX_PROMETHEUSMETRICSPORT' },
+    { enabled: false, host: '', port: 9091 },
+  );
+  checkDistinct(health, metrics);
   return {
     etcd: datastore.etcd,
     etcdConfigured: datastore.configured,
@@ -100,7 +143,7 @@ export function configFrom(processEnv: NodeJS.ProcessEnv, file?: ConfigFile): Da
     logLevel: env.CALICO_LIBNETWORK_LOG_LEVEL || (env.CALICO_DEBUG ? 'debug' : 'info'),
     network: {
       containerInterfacePrefix: env.CALICO_LIBNETWORK_IFPREFIX || 'cali',
-      ...(env.CALICO_LIBNETWORK_VETH_MTU ? { vethMtu: positiveNumber(env, 'CALICO_LIBNETWORK_VETH_MTU', 1500, 65535) } : {}),
+      ...(env.CALICO_LIBNETWORK_VETH_MTU ? { vethMtu: positiveInteger(env, 'CALICO_LIBNETWORK_VETH_MTU', 1500, 65535) } : {}),
       scope: env.CALICO_LIBNETWORK_SCOPE === 'global' ? 'global' : 'local',
       createProfiles: !/^false$/i.test(env.CALICO_LIBNETWORK_CREATE_PROFILES ?? ''),
     },
@@ -116,9 +159,11 @@ export function configFrom(processEnv: NodeJS.ProcessEnv, file?: ConfigFile): Da
     ...(routerIdFrom(env) ? { routerId: routerIdFrom(env)! } : {}),
     dns: {
       enabled: !/^false$/i.test(env.CALICO_LIBNETWORK_DNS ?? ''),
-      basePort: positiveNumber(env, 'CALICO_LIBNETWORK_DNS_PORT', 8553, 65000),
+      basePort: positiveInteger(env, 'CALICO_LIBNETWORK_DNS_PORT', 8553, 65000),
       resolvConf: env.CALICO_LIBNETWORK_RESOLV_CONF || '/etc/resolv.conf',
     },
+    health,
+    metrics,
     gcIntervalMs: durationMs(env, 'CALICO_LIBNETWORK_GC_INTERVAL', 60_000),
     gcGraceMs: durationMs(env, 'CALICO_LIBNETWORK_GC_GRACE', 300_000),
     defaultPools: noDefaults

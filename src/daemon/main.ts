@@ -10,6 +10,7 @@ import { NodeAddressConflictError } from '../services/nodes/node-registration.js
 import { composeDaemon, Daemon } from './compose.js';
 import { configFrom, DAEMON_PID_FILE, DaemonConfig } from './config.js';
 import { EmbeddedEtcd, somethingListens } from './embedded-etcd.js';
+import { closeServer, listenInBackground } from './observability-http.js';
 import { listenOnSocket } from './sockets.js';
 import { uninstall } from './uninstall.js';
 import { silenceGrpcTlsWarning } from './warnings.js';
@@ -25,6 +26,8 @@ async function main(): Promise<void> {
   await listenOnSocket(daemon.ipamApp, `${config.pluginDir}/calico-ipam.sock`);
   await listenOnSocket(daemon.networkApp, `${config.pluginDir}/calico.sock`);
   writePidFile(config.runDir);
+  if (daemon.healthServer) listenInBackground(daemon.healthServer, config.health, 'health (/liveness, /readiness)', log);
+  if (daemon.metricsServer) listenInBackground(daemon.metricsServer, config.metrics, 'Prometheus metrics (/metrics)', log);
   daemon.dockerWatcher.start();
   log.info({ pluginDir: config.pluginDir, etcd: config.etcd.endpoints, embeddedEtcd: Boolean(embedded), backend: config.backend }, 'calico-libnetwork serving');
 
@@ -50,6 +53,7 @@ async function main(): Promise<void> {
     log.info({ signal }, 'shutting down');
     clearInterval(gc);
     await Promise.allSettled([daemon.ipamApp.close(), daemon.networkApp.close()]);
+    for (const server of [daemon.healthServer, daemon.metricsServer]) if (server) closeServer(server);
     daemon.dockerWatcher.stop();
     await daemon.names?.stop();
     await daemon.dnsProxy?.close();

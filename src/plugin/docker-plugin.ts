@@ -24,7 +24,12 @@ export interface DockerPluginOptions {
   logger: PinoLogger | false;
   /** Docker's bodies are small; anything larger is refused before it is parsed. */
   bodyLimit?: number;
+  /** Told of every answered request (metrics): its method (`unknown` for a path that is none), outcome and time. */
+  onRequestDone?: (method: string, outcome: RequestOutcome, seconds: number) => void;
 }
+
+/** served: 2xx; refused: 4xx (a bad or unknown request); failed: 5xx. */
+export type RequestOutcome = 'served' | 'refused' | 'failed';
 
 /**
  * The HTTP face of the daemon on one unix socket: Docker POSTs `/<Subsystem>.<Method>` with no
@@ -55,9 +60,11 @@ export function buildDockerPlugin(options: DockerPluginOptions): FastifyInstance
 
   app.addHook('onResponse', async (request, reply) => {
     const entry = { method: request.url, status: reply.statusCode, ms: Number(reply.elapsedTime.toFixed(2)), err: (reply as ReplyWithError).errorText };
-    if (reply.statusCode >= 500) request.log.warn(entry, 'request failed');
-    else if (reply.statusCode >= 400) request.log.info(entry, 'request refused');
-    else request.log.info(entry, 'request served');
+    const outcome: RequestOutcome = reply.statusCode >= 500 ? 'failed' : reply.statusCode >= 400 ? 'refused' : 'served';
+    if (outcome === 'failed') request.log.warn(entry, 'request failed');
+    else request.log.info(entry, `request ${outcome}`);
+    // The route, not the URL: a path that is no method must not become a label of its own.
+    options.onRequestDone?.(request.routeOptions.url?.slice(1) ?? 'unknown', outcome, reply.elapsedTime / 1000);
   });
 
   app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {

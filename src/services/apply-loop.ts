@@ -12,6 +12,25 @@ export interface ApplyLoopSteps {
   failed: string;
   /** Logged with the error when the watch is lost, e.g. `policy watch lost; reloading`. */
   lost: string;
+  /** Told of syncs and applies: readiness and metrics. */
+  observer?: ApplyLoopObserver;
+}
+
+/** What a loop tells those watching it (readiness, metrics); nothing it does waits on them. */
+export interface ApplyLoopObserver {
+  /** The first snapshot is in (true), or the watch was lost and a fresh snapshot is awaited (false). */
+  synchronised(synced: boolean): void;
+  /** An apply ended after `seconds`: successfully, or with `error`. */
+  applied(seconds: number, error?: unknown): void;
+}
+
+/** One observer that tells each of `observers`. */
+export function everyObserver(observers: (ApplyLoopObserver | undefined)[]): ApplyLoopObserver {
+  const present = observers.filter((o): o is ApplyLoopObserver => o !== undefined);
+  return {
+    synchronised: (synced) => present.forEach((o) => o.synchronised(synced)),
+    applied: (seconds, error) => present.forEach((o) => o.applied(seconds, error)),
+  };
 }
 
 /**
@@ -33,6 +52,7 @@ export class ApplyLoop {
   /** The first snapshot is in: applies now, and lets changes schedule applies from here on. */
   synchronised(): Promise<void> {
     this.synced = true;
+    this.steps.observer?.synchronised(true);
     return this.run();
   }
 
@@ -53,13 +73,19 @@ export class ApplyLoop {
       return this.applying;
     }
     this.dirty = false;
+    const started = performance.now();
+    const seconds = (): number => (performance.now() - started) / 1000;
     this.applying = this.steps
       .apply()
-      .catch((error: unknown) => {
-        this.steps.log.error({ err: error }, this.steps.failed);
-        this.dirty = false;
-        setTimeout(() => this.schedule(0), RETRY_MS).unref();
-      })
+      .then(
+        () => this.steps.observer?.applied(seconds()),
+        (error: unknown) => {
+          this.steps.observer?.applied(seconds(), error);
+          this.steps.log.error({ err: error }, this.steps.failed);
+          this.dirty = false;
+          setTimeout(() => this.schedule(0), RETRY_MS).unref();
+        },
+      )
       .finally(() => {
         this.applying = undefined;
         if (this.dirty) this.schedule(0);
@@ -72,6 +98,7 @@ export class ApplyLoop {
     if (this.stopped) return;
     this.steps.log.warn({ err: error }, this.steps.lost);
     this.synced = false;
+    this.steps.observer?.synchronised(false);
     const retry = (): void => {
       if (!this.stopped) this.steps.reload().catch(() => setTimeout(retry, RETRY_MS).unref());
     };

@@ -86,6 +86,11 @@ export class TestDaemon {
     return this.netns;
   }
 
+  /** CALICO_RUN_DIR: BIRD's files, the daemon's PID file. */
+  get runDir(): string {
+    return join(this.workDir, 'run');
+  }
+
   get log(): string {
     const file = join(this.workDir, 'daemon.log');
     return existsSync(file) ? readFileSync(file, 'utf8') : '';
@@ -115,7 +120,7 @@ export class TestDaemon {
       // A namespace of its own with only loopback: no address to register and no BGP, unless a test asks.
       IP: 'none',
       CALICO_NETWORKING_BACKEND: 'none',
-      CALICO_RUN_DIR: join(this.workDir, 'run'),
+      CALICO_RUN_DIR: this.runDir,
       // Never the machine's /etc/calico/calicoctl.cfg.
       CALICO_DEFAULT_CONFIG_FILE: join(this.workDir, 'no-calicoctl.cfg'),
       ...(this.options.etcd ? { ETCD_ENDPOINTS: this.options.etcd } : {}),
@@ -144,6 +149,15 @@ export class TestDaemon {
       if (Date.now() > deadline) throw new Error(`daemon never loaded IPAM state: ${this.log}`);
       await new Promise((r) => setTimeout(r, 25));
     }
+  }
+
+  /** The TCP addresses listening in the daemon's namespace (`127.0.0.1:9099`), as `ss` lists them. */
+  listeningTcp(): string[] {
+    const ss = spawnSync('ip', ['netns', 'exec', this.netns!, 'ss', '-Hltn'], { encoding: 'utf8' });
+    return ss.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => line.trim().split(/\s+/)[3]!);
   }
 
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {

@@ -11,17 +11,30 @@ function started(child: ChildProcess, what: string): Promise<void> {
 }
 
 /**
- * Makes the etcd at `endpoint` (on this namespace's loopback) reachable as `listen` (host:port) inside
- * another network namespace, entered with the command prefix `enter`: a relay from a unix socket at
- * `socketPath` to etcd here, and one from `listen` there to that socket. Only loopback and a unix
- * socket carry the traffic. Returns the relay processes, to kill when done.
+ * A TCP relay between two network namespaces, each entered with a command prefix ([] for this one):
+ * `listen` (host:port) in the first reaches `target` (host:port) in the second, through a unix socket
+ * at `socketPath`. Only loopback and the unix socket carry the traffic. Returns the relay processes,
+ * to kill when done.
  */
-export async function relayEtcdInto(enter: string[], endpoint: string, socketPath: string, listen: string): Promise<ChildProcess[]> {
+async function relayAcross(listenIn: string[], listen: string, dialIn: string[], target: string, socketPath: string): Promise<ChildProcess[]> {
   const RELAY = join(ROOT, 'test/helpers/relay.mjs');
-  const target = new URL(endpoint).host;
-  const outside = spawn(process.execPath, [RELAY, 'unix', socketPath, target], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await started(outside, 'etcd relay (unix side)');
-  const inside = spawn(enter[0]!, [...enter.slice(1), process.execPath, RELAY, 'tcp', listen, socketPath], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await started(inside, 'etcd relay (namespace side)');
-  return [outside, inside];
+  const start = async (enter: string[], args: string[], what: string): Promise<ChildProcess> => {
+    const command = [...enter, process.execPath, RELAY, ...args];
+    const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
+    await started(child, what);
+    return child;
+  };
+  const dialSide = await start(dialIn, ['unix', socketPath, target], 'relay (unix side)');
+  const listenSide = await start(listenIn, ['tcp', listen, socketPath], 'relay (TCP side)');
+  return [dialSide, listenSide];
+}
+
+/** Makes the etcd at `endpoint` (on this namespace's loopback) reachable as `listen` inside the namespace entered with `enter`. */
+export function relayEtcdInto(enter: string[], endpoint: string, socketPath: string, listen: string): Promise<ChildProcess[]> {
+  return relayAcross(enter, listen, [], new URL(endpoint).host, socketPath);
+}
+
+/** Makes `target` (host:port inside the namespace entered with `enter`) reachable here as `listen`. */
+export function relayOutOf(enter: string[], target: string, socketPath: string, listen: string): Promise<ChildProcess[]> {
+  return relayAcross([], listen, enter, target, socketPath);
 }

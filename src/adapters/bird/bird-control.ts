@@ -112,3 +112,14 @@ export function parseProtocols(reply: BirdReply): BirdProtocol[] {
     .filter((fields) => fields.length >= 5)
     .map(([name, proto, table, state, since, ...info]) => ({ name: name!, proto: proto!, table: table!, state: state!, since: since!, info: info.join(' ') }));
 }
+
+/** BIRD's protocols, as `show protocols` lists them. */
+export async function showProtocols(socketPath: string, timeoutMs?: number): Promise<BirdProtocol[]> {
+  return parseProtocols(await birdCommand(socketPath, 'show protocols', timeoutMs));
+}
+
+/** BIRD's own word on itself (`show status`): up and running, or what it is doing instead (shutting down, recovering). */
+export async function showStatus(socketPath: string, timeoutMs?: number): Promise<{ up: boolean; detail: string }> {
+  const detail = (await birdCommand(socketPath, 'show status', timeoutMs)).lines.at(-1)?.text ?? '';
+  return { up: detail === 'Daemon is up and running', detail };
+}

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { BgpSpeaker, SpeakerApplyResult } from '../../ports/bgp-speaker.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
 import type { CommandRunner } from '../dataplane/command.js';
-import { birdCommand } from './bird-control.js';
+import { BirdProtocol, birdCommand, showProtocols, showStatus } from './bird-control.js';
 
 export interface BirdSpeakerOptions {
   /** CALICO_RUN_DIR: bird.cfg, bird.ctl, bird.pid and bird.log live here. */
@@ -68,6 +68,16 @@ export class BirdSpeaker implements BgpSpeaker {
   /** The PID of the running BIRD, if any. */
   get runningPid(): number | undefined {
     return this.pid;
+  }
+
+  /** Whether the BIRD on the control socket says it is up; throws BirdUnreachableError when none answers. */
+  status(timeoutMs: number): Promise<{ up: boolean; detail: string }> {
+    return showStatus(this.paths.socket, timeoutMs);
+  }
+
+  /** The running BIRD's protocols (BGP sessions among them). */
+  protocols(timeoutMs: number): Promise<BirdProtocol[]> {
+    return showProtocols(this.paths.socket, timeoutMs);
   }
 
   apply(config: string): Promise<SpeakerApplyResult> {

@@ -16,6 +16,7 @@ import {
   allocateOrdinal,
   AllocationInfo,
   freeCount,
+  inUseCount,
   isEmpty,
   newBlock,
   releaseFromBlock,
@@ -73,6 +74,23 @@ export interface IpamServiceOptions {
   onOwnedBlocksChanged?: () => void;
   /** Called when any block changes, in this node's writes or anyone's (routes follow allocations). */
   onBlocksChanged?: () => void;
+  /** Told of the blocks this node claims and the addresses it borrows (metrics). */
+  observer?: IpamObserver;
+}
+
+export interface IpamObserver {
+  blockClaimed(): void;
+  /** `addresses` were assigned from a block affine to another node (or to none). */
+  borrowed(addresses: number): void;
+}
+
+/** One pool as this node's cache sees it. */
+export interface PoolUsage {
+  pool: string;
+  /** Addresses allocated in the pool's blocks, by every node. */
+  inUse: number;
+  /** The pool's blocks affine to this node. */
+  ownedBlocks: number;
 }
 
 /** How long Docker's ReleaseAddress for an address freed with its endpoint is taken as that endpoint's (it follows at once). */
@@ -119,6 +137,9 @@ export class IpamService {
   private readonly requestTimeoutMs: number;
   private readonly onOwnedBlocksChanged: () => void;
   private readonly onBlocksChanged: () => void;
+  private readonly observer: IpamObserver | undefined;
+  /** The cache holds a snapshot and its watch is running. */
+  private synced = false;
   private queue: AnyJob[] = [];
   private draining = false;
   private watch: IpamWatch | undefined;
@@ -139,6 +160,26 @@ export class IpamService {
     this.requestTimeoutMs = options.requestTimeoutMs ?? 9000;
     this.onOwnedBlocksChanged = options.onOwnedBlocksChanged ?? (() => undefined);
     this.onBlocksChanged = options.onBlocksChanged ?? (() => undefined);
+    this.observer = options.observer;
+  }
+
+  /** Whether the cache holds a snapshot and follows the datastore's changes (not while a lost watch is reloaded). */
+  inSync(): boolean {
+    return this.synced;
+  }
+
+  /** Addresses in use and blocks held per pool, from the cache: no datastore read. */
+  usage(): PoolUsage[] {
+    const pools = this.cache.allPools();
+    const mine = hostAffinity(this.node);
+    const usage = new Map(pools.map((p): [string, PoolUsage] => [p.name, { pool: p.name, inUse: 0, ownedBlocks: 0 }]));
+    for (const block of this.cache.allBlocks()) {
+      const entry = usage.get(poolOf(pools, block.cidr)?.name ?? '');
+      if (!entry) continue;
+      entry.inUse += inUseCount(block.stored.value);
+      if (block.stored.value.affinity === mine) entry.ownedBlocks++;
+    }
+    return [...usage.values()];
   }
 
   /** Loads the cache and starts the watch. Safe to call again after a failure. */
@@ -177,6 +218,7 @@ export class IpamService {
     await this.recoverAffinities();
     this.onOwnedBlocksChanged();
     this.onBlocksChanged();
+    this.synced = true;
     this.log.info({ pools: this.cache.allPools().length, blocks: this.cache.allBlocks().length, revision: snapshot.revision }, 'IPAM cache loaded');
   }
 
@@ -184,6 +226,7 @@ export class IpamService {
     if (this.stopped) return;
     this.log.warn({ err: error }, 'IPAM watch lost; reloading');
     this.loaded = undefined;
+    this.synced = false;
     const reload = (): void => {
       if (this.stopped) return;
       this.start().catch(() => setTimeout(reload, 1000).unref());
@@ -374,8 +417,11 @@ export class IpamService {
     const claim = this.claimCandidate(pools);
     if (claim) return this.claimBlock(claim.pool, claim.cidr, jobs);
     const borrowed = this.cache.config.strict_affinity ? undefined : this.borrowCandidate(pools);
-    if (borrowed) return this.assignInBlock(borrowed, poolOf(pools, borrowed.cidr)!, jobs);
-    return 'exhausted';
+    if (!borrowed) return 'exhausted';
+    const attempt = await this.assignInBlock(borrowed, poolOf(pools, borrowed.cidr)!, jobs);
+    // The jobs come in unsettled: those settled now got an address from the borrowed block.
+    if (attempt.done) this.observer?.borrowed(jobs.filter((j) => j.settled).length);
+    return attempt;
   }
 
   private eligiblePools(family: IpFamily, poolName?: string): PoolView[] {
@@ -449,6 +495,7 @@ export class IpamService {
     const { block, ordinals } = allocateFromBlock(empty, attributes);
     const committed = await this.commitClaim(cidr, block, attributes);
     if (!committed) return retry;
+    this.observer?.blockClaimed();
     this.log.info({ block: formatCidr(cidr), pool: pool.name }, 'claimed block');
     take.forEach((job, i) => job.resolve(this.allocation(cidr, ordinals[i]!, attributes[i]!, pool)));
     return { done: true, value: undefined };

@@ -107,6 +107,11 @@ export class NetworkDriver {
     return new Set([...this.known.values()].map((e) => e.spec.interfaceName));
   }
 
+  /** This host's endpoints: Felix's active local endpoints. */
+  localEndpointCount(): number {
+    return this.known.size;
+  }
+
   capabilities(): { Scope: string; ConnectivityScope: string } {
     return { Scope: this.options.scope, ConnectivityScope: this.options.scope };
   }

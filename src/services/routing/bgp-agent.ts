@@ -8,7 +8,7 @@ import { BgpConfiguration, BgpPeer, CalicoNode, DEFAULT_BGP_CONFIGURATION, Resou
 import type { BgpSpeaker } from '../../ports/bgp-speaker.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
 import type { ResourceChange, ResourceStore } from '../../ports/resource-store.js';
-import { ApplyLoop } from '../apply-loop.js';
+import { ApplyLoop, type ApplyLoopObserver } from '../apply-loop.js';
 
 /** Changes arriving together are rendered together. */
 const DEBOUNCE_MS = 5;
@@ -21,6 +21,8 @@ export interface BgpAgentOptions {
   /** The blocks affine to this node, as IPAM knows them now. */
   ownedBlocks: () => Cidr[];
   log?: Logger;
+  /** Told of syncs and applies (readiness, metrics). */
+  observer?: ApplyLoopObserver;
 }
 
 /** Calico's `hash` router ID: the first 4 bytes of SHA-256(node name), kept out of the multicast range. */
@@ -62,6 +64,7 @@ export class BgpAgent {
       log: this.log,
       failed: 'could not apply the BGP configuration; retrying',
       lost: 'BGP watch lost; reloading',
+      observer: options.observer,
     });
   }
 

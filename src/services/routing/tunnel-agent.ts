@@ -7,7 +7,7 @@ import type { HostNetwork } from '../../ports/host-network.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
 import type { ResourceChange, ResourceStore } from '../../ports/resource-store.js';
 import { interfaceAddress } from '../nodes/address-detection.js';
-import { ApplyLoop } from '../apply-loop.js';
+import { ApplyLoop, type ApplyLoopObserver } from '../apply-loop.js';
 import { IPIP_ADDRESS, TunnelAddresses, VXLAN_ADDRESS } from '../nodes/tunnel-addresses.js';
 
 const DEBOUNCE_MS = 5;
@@ -26,6 +26,8 @@ export interface TunnelAgentOptions {
   /** Told when what `calicoctl node status` should say changes. */
   onStatus?: (status: { ipipUnavailable?: string }) => void;
   log?: Logger;
+  /** Told of syncs and applies (readiness, metrics). */
+  observer?: ApplyLoopObserver;
 }
 
 type TunnelUnderlay = { interfaceName: string; mtu: number };
@@ -63,7 +65,12 @@ export class TunnelAgent {
     private readonly options: TunnelAgentOptions,
   ) {
     this.log = options.log ?? silentLogger;
-    this.loop = new ApplyLoop({ apply: () => this.apply(), reload: () => this.start(), log: this.log, failed: 'could not program tunnel routes; retrying', lost: 'tunnel watch lost; reloading' });
+    this.loop = new ApplyLoop({ apply: () => this.apply(), reload: () => this.start(), log: this.log, failed: 'could not program tunnel routes; retrying', lost: 'tunnel watch lost; reloading', observer: options.observer });
+  }
+
+  /** The Calico nodes in the datastore, as the watch has them: Felix's cluster size. */
+  nodeCount(): number {
+    return this.of('Node').length;
   }
 
   /** The MTU a new workload's veth should have with the encapsulation this host uses now. */

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { Etcd3, IOptions } from 'etcd3';
+import { Etcd3, IOptions, Watcher } from 'etcd3';
 import { ExponentialBackoff, noop } from 'cockatiel';
 import type * as RPC from 'etcd3/lib/rpc.js';
 import { DatastoreUnavailableError } from '../../../domain/errors.js';
@@ -15,18 +15,26 @@ export interface EtcdSettings {
   callTimeoutMs?: number;
 }
 
+/** Told of every round trip (metrics): its operation, how long it took, and whether it failed. */
+export type EtcdCallObserver = (operation: string, seconds: number, failed: boolean) => void;
+
 /**
  * The one place that talks gRPC to etcd: builds the client from Calico's ETCD_* settings, puts a
- * deadline on every call, counts round trips, and turns every library error into
- * DatastoreUnavailableError.
+ * deadline on every call, counts round trips, knows whether its watches are connected, and turns
+ * every library error into DatastoreUnavailableError.
  */
 export class EtcdClient {
   readonly raw: Etcd3;
   /** Unary calls made so far (range, txn, ...): the unit the benchmarks count. */
   roundTrips = 0;
   private readonly where: string;
+  /** Watches whose stream is down (etcd unreachable), with the error that took it down. */
+  private readonly disconnected = new Map<Watcher, Error>();
 
-  constructor(readonly settings: EtcdSettings) {
+  constructor(
+    readonly settings: EtcdSettings,
+    private readonly onCall?: EtcdCallObserver,
+  ) {
     this.where = settings.endpoints.join(',');
     const timeout = settings.callTimeoutMs ?? 4000;
     const options: IOptions = {
@@ -66,22 +74,53 @@ export class EtcdClient {
     return this.call('delete', () => this.raw.kv.deleteRange(request));
   }
 
+  /**
+   * Watches a key prefix (or one key) from `startRevision`. While etcd is away the library reconnects
+   * and resumes by itself; meanwhile the watch counts in `watchProblem`.
+   */
+  async watch(target: { prefix: string } | { key: string }, startRevision: string): Promise<Watcher> {
+    const builder = this.raw.watch().startRevision(startRevision);
+    const watcher = await ('prefix' in target ? builder.prefix(target.prefix) : builder.key(target.key)).create();
+    watcher.on('disconnected', (error: Error) => this.disconnected.set(watcher, error));
+    watcher.on('connected', () => this.disconnected.delete(watcher));
+    // A watch cancelled while disconnected ends without an 'end' event: forget it on cancel.
+    const cancel = watcher.cancel.bind(watcher);
+    watcher.cancel = () => {
+      this.disconnected.delete(watcher);
+      return cancel();
+    };
+    return watcher;
+  }
+
+  /** Why a watch is not receiving changes now (etcd unreachable), or undefined when every watch is connected. */
+  watchProblem(): string | undefined {
+    const [error] = this.disconnected.values();
+    return error && `etcd watch at ${this.where} disconnected: ${reasonOf(error)}`;
+  }
+
   close(): void {
     this.raw.close();
   }
 
   /** Translates a library error into ours, with the endpoint and the reason an operator can act on. */
   unavailable(operation: string, error: unknown): DatastoreUnavailableError {
-    const reason = error instanceof Error ? error.message.replace(/^\d+ [A-Z_]+: /, '') : String(error);
-    return new DatastoreUnavailableError(`etcd ${operation} at ${this.where} failed: ${reason}`, error);
+    return new DatastoreUnavailableError(`etcd ${operation} at ${this.where} failed: ${reasonOf(error)}`, error);
   }
 
   private async call<T>(operation: string, run: () => Promise<T>): Promise<T> {
     this.roundTrips++;
+    const started = this.onCall && performance.now();
+    const observe = (failed: boolean): void => this.onCall?.(operation, (performance.now() - started!) / 1000, failed);
     try {
-      return await run();
+      const result = await run();
+      observe(false);
+      return result;
     } catch (error) {
+      observe(true);
       throw this.unavailable(operation, error);
     }
   }
 }
+
+/** A gRPC error's message without its `14 UNAVAILABLE: ` prefix. */
+const reasonOf = (error: unknown): string => (error instanceof Error ? error.message.replace(/^\d+ [A-Z_]+: /, '') : String(error));

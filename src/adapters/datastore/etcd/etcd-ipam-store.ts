@@ -135,8 +135,7 @@ export class EtcdIpamStore implements IpamStore {
     const start = String(BigInt(revision) + 1n);
     const watchers = await Promise.all(
       [POOL_PREFIX, blockPrefix(), CONFIG_KEY].map(async (prefix) => {
-        const builder = this.etcd.raw.watch().startRevision(start);
-        const watcher = await (prefix === CONFIG_KEY ? builder.key(prefix) : builder.prefix(prefix)).create();
+        const watcher = await this.etcd.watch(prefix === CONFIG_KEY ? { key: prefix } : { prefix }, start);
         watcher.on('data', (response: RPC.IWatchResponse) => {
           for (const event of response.events) {
             const change = toChange(event);

@@ -62,7 +62,7 @@ export class EtcdPolicyStore implements PolicyStore {
   }
 
   async watch(revision: string, onChange: (change: PolicyChange) => void, onLost: (error: Error) => void): Promise<{ cancel(): Promise<void> }> {
-    const watcher = await this.etcd.raw.watch().prefix(RESOURCES).startRevision(String(BigInt(revision) + 1n)).create();
+    const watcher = await this.etcd.watch({ prefix: RESOURCES }, String(BigInt(revision) + 1n));
     watcher.on('data', (response: RPC.IWatchResponse) => {
       for (const event of response.events) {
         const found = classify(event.kv.key.toString());

@@ -154,7 +154,7 @@ export class EtcdResourceStore implements ResourceStore {
     const start = String(BigInt(revision) + 1n);
     const watchers = await Promise.all(
       kinds.map(async (kind) => {
-        const watcher = await this.etcd.raw.watch().prefix(kindPrefix(kind)).startRevision(start).create();
+        const watcher = await this.etcd.watch({ prefix: kindPrefix(kind) }, start);
         watcher.on('data', (response: RPC.IWatchResponse) => {
           for (const event of response.events) {
             const ref = refFromKey(event.kv.key.toString());
