@@ -113,6 +113,7 @@ export function composeDaemon(config: DaemonConfig, log: Logger) {
   const policy = new PolicyAgent(new EtcdPolicyStore(etcd), new IptablesPolicyDataplane(run), node, log.child({ component: 'policy' }), {
     // Host endpoints found by their expectedIPs: the interfaces holding them.
     interfaces: async () => (await dataplane.listInterfaces()).map((i) => ({ name: i.name, addresses: i.addresses.map((a) => formatIp(a.address)) })),
+    observer: observeLoop('policy'),
   });
   const dnsLog = log.child({ component: 'dns' });
   let dnsProxy: DnsProxy | undefined;

@@ -8,7 +8,7 @@ import type { HostInterfaceInfo } from '../../calc/host-endpoints.js';
 import type { PolicyDataplane } from '../../ports/policy-dataplane.js';
 import type { PolicyChange, PolicyStore } from '../../ports/policy-store.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
-import { ApplyLoop } from '../apply-loop.js';
+import { ApplyLoop, type ApplyLoopObserver } from '../apply-loop.js';
 
 /**
  * Changes arriving together (in one tick) are applied together, at once: a lone change is programmed
@@ -24,6 +24,8 @@ export interface PolicyAgentOptions {
   /** The host's interfaces and their addresses: for host endpoints found by expectedIPs. */
   interfaces?: () => Promise<HostInterfaceInfo[]>;
   interfacesEveryMs?: number;
+  /** Told when the agent is in sync and how each apply went (readiness, metrics). */
+  observer?: ApplyLoopObserver;
 }
 
 /**
@@ -58,7 +60,7 @@ export class PolicyAgent {
     private readonly log: Logger = silentLogger,
     private readonly options: PolicyAgentOptions = {},
   ) {
-    this.loop = new ApplyLoop({ apply: () => this.apply(), reload: () => this.start(), log, failed: 'could not program policy; retrying', lost: 'policy watch lost; reloading' });
+    this.loop = new ApplyLoop({ apply: () => this.apply(), reload: () => this.start(), log, failed: 'could not program policy; retrying', lost: 'policy watch lost; reloading', ...(options.observer ? { observer: options.observer } : {}) });
   }
 
   async start(): Promise<void> {
