@@ -53,7 +53,7 @@ describe('the calculation, reusing what it kept', () => {
     const profile = (name: string, tag: string): Profile => ({ ...defaultProfile(name, tag), spec: { ...defaultProfile(name, tag).spec, labelsToApply: { [tag]: '', ...(next() < 0.5 ? { tier: pick(['a', 'c']) } : {}) } } });
     const outside = (): GlobalNetworkSet => ({ kind: 'GlobalNetworkSet', apiVersion: 'projectcalico.org/v3', metadata: { name: 'outside', labels: { kind: 'outside' } }, spec: { nets: [pick(['192.0.2.0/24', '198.51.100.0/24'])] } });
     const security: Tier = { kind: 'Tier', apiVersion: 'projectcalico.org/v3', metadata: { name: 'security' }, spec: { order: 10, defaultAction: 'Pass' } };
-    let endpoints = Array.from({ length: 30 }, endpoint);
+    let endpoints = Array.from({ length: 50 }, endpoint);
     let policies = Array.from({ length: 8 }, (_, i) => policy(`p${i}`));
     let profiles = [profile('net-a', 'a'), profile('net-b', 'b')];
     let networkSets: GlobalNetworkSet[] = [];
@@ -83,6 +83,30 @@ describe('the calculation, reusing what it kept', () => {
       vi.resetModules();
       const fresh = (await import('../src/calc/policy.js')).desiredDataplane(input());
       expect(kept, `step ${step}`).toEqual(fresh);
+    }
+  });
+
+  it('keeps the chains of a dispatch tree whose leaves did not change, and builds the same tree as from nothing', async () => {
+    const next = random(11);
+    const warm = await import('../src/calc/dispatch.js');
+    let entries = Array.from({ length: 300 }, (_, i) => ({ address: `10.${i % 3}.${Math.floor(i / 7)}.${(i * 37) % 256}`, target: `t${i % 5}` }));
+    entries = [...new Map(entries.map((e) => [e.address, e])).values()];
+    let previous = warm.dispatchTree('root', '-d', 4, entries);
+    for (let step = 0; step < 60; step++) {
+      const i = Math.floor(next() * entries.length);
+      const change = next();
+      if (change < 0.4) entries = [...entries, { address: `10.${Math.floor(next() * 3)}.${Math.floor(next() * 50)}.${Math.floor(next() * 256)}`, target: `t${step}` }];
+      else if (change < 0.7) entries = entries.filter((_, j) => j !== i);
+      else entries = entries.map((e, j) => (j === i ? { ...e, target: `u${step}` } : e));
+      entries = [...new Map(entries.map((e) => [e.address, e])).values()];
+      const kept = warm.dispatchTree('root', '-d', 4, entries);
+      vi.resetModules();
+      const fresh = (await import('../src/calc/dispatch.js')).dispatchTree('root', '-d', 4, entries);
+      expect(kept, `step ${step}`).toEqual(fresh);
+      // A chain whose leaves did not change is the same array as before: the writer skips it at once.
+      const same = [...kept].filter(([chain, rules]) => previous.get(chain) === rules).length;
+      if (change >= 0.7) expect(same).toBeGreaterThan(0);
+      previous = kept;
     }
   });
 });

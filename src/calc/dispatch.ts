@@ -39,14 +39,53 @@ function childName(root: string, prefix: string): string {
   return hashed;
 }
 
-/** The last tree of each root, with the entries it was built from: unchanged entries, the same chains. */
-const lastTrees = new Map<string, { entries: Map<string, string>; chains: Map<string, string[]> }>();
+/** A chain of the tree as built: its depth and leaves, and the chains of its subtree (itself first). */
+interface Built {
+  depth: number;
+  group: Leaf[];
+  subtree: [string, string[]][];
+}
+
+/**
+ * The last tree of each root: its entries, its leaves in order, and each chain as built. A new tree
+ * keeps the leaves of unchanged entries (the same objects) and every chain whose leaves are all
+ * unchanged, so an endpoint added rebuilds the few chains on its path and nothing else.
+ */
+interface Tree {
+  entries: Map<string, string>;
+  leaves: Leaf[];
+  built: Map<string, Built>;
+  chains: Map<string, string[]>;
+}
+const lastTrees = new Map<string, Tree>();
 
 function sameEntries(entries: DispatchEntry[], last: Map<string, string>): boolean {
   if (entries.length !== last.size) return false;
   for (const e of entries) if (last.get(e.address) !== e.target) return false;
   return true;
 }
+
+const byHex = (a: Leaf, b: Leaf): number => (a.hex < b.hex ? -1 : a.hex > b.hex ? 1 : 0);
+
+/** The leaves of `entries` in order: the last tree's unchanged ones kept, the others inserted where they belong. */
+function orderedLeaves(entries: DispatchEntry[], wanted: Map<string, string>, family: IpFamily, last: Tree | undefined): Leaf[] {
+  const kept = last ? last.leaves.filter((l) => wanted.get(l.address) === l.target) : [];
+  const fresh = entries.filter((e) => last?.entries.get(e.address) !== e.target).map((e) => ({ hex: addressHex(e.address, family), address: e.address, target: e.target }));
+  if (fresh.length > 64) return [...kept, ...fresh].sort(byHex);
+  for (const leaf of fresh) {
+    let low = 0;
+    let high = kept.length;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (kept[middle]!.hex < leaf.hex) low = middle + 1;
+      else high = middle;
+    }
+    kept.splice(low, 0, leaf);
+  }
+  return kept;
+}
+
+const sameLeaves = (a: Leaf[], b: Leaf[]): boolean => a.length === b.length && a.every((leaf, i) => leaf === b[i]);
 
 /**
  * The chains of one dispatch tree: `root` and its children, each ending in `-j DROP` (an address of
@@ -56,28 +95,26 @@ export function dispatchTree(root: string, flag: '-d' | '-s', family: IpFamily, 
   const key = `${root}|${flag}|${family}`;
   const last = lastTrees.get(key);
   if (last && sameEntries(entries, last.entries)) return last.chains;
-  const chains = buildTree(root, flag, family, entries);
-  lastTrees.set(key, { entries: new Map(entries.map((e) => [e.address, e.target])), chains });
-  return chains;
-}
-
-function buildTree(root: string, flag: '-d' | '-s', family: IpFamily, entries: DispatchEntry[]): Map<string, string[]> {
+  const wanted = new Map(entries.map((e) => [e.address, e.target]));
+  const leaves = orderedLeaves(entries, wanted, family, last);
+  const built = new Map<string, Built>();
+  const chains = new Map<string, string[]>();
   const bits = family === 4 ? 32 : 128;
   const nibbles = bits / 4;
-  const leaves: Leaf[] = entries.map((e) => ({ hex: addressHex(e.address, family), address: e.address, target: e.target }));
-  leaves.sort((a, b) => (a.hex < b.hex ? -1 : a.hex > b.hex ? 1 : 0));
-  const chains = new Map<string, string[]>();
   const leafRule = (l: Leaf): string => `${flag} ${l.address}/${bits} -g ${l.target}`;
-  const build = (chain: string, group: Leaf[], depth: number): void => {
-    if (group.length <= BRANCH || depth >= nibbles) {
-      chains.set(chain, [...group.map(leafRule), '-j DROP']);
-      return;
+  const build = (chain: string, group: Leaf[], depth: number): Built => {
+    const before = last?.built.get(chain);
+    if (before && before.depth === depth && sameLeaves(before.group, group)) {
+      // Its descendants are kept too, each for the next tree to keep on its own.
+      for (const [descendant] of before.subtree.slice(1)) built.set(descendant, last!.built.get(descendant)!);
+      return before;
     }
-    // Skip the nibbles every member shares: a level that would branch once is no level at all.
-    let next = depth + 1;
-    let groups = groupBy(group, next);
-    while (groups.length === 1 && next < nibbles) groups = groupBy(group, ++next);
+    if (group.length <= BRANCH || depth >= nibbles) return { depth, group, subtree: [[chain, [...group.map(leafRule), '-j DROP']]] };
+    // Skip the nibbles every member shares (those the first and last share): a level that would branch once is no level at all.
+    const next = Math.max(depth, sharedNibbles(group[0]!.hex, group.at(-1)!.hex)) + 1;
+    const groups = groupBy(group, next);
     const rules: string[] = [];
+    const subtree: [string, string[]][] = [[chain, rules]];
     for (const members of groups) {
       if (members.length === 1) {
         rules.push(leafRule(members[0]!));
@@ -86,12 +123,24 @@ function buildTree(root: string, flag: '-d' | '-s', family: IpFamily, entries: D
       const prefix = prefixText(members[0]!.hex.slice(0, next), family);
       const child = childName(root, prefix.replace(/[/:.]/g, '_'));
       rules.push(`${flag} ${prefix} -g ${child}`);
-      build(child, members, next);
+      const childBuilt = build(child, members, next);
+      built.set(child, childBuilt);
+      subtree.push(...childBuilt.subtree);
     }
-    chains.set(chain, [...rules, '-j DROP']);
+    rules.push('-j DROP');
+    return { depth, group, subtree };
   };
-  build(root, leaves, 0);
+  const top = build(root, leaves, 0);
+  built.set(root, top);
+  for (const [chain, rules] of top.subtree) chains.set(chain, rules);
+  lastTrees.set(key, { entries: wanted, leaves, built, chains });
   return chains;
+}
+
+function sharedNibbles(a: string, b: string): number {
+  let i = 0;
+  while (i < a.length && a[i] === b[i]) i++;
+  return i;
 }
 
 /** Sorted leaves in runs sharing their first `nibbles` hex digits. */
