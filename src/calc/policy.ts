@@ -3,7 +3,7 @@ import { formatCidr, IpFamily, parseCidr } from '../domain/cidr.js';
 import type { Profile, Rule, RuleEntity, WorkloadEndpoint } from '../domain/endpoint-model.js';
 import { dnsRedirectRules, localhostSnat, IPIP_HOSTS_SET, PUBLISH_CHAIN, publishedAccepts, publishRules, TunnelFirewall, tunnelInputRules, tunnelOutputRules, VXLAN_HOSTS_SET } from './host-rules.js';
 import { parseSelector, Selector } from './selector.js';
-import { dispatchTree } from './dispatch.js';
+import { DispatchEntry, dispatchTree } from './dispatch.js';
 import { applicableTiers, hostTiers, namespaced, NAMESPACE_LABEL, orderedTiers, PolicyView, TierView } from './tiers.js';
 import type { EndpointPort, FailsafePort, GlobalNetworkPolicy, HostEndpoint, NetworkPolicy, NetworkSet, Tier } from '../domain/policy-model.js';
 import { failsafeList, failsafeRules, FailsafeRule, hostEndpointAddresses, HostInterfaceInfo, resolveHostEndpoints, WILDCARD_SUFFIX } from './host-endpoints.js';
@@ -134,6 +134,8 @@ interface EndpointView {
   labels: Record<string, string>;
   /** The labels as one canonical text: endpoints with the same key are the same to every selector. */
   labelsKey: string;
+  /** Its addresses by family, without prefix lengths. */
+  addresses: Record<IpFamily, string[]>;
 }
 
 /** A host endpoint as rule selectors see it: its labels, its expectedIPs and named ports. */
@@ -179,7 +181,9 @@ function labelled(endpoints: WorkloadEndpoint[], profiles: Map<string, Profile>)
     if (known && known.inherited.length === inherited.length && known.inherited.every((l, i) => sameLabels(l, inherited[i]))) return known.view;
     // Calico's client gives every endpoint its namespace as a label; endpoints written by others may lack it.
     const labels = { ...Object.assign({}, ...inherited), ...endpoint.metadata.labels, [NAMESPACE_LABEL]: endpoint.metadata.namespace } as Record<string, string>;
-    const view = { endpoint, labels, labelsKey: labelsKey(labels) };
+    const addresses = { 4: [] as string[], 6: [] as string[] };
+    for (const network of endpoint.spec.ipNetworks) addresses[familyOf(network)].push(hostAddress(network));
+    const view = { endpoint, labels, labelsKey: labelsKey(labels), addresses };
     viewMemo.set(endpoint, { inherited, view });
     return view;
   });
@@ -218,7 +222,6 @@ function advanceEndpoints(views: EndpointView[]): void {
   endpointDelta = added.length || removed.length ? { generation: endpointDelta.generation + 1, added, removed, views: current } : { ...endpointDelta, views: current };
 }
 
-const addressesOf = (view: EndpointView, family: IpFamily): string[] => view.endpoint.spec.ipNetworks.filter((n) => familyOf(n) === family).map(hostAddress);
 
 /** What a set in a rule was made from: rendered rules are reused while each names the same set again. */
 type SetUse =
@@ -293,7 +296,7 @@ class Renderer {
         let changed = false;
         for (const view of views) {
           if (!predicate(view.labels)) continue;
-          for (const address of addressesOf(view, this.family)) {
+          for (const address of view.addresses[this.family]) {
             const count = (members!.counts.get(address) ?? 0) + by;
             if (count > 0) members!.counts.set(address, count);
             else members!.counts.delete(address);
@@ -307,7 +310,7 @@ class Renderer {
       members.generation = delta.generation;
     } else if (!members || members.generation !== delta.generation) {
       const counts = new Map<string, number>();
-      for (const view of this.matching(predicate)) for (const address of addressesOf(view, this.family)) counts.set(address, (counts.get(address) ?? 0) + 1);
+      for (const view of this.matching(predicate)) for (const address of view.addresses[this.family]) counts.set(address, (counts.get(address) ?? 0) + 1);
       members = { generation: delta.generation, counts, set: { family: this.family, type: 'hash:ip', members: [...counts.keys()].sort() } };
       if (selectorMembers.size >= SELECTOR_MEMBERS_LIMIT) selectorMembers.clear();
       selectorMembers.set(key, members);
@@ -721,7 +724,9 @@ interface EndpointChains {
   fwRules: string[];
   tw: string;
   fw: string;
-  addresses: string[];
+  /** Its dispatch entries, inbound and outbound. */
+  to: DispatchEntry[];
+  from: DispatchEntry[];
 }
 
 const endpointChainsMemo = new WeakMap<EndpointView, Partial<Record<IpFamily, EndpointChains>>>();
@@ -741,10 +746,11 @@ function familyTables(input: PolicyInput, views: EndpointView[], sets: SetView[]
   const renderer = new Renderer(views, sets, family, hosts);
   const filter: Chains = new Map();
   // Only endpoints with an address of this family need chains here: an IPv4-only host writes no IPv6 rules.
-  const local = views.filter((v) => v.endpoint.spec.node === input.node && v.endpoint.spec.ipNetworks.some((n) => familyOf(n) === family));
-  const usedProfiles = new Set(local.flatMap((v) => v.endpoint.spec.profiles).filter((p) => profiles.has(p)));
-  const toDispatch: { address: string; target: string }[] = [];
-  const fromDispatch: { address: string; target: string }[] = [];
+  const local = views.filter((v) => v.addresses[family].length > 0 && v.endpoint.spec.node === input.node);
+  const usedProfiles = new Set<string>();
+  for (const view of local) for (const profile of view.endpoint.spec.profiles) if (profiles.has(profile)) usedProfiles.add(profile);
+  const toDispatch: DispatchEntry[] = [];
+  const fromDispatch: DispatchEntry[] = [];
   const usedPolicies: UsedPolicies = new Map();
   // Endpoints with the same labels share their tiers (applicableByLabels): their chains, when their
   // profiles and published ports are the same too, are one array, built once per apply.
@@ -763,15 +769,32 @@ function familyTables(input: PolicyInput, views: EndpointView[], sets: SetView[]
   };
   const profilesNow = profilesVersion(profiles);
   for (const view of local) {
-    const byFamily = endpointChainsMemo.get(view) ?? {};
-    endpointChainsMemo.set(view, byFamily);
+    let byFamily = endpointChainsMemo.get(view);
+    if (!byFamily) {
+      byFamily = {};
+      endpointChainsMemo.set(view, byFamily);
+    }
     let chains = byFamily[family];
     if (!chains || chains.applicable !== applicableMemo.memo || chains.profiles !== profilesNow) {
       const { endpoint } = view;
       const { inbound, outbound } = applicable(view);
       const twRules = sharedChain('tw', endpoint.spec.profiles, family === 4 ? publishedAccepts(endpoint) : [], inbound);
       const fwRules = sharedChain('fw', endpoint.spec.profiles, [], outbound);
-      chains = { applicable: applicableMemo.memo, profiles: profilesNow, inbound, outbound, twRules, fwRules, tw: endpointChainName('cali-tw-', twRules), fw: endpointChainName('cali-fw-', fwRules), addresses: addressesOf(view, family) };
+      const tw = endpointChainName('cali-tw-', twRules);
+      const fw = endpointChainName('cali-fw-', fwRules);
+      const addresses = view.addresses[family];
+      chains = {
+        applicable: applicableMemo.memo,
+        profiles: profilesNow,
+        inbound,
+        outbound,
+        twRules,
+        fwRules,
+        tw,
+        fw,
+        to: addresses.map((address) => ({ address, target: tw })),
+        from: addresses.map((address) => ({ address, target: fw })),
+      };
       byFamily[family] = chains;
     }
     if (!seenTiers.tw.has(chains.inbound)) usePolicies(usedPolicies, 'tw', chains.inbound);
@@ -780,10 +803,8 @@ function familyTables(input: PolicyInput, views: EndpointView[], sets: SetView[]
     seenTiers.fw.add(chains.outbound);
     filter.set(chains.tw, chains.twRules);
     filter.set(chains.fw, chains.fwRules);
-    for (const address of chains.addresses) {
-      toDispatch.push({ address, target: chains.tw });
-      fromDispatch.push({ address, target: chains.fw });
-    }
+    toDispatch.push(...chains.to);
+    fromDispatch.push(...chains.from);
   }
   const raw: Chains = new Map([['cali-PREROUTING', []], ['cali-OUTPUT', []]]);
   const mangle: Chains = new Map([['cali-PREROUTING', []]]);

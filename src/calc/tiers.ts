@@ -53,7 +53,19 @@ const quoted = (value: string): string => `'${value}'`;
 export const namespaced = (selector: string, namespace: string | undefined): string =>
   namespace === undefined ? selector : `(${selector.trim() || 'all()'}) && ${NAMESPACE_LABEL} == ${quoted(namespace)}`;
 
+/** Views of earlier calculations: a policy unchanged (the same object) is not read again. */
+const policyViews = new WeakMap<GlobalNetworkPolicy | NetworkPolicy, PolicyView>();
+
 function view(policy: GlobalNetworkPolicy | NetworkPolicy): PolicyView {
+  let known = policyViews.get(policy);
+  if (!known) {
+    known = readView(policy);
+    policyViews.set(policy, known);
+  }
+  return known;
+}
+
+function readView(policy: GlobalNetworkPolicy | NetworkPolicy): PolicyView {
   const namespace = policy.kind === 'NetworkPolicy' ? policy.metadata.namespace : undefined;
   const spec = policy.spec;
   const global = policy.kind === 'GlobalNetworkPolicy' ? policy.spec : undefined;

@@ -94,13 +94,35 @@ export class IptablesPolicyDataplane implements PolicyDataplane {
     const sets = this.sets!;
     const wantedSets = new Map([...desired.ipsets].filter(([, set]) => this.families.has(set.family)));
     const changedSets = [...wantedSets].filter(([name, set]) => !sameSet(sets.get(name), set));
-    if (changedSets.length > 0) {
-      const input = changedSets.map(([name, set]) => setUpdate(name, sets.get(name), set)).join('');
-      result.bytes += input.length;
-      await this.exec('ipset', ['restore'], input);
-      for (const [name, set] of changedSets) sets.set(name, set);
-      result.setsWritten = changedSets.length;
+    // Rules may name a set only once it exists: a new set first. Members of sets already there, and
+    // rules, are written side by side: either may land first, each order is a state that was wanted.
+    if (changedSets.some(([name, set]) => !updatable(sets.get(name), set))) {
+      await this.writeSets(changedSets, result);
+      await this.writeRules(desired, tidy, result);
+    } else {
+      await settleAll([this.writeSets(changedSets, result), this.writeRules(desired, tidy, result)]);
     }
+    // A set no longer wanted may still be named by a stale rule until the tidy-up has removed those.
+    const staleSets = [...sets.keys()].filter((name) => !wantedSets.has(name));
+    if (tidy && staleSets.length > 0) {
+      await this.exec('ipset', ['restore'], staleSets.map((name) => `destroy ${name}\n`).join(''));
+      for (const name of staleSets) sets.delete(name);
+    }
+    result.untidy = this.untidy(desired) + (tidy ? 0 : staleSets.length);
+    return result;
+  }
+
+  private async writeSets(changed: [string, IpSet][], result: PolicyApplyResult): Promise<void> {
+    if (changed.length === 0) return;
+    const sets = this.sets!;
+    const input = changed.map(([name, set]) => setUpdate(name, sets.get(name), set)).join('');
+    result.bytes += input.length;
+    await this.exec('ipset', ['restore'], input);
+    for (const [name, set] of changed) sets.set(name, set);
+    result.setsWritten = changed.length;
+  }
+
+  private async writeRules(desired: DesiredDataplane, tidy: boolean, result: PolicyApplyResult): Promise<void> {
     for (const family of this.families) {
       // All tables of a family in one restore: one process per change, not one per table.
       const scripts = TABLES.map((table) => restoreScript(table, desired.tables[family][table], this.chains![family][table], tidy));
@@ -121,14 +143,6 @@ export class IptablesPolicyDataplane implements PolicyDataplane {
         this.hooksCheckedAt.set(family, Date.now());
       }
     }
-    // A set no longer wanted may still be named by a stale rule until the tidy-up has removed those.
-    const staleSets = [...sets.keys()].filter((name) => !wantedSets.has(name));
-    if (tidy && staleSets.length > 0) {
-      await this.exec('ipset', ['restore'], staleSets.map((name) => `destroy ${name}\n`).join(''));
-      for (const name of staleSets) sets.delete(name);
-    }
-    result.untidy = this.untidy(desired) + (tidy ? 0 : staleSets.length);
-    return result;
   }
 
   /** Stale rules and chains no longer wanted, left in the kernel for the tidy-up. */
@@ -181,14 +195,46 @@ function sameSet(a: IpSet | undefined, b: IpSet): boolean {
  * The `ipset restore` lines that make a set what is wanted: the members that came and went, while
  * they are fewer than half the set; a full rewrite when more changed or the set is new or unknown.
  */
+/** A set in the kernel whose members can be changed in place: known, of the wanted type and family. */
+function updatable(applied: IpSet | undefined, wanted: IpSet): applied is IpSet {
+  return applied !== undefined && applied !== UNKNOWN_SET && applied.type === wanted.type && applied.family === wanted.family;
+}
+
+/** Waits for every write; the first failure, if any, is the apply's. */
+async function settleAll(writes: Promise<void>[]): Promise<void> {
+  const failed = (await Promise.allSettled(writes)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
 function setUpdate(name: string, applied: IpSet | undefined, wanted: IpSet): string {
-  if (!applied || applied === UNKNOWN_SET || applied.type !== wanted.type || applied.family !== wanted.family) return restoreSet(name, wanted);
-  const before = new Set(applied.members);
-  const after = new Set(wanted.members);
-  const added = wanted.members.filter((m) => !before.has(m));
-  const removed = applied.members.filter((m) => !after.has(m));
-  if ((added.length + removed.length) * 2 > wanted.members.length) return restoreSet(name, wanted);
-  return [...removed.map((m) => `del ${name} ${m} -exist`), ...added.map((m) => `add ${name} ${m} -exist`), ''].join('\n');
+  if (!updatable(applied, wanted)) return restoreSet(name, wanted);
+  const change = sortedChange(applied.members, wanted.members);
+  if (!change || (change.added.length + change.removed.length) * 2 > wanted.members.length) return restoreSet(name, wanted);
+  return [...change.removed.map((m) => `del ${name} ${m} -exist`), ...change.added.map((m) => `add ${name} ${m} -exist`), ''].join('\n');
+}
+
+/** The members added and removed between two sorted lists, in one walk; undefined if either is out of order. */
+function sortedChange(before: readonly string[], after: readonly string[]): { added: string[]; removed: string[] } | undefined {
+  const added: string[] = [];
+  const removed: string[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < before.length || j < after.length) {
+    const b = before[i];
+    const a = after[j];
+    if ((i > 0 && b !== undefined && b < before[i - 1]!) || (j > 0 && a !== undefined && a < after[j - 1]!)) return undefined;
+    if (a === undefined || (b !== undefined && b < a)) {
+      removed.push(b!);
+      i++;
+    } else if (b === undefined || a < b) {
+      added.push(a);
+      j++;
+    } else {
+      i++;
+      j++;
+    }
+  }
+  return { added, removed };
 }
 
 /** Full rewrite through a temporary set and an atomic swap: members never flicker. */
