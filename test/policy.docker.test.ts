@@ -40,8 +40,11 @@ function run(name: string, network: string): void {
   ip.set(name, JSON.parse(host.dockerOk(['inspect', '--format', `{{json (index .NetworkSettings.Networks "${network}")}}`, name])).IPAddress);
 }
 
+/** The policy agent's tidy-up comes 2 s after a change; this is past it. */
+const TIDY_MS = 3000;
+
 async function settle(): Promise<void> {
-  // The policy agent debounces for 20 ms; give it a moment after containers start.
+  // The policy agent applies at once; give it a moment after containers start.
   await new Promise((r) => setTimeout(r, 500));
 }
 
@@ -199,10 +202,14 @@ describe('NAT outgoing and restarts', () => {
 
   it('a daemon restart leaves iptables-save identical and the rules enforced', async () => {
     const save = () => host.onHost(['iptables-save']).stdout.replace(/^#.*\n/gm, '').replace(/\[\d+:\d+\]/g, '');
+    // A change is tidied up two seconds after it is written (old rules under the new ones until then):
+    // compared once both sides are tidy.
+    await new Promise((r) => setTimeout(r, TIDY_MS));
     const before = save();
     await host.stopDaemon('SIGKILL');
     await host.startDaemon();
     await settle();
+    await new Promise((r) => setTimeout(r, TIDY_MS));
     expect(save()).toBe(before);
     expect(tcp('app1', 'web1', 80)).toBe(true);
     expect(tcp('app1', 'web1', 8080)).toBe(false);

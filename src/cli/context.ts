@@ -6,9 +6,11 @@ import { DockerHttpApi, dockerTarget } from '../adapters/docker/docker-http-api.
 import { supervisorFor } from '../adapters/host/daemon-supervisor.js';
 import { pluginActivates } from '../adapters/host/plugin-probe.js';
 import { HostSystemProbes } from '../adapters/host/system-probes.js';
+import { RunDirHostStatus } from '../adapters/host/host-status-source.js';
 import { daemonFiles, LocalHostDiagnostics, TarDiagnosticsArchive } from '../adapters/host/diagnostics.js';
 import type { CalicoNode } from '../domain/resources.js';
 import type { DockerApi } from '../ports/docker-api.js';
+import type { HostStatusSource } from '../ports/host-status.js';
 import type { EndpointStore } from '../ports/endpoint-store.js';
 import { nodeNameFrom, withCalicoNodeNames } from '../config/calico-node-env.js';
 import { readConfigFile } from '../config/config-file.js';
@@ -40,6 +42,8 @@ export interface CliContext {
   nodeRemoval(): NodeRemoval;
   /** `calicoctl node run`'s service: this host's daemon, through systemd or in the background. */
   nodeRunner(): NodeRunner;
+  /** This host's daemon and BIRD, for `node status`. */
+  hostStatus(): HostStatusSource;
   /** `calicoctl node checksystem`'s checks, asked of this host. */
   systemCheck(): SystemCheck;
   /** `calicoctl node diags`: collects into a new archive in the temp directory, with calicoctl's own `reports`. */
@@ -107,6 +111,7 @@ export function contextFrom(io: CliIo, configFile?: string): CliContext {
         node: (name) => resourceStore.get<CalicoNode>({ kind: 'Node', name }),
       });
     },
+    hostStatus: () => new RunDirHostStatus(hostPaths(env).runDir),
     systemCheck: () => {
       const { runDir, pluginDir } = hostPaths(env);
       return new SystemCheck(new HostSystemProbes({ env, runDir, pluginDir }), { backend: env.CALICO_NETWORKING_BACKEND?.trim() || 'bird' });

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { processStdin } from './context.js';
 import { runCalicoctl } from './program.js';
-import { silenceGrpcTlsWarning } from '../daemon/warnings.js';
+import { silenceGrpcTlsWarning } from '../adapters/datastore/etcd/grpc-warnings.js';
 
 silenceGrpcTlsWarning();
 

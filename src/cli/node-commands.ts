@@ -1,10 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Command } from 'commander';
-import { BirdUnreachableError, showProtocols } from '../adapters/bird/bird-control.js';
-import { birdPaths } from '../adapters/bird/bird-speaker.js';
-import { readHostStatus } from '../adapters/host/status-file.js';
-import { DAEMON_PID_FILE } from '../config/paths.js';
 import { NotFoundError } from '../domain/errors.js';
 import { checkSummary, formatCheck, systemPasses } from '../services/nodes/checksystem.js';
 import { nodeRunSettings, type NodeRunRequest } from '../services/nodes/node-run.js';
@@ -13,39 +7,27 @@ import { addPeerCommands } from './bgp-commands.js';
 import { CalicoctlFailure, type CliContext } from './context.js';
 import { renderTable } from './table.js';
 
-function daemonRunning(runDir: string): boolean {
-  try {
-    const pid = Number(readFileSync(join(runDir, DAEMON_PID_FILE), 'utf8').trim());
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Calico's `node status`: the daemon, then this host's BGP sessions as BIRD reports them, per family. */
 async function nodeStatus(ctx: CliContext): Promise<void> {
   if (process.getuid?.() !== 0) {
     ctx.out('Need super user privileges: Operation not permitted');
     throw new CalicoctlFailure('');
   }
-  if (!daemonRunning(ctx.runDir)) throw new CalicoctlFailure('Calico process is not running.');
+  const host = ctx.hostStatus();
+  if (!host.daemonRunning()) throw new CalicoctlFailure('Calico process is not running.');
   ctx.out('Calico process is running.');
-  const host = readHostStatus(ctx.runDir);
-  if (host.ipipUnavailable) ctx.out(`\nIPIP is not available on this host: ${host.ipipUnavailable}.`);
-  const socket = birdPaths(ctx.runDir).socket;
-  if (!existsSync(socket)) {
+  const ipip = host.ipipUnavailable();
+  if (ipip) ctx.out(`\nIPIP is not available on this host: ${ipip}.`);
+  const answer = await host.bgpProtocols(2000);
+  if (!answer) {
     ctx.out('\nThe BGP backend process (BIRD) is not running.\n');
     return;
   }
-  let protocols;
-  try {
-    protocols = await showProtocols(socket, 2000);
-  } catch (error) {
-    const reason = error instanceof BirdUnreachableError ? error.reason : (error as Error).message;
-    ctx.write(`Error querying BIRD: unable to connect to BIRDv4 socket: dial unix ${socket}: connect: ${reason}`);
+  if ('unreachable' in answer) {
+    ctx.write(`Error querying BIRD: unable to connect to BIRDv4 socket: dial unix ${answer.socket}: connect: ${answer.unreachable}`);
     return;
   }
+  const protocols = answer.protocols;
   const peers = peerStatuses(protocols, (since) => formatSince(since));
   for (const family of [4, 6] as const) {
     const rows = peers.filter((p) => p.family === family).map((p) => [p.address, p.type, p.state, p.since, p.info]);

@@ -13,7 +13,7 @@ import { EmbeddedEtcd, somethingListens } from './embedded-etcd.js';
 import { closeServer, listenInBackground } from './observability-http.js';
 import { listenOnSocket } from './sockets.js';
 import { uninstall } from './uninstall.js';
-import { silenceGrpcTlsWarning } from './warnings.js';
+import { silenceGrpcTlsWarning } from '../adapters/datastore/etcd/grpc-warnings.js';
 
 silenceGrpcTlsWarning();
 

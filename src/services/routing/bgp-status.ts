@@ -1,13 +1,5 @@
 import type { IpFamily } from '../../domain/cidr.js';
-
-/** A row of BIRD's `show protocols`, as the speaker's control socket gives it. */
-export interface ProtocolRow {
-  name: string;
-  proto: string;
-  state: string;
-  since: string;
-  info: string;
-}
+import type { ProtocolRow } from '../../ports/host-status.js';
 
 export interface PeerStatus {
   family: IpFamily;
