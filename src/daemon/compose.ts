@@ -184,4 +184,4 @@ export function composeDaemon(config: DaemonConfig, log: Logger) {
   };
 }
 
-export type Daemon = ReturnType<typeof composeDaemon>;
+export type DaemonParts = ReturnType<typeof composeDaemon>;

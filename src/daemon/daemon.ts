@@ -1,0 +1,157 @@
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { installedVersion } from '../adapters/host/installation.js';
+import { AppError } from '../domain/errors.js';
+import { recordClusterInformation } from '../services/nodes/cluster-information.js';
+import { NodeAddressConflictError } from '../services/nodes/node-registration.js';
+import { composeDaemon, DaemonParts } from './compose.js';
+import { DAEMON_PID_FILE, DaemonConfig } from './config.js';
+import { EmbeddedEtcd, somethingListens } from './embedded-etcd.js';
+import { closeServer, listenInBackground } from './observability-http.js';
+import { listenOnSocket } from './sockets.js';
+
+/**
+ * The daemon as one thing that starts and stops itself: Docker's sockets first (Docker waits for
+ * them), then, in the background, the datastore, this node's registration, IPAM, the kernel brought
+ * in line and the agents; garbage collection now and then. `fatal` hears of what retrying cannot fix.
+ */
+export class Daemon {
+  private parts: DaemonParts | undefined;
+  private embedded: EmbeddedEtcd | undefined;
+  private gc: NodeJS.Timeout | undefined;
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    private readonly config: DaemonConfig,
+    private readonly log: Logger,
+    private readonly fatal: (error: Error) => void,
+  ) {}
+
+  async start(): Promise<void> {
+    const { config, log } = this;
+    this.embedded = config.etcdConfigured ? undefined : await singleHostEtcd(config, log);
+    const parts = composeDaemon(config, log);
+    this.parts = parts;
+    await listenOnSocket(parts.ipamApp, `${config.pluginDir}/calico-ipam.sock`);
+    await listenOnSocket(parts.networkApp, `${config.pluginDir}/calico.sock`);
+    writePidFile(config.runDir);
+    if (parts.healthServer) listenInBackground(parts.healthServer, config.health, 'health (/liveness, /readiness)', log);
+    if (parts.metricsServer) listenInBackground(parts.metricsServer, config.metrics, 'Prometheus metrics (/metrics)', log);
+    parts.dockerWatcher.start();
+    log.info({ pluginDir: config.pluginDir, etcd: config.etcd.endpoints, embeddedEtcd: Boolean(this.embedded), backend: config.backend }, 'calico-libnetwork serving');
+    void startServices(parts, config, log).catch((error: unknown) => this.fatal(error as Error));
+    this.gc = setInterval(() => this.collectGarbage(), config.gcIntervalMs);
+    this.gc.unref();
+  }
+
+  /** Stops serving and every agent; BIRD keeps running and keeps this host's routes: the next daemon adopts it. */
+  stop(): Promise<void> {
+    this.stopping ??= this.stopParts();
+    return this.stopping;
+  }
+
+  private async stopParts(): Promise<void> {
+    clearInterval(this.gc);
+    const parts = this.parts;
+    if (parts) {
+      await Promise.allSettled([parts.ipamApp.close(), parts.networkApp.close()]);
+      for (const server of [parts.healthServer, parts.metricsServer]) if (server) closeServer(server);
+      parts.dockerWatcher.stop();
+      await parts.names?.stop();
+      await parts.dnsProxy?.close();
+      await parts.ipam.stop();
+      await parts.policy.stop();
+      await parts.bgp?.stop();
+      await parts.tunnels.stop();
+      await parts.bird.detach();
+      parts.commands.close();
+      parts.etcd.close();
+      await parts.dataplane.close();
+    }
+    await this.embedded?.stop();
+    rmSync(join(this.config.runDir, DAEMON_PID_FILE), { force: true });
+  }
+
+  private collectGarbage(): void {
+    const { reconciler } = this.parts!;
+    reconciler
+      .reconcileDataplane()
+      .then(() => reconciler.collectGarbage())
+      .then((removed) => (removed.endpoints || removed.addresses || removed.blocks) && this.log.info(removed, 'garbage collected'))
+      .catch((error) => this.log.warn({ err: error }, 'garbage collection failed'));
+  }
+}
+
+/**
+ * Nothing configures a datastore: this host is on its own. An etcd already answering on the default
+ * address is used (Debian's etcd-server runs one there); otherwise the daemon runs its own. A
+ * configured etcd never gets here, however long it is away: a private etcd would split the cluster.
+ */
+async function singleHostEtcd(config: DaemonConfig, log: Logger): Promise<EmbeddedEtcd | undefined> {
+  let embedded: EmbeddedEtcd | undefined;
+  if (!(await somethingListens('127.0.0.1', 2379))) {
+    embedded = new EmbeddedEtcd(config.etcdBinary, config.embeddedEtcdDataDir, log);
+    await embedded.start();
+  }
+  log.warn(
+    { etcd: config.etcd.endpoints, embeddedEtcd: Boolean(embedded) },
+    'single-host mode: no datastore configured (ETCD_ENDPOINTS, ETCD_AUTHORITY, CALICO_CONFIG or /etc/calico/calicoctl.cfg), so this host is alone: other hosts will not see it, its networks or its containers',
+  );
+  return embedded;
+}
+
+/** Waits for the datastore, saying plainly which etcd it waits for (and never starting one of its own). */
+async function waitForDatastore(parts: DaemonParts, config: DaemonConfig, log: Logger): Promise<void> {
+  const where = config.etcd.endpoints.join(',');
+  await untilDone(log.child({ etcd: config.etcd.endpoints }), `etcd at ${where} does not answer; waiting for it and retrying`, () =>
+    parts.etcd.range({ key: Buffer.from('/calico/'), limit: 1 }),
+  );
+}
+
+/** Register the node, load IPAM, bring the kernel in line, then the agents: policy, BGP, tunnels. */
+async function startServices(parts: DaemonParts, config: DaemonConfig, log: Logger): Promise<void> {
+  await waitForDatastore(parts, config, log);
+  const node = await untilDone(log, 'node not registered', () =>
+    parts.registration.register({ node: config.nodeName, ipv4: config.node.ipv4, ipv6: config.node.ipv6, ...(config.node.asNumber ? { asNumber: config.node.asNumber } : {}) }),
+  );
+  log.info({ bgp: node.spec.bgp ?? {} }, 'node registered');
+  await untilDone(log, 'cluster information not recorded', () =>
+    recordClusterInformation(parts.resources, installedVersion(), config.backend === 'bird' ? 'docker,bgp' : 'docker'),
+  );
+  await untilDone(log, 'datastore not ready', async () => {
+    await parts.pools.ensureDefaults(config.defaultPools);
+    await parts.ipam.start();
+  });
+  await parts.reconciler.reconcileDataplane().catch((error) => log.error({ err: error }, 'could not reconcile the dataplane'));
+  await parts.reconciler.restoreSandboxes(parts.networkDriver).catch((error) => log.error({ err: error }, 'could not restore the containers of this host'));
+  await untilDone(log, 'policy agent not ready', () => parts.policy.start());
+  if (parts.names) await untilDone(log, 'name service not ready', () => parts.names!.start());
+  if (parts.bgp) await untilDone(log, 'BGP agent not ready', () => parts.bgp!.start());
+  // Another backend than bird: a BIRD left running from before goes (its peers withdraw at once).
+  else if (await parts.bird.shutdown()) log.info({ backend: config.backend }, 'stopped the BIRD of the earlier backend');
+  await untilDone(log, 'tunnel agent not ready', () => parts.tunnels.start());
+  log.info({}, 'dataplane reconciled');
+}
+
+/** `calicoctl node status` tells from this file whether the daemon of this host runs. */
+function writePidFile(runDir: DaemonConfig['runDir']): void {
+  mkdirSync(runDir, { recursive: true, mode: 0o755 });
+  writeFileSync(join(runDir, DAEMON_PID_FILE), `${process.pid}\n`);
+}
+
+/**
+ * Runs `step` until it succeeds, backing off while the datastore is away; errors that retrying
+ * cannot fix (a conflicting node, bad settings) end the attempt.
+ */
+async function untilDone<T>(log: Logger, what: string, step: () => Promise<T>): Promise<T> {
+  for (let delay = 500; ; delay = Math.min(delay * 2, 5000)) {
+    try {
+      return await step();
+    } catch (error) {
+      if (error instanceof NodeAddressConflictError || (error instanceof AppError && error.code === 'E_INVALID_REQUEST')) throw error;
+      log.warn({ err: error, retryInMs: delay }, what);
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
