@@ -4,28 +4,10 @@ import { Cidr, cidrsOverlap, familyBits, formatCidr, IpAddr, IpFamily } from '..
 import { DataplaneError } from '../../../domain/errors.js';
 import { FORWARDING_SYSCTLS, type Dataplane, type HostInterface, type HostRoute, type LinkInfo, type TunnelApplyResult, type TunnelDataplane } from '../../../ports/dataplane.js';
 import type { TunnelPlan } from '../../../calc/tunnel-routes.js';
+import { AF, addressBytes, bytesToValue, MAIN_TABLE, macText, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, RtSocket, TIMEOUT, toBuffer } from './netlink-codec.js';
 import { NetlinkTunnels } from './netlink-tunnels.js';
 
-const { createRtNetlink, AttrStream, ifla, rt } = nl;
-type RtSocket = ReturnType<typeof createRtNetlink>;
-
-const AF: Record<IpFamily, number> = { 4: 2, 6: 10 };
-const NLM_F_CREATE = 0x400;
-const NLM_F_EXCL = 0x200;
-const NLM_F_REPLACE = 0x100;
-const MAIN_TABLE = 254;
-/** Every request carries a deadline: a wedged netlink socket must not hang a Docker call. */
-const TIMEOUT = { timeout: 5000 };
-
-function toBuffer(data: Parameters<InstanceType<typeof AttrStream>['emit']>[0]): Buffer {
-  const stream = new AttrStream();
-  stream.emit(data);
-  return Buffer.concat(stream.bufs);
-}
-
-const addressBytes = (ip: IpAddr): Buffer => Buffer.from(ip.value.toString(16).padStart(familyBits(ip.family) / 4, '0'), 'hex');
-const bytesToValue = (bytes: Buffer): bigint => BigInt(`0x${bytes.toString('hex') || '0'}`);
-const macText = (bytes: Buffer | undefined): string => (bytes ? [...bytes].map((b) => b.toString(16).padStart(2, '0')).join(':') : '');
+const { createRtNetlink, ifla, rt } = nl;
 
 /**
  * The host kernel through rtnetlink (npm `netlink`) and /proc/sys; never by running `ip`. The kernel

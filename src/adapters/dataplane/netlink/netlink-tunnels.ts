@@ -1,34 +1,19 @@
 import nl from 'netlink';
 import { TUNNEL_ROUTE_PROTOCOL } from '../../../calc/bird-config.js';
 import { IPIP_DEVICE, TunnelPlan, VXLAN_DEVICE } from '../../../calc/tunnel-routes.js';
-import { formatIp, parseCidr, parseIp } from '../../../domain/cidr.js';
+import { formatIp, parseCidr } from '../../../domain/cidr.js';
 import { DataplaneError } from '../../../domain/errors.js';
 import type { TunnelApplyResult } from '../../../ports/dataplane.js';
+import { AF, AF_BRIDGE, bytesToValue, ipv4Bytes, MAIN_TABLE, macBytes, macText, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, RtSocket, TIMEOUT, toBuffer } from './netlink-codec.js';
 
-const { AttrStream, ifla, rt } = nl;
-type RtSocket = ReturnType<typeof nl.createRtNetlink>;
+const { ifla, rt } = nl;
 
-const AF_INET = 2;
-const AF_BRIDGE = 7;
-const NLM_F_CREATE = 0x400;
-const NLM_F_EXCL = 0x200;
-const NLM_F_REPLACE = 0x100;
-const MAIN_TABLE = 254;
+const AF_INET = AF[4];
 const RTNH_F_ONLINK = 0x4;
 /** The library types the protocol as its enum; the kernel takes any byte. */
 const PROTOCOL = TUNNEL_ROUTE_PROTOCOL as unknown as nl.rt.RouteProtocol;
-const TIMEOUT = { timeout: 5000 };
 
-function toBuffer(data: Parameters<InstanceType<typeof AttrStream>['emit']>[0]): Buffer {
-  const stream = new AttrStream();
-  stream.emit(data);
-  return Buffer.concat(stream.bufs);
-}
-
-const ipv4Bytes = (ip: string): Buffer => Buffer.from(parseIp(ip).value.toString(16).padStart(8, '0'), 'hex');
-const macBytes = (mac: string): Buffer => Buffer.from(mac.replace(/:/g, ''), 'hex');
-const macText = (bytes: Buffer | undefined): string => (bytes ? [...bytes].map((b) => b.toString(16).padStart(2, '0')).join(':') : '');
-const ipText = (bytes: Buffer | undefined): string => (bytes ? formatIp({ family: 4, value: BigInt(`0x${bytes.toString('hex') || '0'}`) }) : '');
+const ipText = (bytes: Buffer | undefined): string => (bytes ? formatIp({ family: 4, value: bytesToValue(bytes) }) : '');
 const port16 = (port: number): Buffer => Buffer.from([port >> 8, port & 0xff]);
 
 type Run = <T>(op: string, detail: string, work: () => Promise<T>) => Promise<T>;
