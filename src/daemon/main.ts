@@ -11,7 +11,6 @@ import { composeDaemon, Daemon } from './compose.js';
 import { configFrom, DAEMON_PID_FILE, DaemonConfig } from './config.js';
 import { EmbeddedEtcd, somethingListens } from './embedded-etcd.js';
 import { listenOnSocket } from './sockets.js';
-import { uninstall } from './uninstall.js';
 import { silenceGrpcTlsWarning } from './warnings.js';
 
 silenceGrpcTlsWarning();
@@ -148,7 +147,13 @@ async function untilDone<T>(log: pino.Logger, what: string, step: () => Promise<
   }
 }
 
-(process.argv[2] === 'uninstall' ? uninstall(daemonConfig(), (line) => process.stdout.write(`${line}\n`)) : main()).catch((error: unknown) => {
+/** `uninstall` is loaded only for that command: the daemon starts without it. */
+async function runUninstall(): Promise<void> {
+  const { uninstall } = await import('./uninstall.js');
+  await uninstall(daemonConfig(), (line) => process.stdout.write(`${line}\n`));
+}
+
+(process.argv[2] === 'uninstall' ? runUninstall() : main()).catch((error: unknown) => {
   process.stderr.write(`calico-libnetwork: ${error instanceof Error ? error.message : String(error)}\n`);
   process.exit(1);
 });
