@@ -12,12 +12,13 @@
  * socket (its CPU until it answers, its idle RSS, its request latency).
  *
  * Not part of the test run: `npm run bench:footprint`. Knobs: RUNS (default 5), REQUESTS (default
- * 300), NODE_FLAGS (extra flags for node before the daemon's script, to try them).
+ * 300), NODE_FLAGS (node's flags for the daemon, to try others; default: the shipped ones, DAEMON_NODE_FLAGS).
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DAEMON_NODE_FLAGS } from '../src/adapters/host/installation.js';
 import { DAEMON, post } from '../test/helpers/daemon.js';
 import { TestEtcd } from '../test/helpers/etcd.js';
 import { runInOwnNetns } from './in-netns.js';
@@ -25,7 +26,8 @@ import { CLK_TCK, percentile, processTicks, round, saveReport, waitFor } from '.
 
 const RUNS = Number(process.env.RUNS ?? 5);
 const REQUESTS = Number(process.env.REQUESTS ?? 300);
-const NODE_FLAGS = (process.env.NODE_FLAGS ?? '').split(' ').filter(Boolean);
+/** The daemon's node flags: the shipped ones, or NODE_FLAGS ('' for none). */
+const NODE_FLAGS = process.env.NODE_FLAGS === undefined ? DAEMON_NODE_FLAGS : process.env.NODE_FLAGS.split(' ').filter(Boolean);
 /** Long enough for the policy writer's tidy-up (2 s after a change) and a garbage collection to pass. */
 const SETTLE_MS = 5000;
 
@@ -203,7 +205,7 @@ async function main(): Promise<void> {
     const bare = summary(floors);
     const ours = summary(daemons);
     const ratio = (a: number, b: number): number => round(a / b, 2);
-    console.log(`runs: ${RUNS}, medians${NODE_FLAGS.length ? `, node flags: ${NODE_FLAGS.join(' ')}` : ''}`);
+    console.log(`runs: ${RUNS}, medians, node flags: ${NODE_FLAGS.join(' ') || 'none'}`);
     console.log(`idle RSS:            daemon ${ours.idleRssMb} MB (${ours.processes.map((p) => `${p.name} ${p.rssMb} of which files ${p.fileMb}`).join(', ')}), bare node ${bare.idleRssMb} MB, x${ratio(ours.idleRssMb, bare.idleRssMb)}`);
     console.log(`CPU until serving:   daemon ${ours.cpuToServingS} s, bare node ${bare.cpuToServingS} s, x${ratio(ours.cpuToServingS, bare.cpuToServingS)}`);
     console.log(`CPU until reconciled: daemon ${ours.cpuToReconciledS} s`);
