@@ -19,22 +19,20 @@ interface Pending {
 
 interface Helper {
   child: ChildProcess;
-  /** Each command's input and output files. */
-  dir: string;
+  /** Each command's input and output files; the shell removes it when the daemon's end of its input closes. */
+  readonly dir: string;
 }
 
 /**
  * The helper: a shell that runs each line it reads. A line starts one command in the background
  * with its files, answers "<id> pid <pid>" at once and "<id> <exit code>" once it ends. "$NL"
- * stands for a newline inside an argument, as a line cannot hold one.
+ * stands for a newline inside an argument, as a line cannot hold one. Its directory ($1) goes with
+ * it, even when the daemon was killed.
  */
-const LOOP = `NL='\n'\nwhile IFS= read -r line; do eval "$line"; done`;
+const LOOP = `NL='\n'\nwhile IFS= read -r line; do eval "$line"; done\nrm -rf -- "$1"`;
 
 /** `text` as one shell word: single-quoted, newlines spelt "$NL". */
 const quote = (text: string): string => `'${text.replace(/'/g, `'\\''`).replace(/\n/g, `'"$NL"'`)}'`;
-
-/** Root writes there: a directory of its own, never a guessable name in /tmp. */
-const privateDir = (): string => mkdtempSync(join(tmpdir(), 'calico-commands-'));
 
 function unlinkQuietly(path: string): void {
   try {
@@ -60,12 +58,14 @@ export class CommandHelper {
 
   readonly run: CommandRunner = async (command, args, input) => {
     if ([command, ...args].some((word) => word.includes('\0'))) return { code: 1, stdout: '', stderr: `${command}: an argument holds a NUL byte` };
-    const helper = this.running();
+    let helper = this.running();
+    // Something (a /tmp cleaner) took its directory away: a new helper, with a new one.
+    if (!existsSync(helper.dir)) {
+      this.close();
+      helper = this.running();
+    }
     const id = this.nextId++;
-    // A new one if something (a /tmp cleaner) took it away.
-    if (!existsSync(helper.dir)) helper.dir = privateDir();
-    const dir = helper.dir;
-    const file = (suffix: string): string => join(dir, `${id}.${suffix}`);
+    const file = (suffix: string): string => join(helper.dir, `${id}.${suffix}`);
     if (input !== undefined) writeFileSync(file('in'), input);
     const stdin = input === undefined ? '/dev/null' : quote(file('in'));
     const line = `{ ${[command, ...args].map(quote).join(' ')} <${stdin} >${quote(file('out'))} 2>${quote(file('err'))} & echo "${id} pid $!"; wait $!; echo "${id} $?"; } 2>/dev/null &\n`;
@@ -85,7 +85,6 @@ export class CommandHelper {
     const helper = this.helper;
     this.helper = undefined;
     helper?.child.stdin?.end();
-    if (helper) rmSync(helper.dir, { recursive: true, force: true });
   }
 
   /** A command's output, and its files gone. */
@@ -101,8 +100,10 @@ export class CommandHelper {
 
   private running(): Helper {
     if (this.helper) return this.helper;
-    const child = spawn('sh', ['-c', LOOP], { stdio: ['pipe', 'pipe', 'inherit'] });
-    const helper: Helper = { child, dir: privateDir() };
+    // Root writes there: a directory of its own (0700), never a guessable name in /tmp.
+    const dir = mkdtempSync(join(tmpdir(), 'calico-commands-'));
+    const child = spawn('/bin/sh', ['-c', LOOP, 'sh', dir], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const helper: Helper = { child, dir };
     createInterface({ input: child.stdout! }).on('line', (answer) => this.answered(answer));
     child.stdin!.on('error', () => undefined);
     // A helper that dies fails what it was running; the next command starts a new one.
@@ -148,6 +149,7 @@ export class CommandHelper {
 
   private failAll(helper: Helper, reason: string): void {
     if (this.helper === helper) this.helper = undefined;
+    // A shell killed could not remove it.
     rmSync(helper.dir, { recursive: true, force: true });
     for (const [id, pending] of this.pending) {
       if (pending.helper !== helper) continue;
