@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-exec node dist/src/daemon/main.js
+# Node.js flags: DAEMON_NODE_FLAGS in src/adapters/host/installation.ts says why.
+exec node --max-semi-space-size=1 dist/src/daemon/main.js

@@ -233,7 +233,7 @@ describe('calicoctl node run: the daemon settings', () => {
     expect(readAsSystemd(systemdEnvironmentFile(settings))).toEqual(settings);
     const unit = unitText(readFileSync(join(import.meta.dirname, '../systemd/calico-libnetwork.service'), 'utf8'), '/tmp/x/calico.env');
     expect(unit).toMatch(/^EnvironmentFile=-\/tmp\/x\/calico\.env$/m);
-    expect(unit).toMatch(new RegExp(`^ExecStart=${process.execPath} \\S+/dist/src/daemon/main\\.js$`, 'm'));
+    expect(unit).toMatch(new RegExp(`^ExecStart=${process.execPath} --max-semi-space-size=1 \\S+/dist/src/daemon/main\\.js$`, 'm'));
     expect(unit).toMatch(/^KillMode=process$/m);
   });
 });

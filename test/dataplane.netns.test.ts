@@ -71,6 +71,8 @@ describe('netlink dataplane, in a namespace of its own', () => {
     expect(result.helperLagMs).toBeLessThan(result.directLagMs / 3);
     expect(result.echoed).toEqual({ code: 3, stdout: 'in\n', stderr: 'err\n' });
     expect(result.missing).toBe(true);
+    expect(result.words).toBe("it's|two\nlines|$HOME|\"|`id`|*||");
+    expect(result.order).toEqual(['true', 'sleep']);
     expect(result.afterClose).toEqual({ code: 0, stdout: 'again\n', stderr: '' });
   });
 

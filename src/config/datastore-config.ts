@@ -1,5 +1,13 @@
-import { isMap, isScalar, LineCounter, parseDocument, type Node, type Pair } from 'yaml';
+import { createRequire } from 'node:module';
+import type * as Yaml from 'yaml';
+import type { Node, Pair, Scalar, YAMLMap } from 'yaml';
 import type { EtcdSettings } from '../adapters/datastore/etcd/etcd-client.js';
+
+/** yaml takes ~40 ms of CPU to load: loaded when a config file is read, which most daemons never do. */
+let yamlModule: typeof Yaml | undefined;
+const yaml = (): typeof Yaml => (yamlModule ??= createRequire(import.meta.url)('yaml') as typeof Yaml);
+const isMap = (node: unknown): node is YAMLMap => yaml().isMap(node);
+const isScalar = (node: unknown): node is Scalar => yaml().isScalar(node);
 
 /** calicoctl's default config file, read only when it exists. */
 export const DEFAULT_CONFIG_FILE = '/etc/calico/calicoctl.cfg';
@@ -48,8 +56,8 @@ const ENDPOINT = /^https?:\/\/[^/\s]+\/?$/;
 
 /** Parses `text`, the contents of the calicoctl config file at `path` (YAML or JSON, either format). */
 export function parseConfigFile(text: string, path: string): ConfigFile {
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true });
+  const lines = new (yaml().LineCounter)();
+  const doc = yaml().parseDocument(text, { lineCounter: lines, uniqueKeys: true });
   const fail = (node: Node | Pair | null | undefined, message: string): never => {
     const offset = node && 'range' in node && node.range ? node.range[0] : node && 'key' in node && isScalar(node.key) && node.key.range ? node.key.range[0] : 0;
     throw new ConfigError(`${path}:${lines.linePos(offset).line}: ${message}`);

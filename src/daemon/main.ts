@@ -4,7 +4,6 @@ import { silenceGrpcTlsWarning } from '../adapters/datastore/etcd/grpc-warnings.
 import { readConfigFile } from '../config/config-file.js';
 import { configFrom, DaemonConfig } from './config.js';
 import { Daemon } from './daemon.js';
-import { uninstall } from './uninstall.js';
 
 silenceGrpcTlsWarning();
 
@@ -32,7 +31,13 @@ function daemonConfig(): DaemonConfig {
   return configFrom(process.env, readConfigFile(process.env.CALICO_CONFIG, process.env));
 }
 
-(process.argv[2] === 'uninstall' ? uninstall(daemonConfig(), (line) => process.stdout.write(`${line}\n`)) : main()).catch((error: unknown) => {
+/** `uninstall` is loaded only for that command: the daemon starts without it. */
+async function runUninstall(): Promise<void> {
+  const { uninstall } = await import('./uninstall.js');
+  await uninstall(daemonConfig(), (line) => process.stdout.write(`${line}\n`));
+}
+
+(process.argv[2] === 'uninstall' ? runUninstall() : main()).catch((error: unknown) => {
   process.stderr.write(`calico-libnetwork: ${error instanceof Error ? error.message : String(error)}\n`);
   process.exit(1);
 });

@@ -1,4 +1,5 @@
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { DAEMON_NODE_FLAGS } from '../../src/adapters/host/installation.js';
 import { relayEtcdInto } from './relay.js';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
@@ -130,7 +131,8 @@ export class TestDaemon {
     const logFile = join(this.workDir, 'daemon.log');
     writeFileSync(logFile, '');
     const fd = openSync(logFile, 'a');
-    const command = [...wrap, process.execPath, DAEMON];
+    // With the flags it is shipped with.
+    const command = [...wrap, process.execPath, ...DAEMON_NODE_FLAGS, DAEMON];
     const child = spawn(command[0]!, command.slice(1), { env, stdio: ['ignore', fd, fd] });
     closeSync(fd);
     this.child = child;

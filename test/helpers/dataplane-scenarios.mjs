@@ -89,6 +89,12 @@ try {
     out.directLagMs = await maxLag(runCommand);
     out.echoed = await helper.run('sh', ['-c', 'cat; echo err >&2; exit 3'], 'in\n');
     out.missing = (await helper.run('/nonexistent/tool', [])).code !== 0;
+    // Arguments reach the tool as they are, whatever the shell in between would make of them.
+    out.words = (await helper.run('printf', ['%s|', "it's", 'two\nlines', '$HOME', '"', '`id`', '*', ''])).stdout;
+    // Commands run side by side: a long one holds up no other.
+    const order = [];
+    await Promise.all([helper.run('sleep', ['1']).then(() => order.push('sleep')), helper.run('/bin/true', []).then(() => order.push('true'))]);
+    out.order = order;
     helper.close();
     out.afterClose = await helper.run('echo', ['again']);
     helper.close();

@@ -12,7 +12,7 @@ export type CommandRunner = (command: string, args: string[], input?: string) =>
  * iptables-restore (nf_tables) takes ~2.5 s per MB (a first write at 2000 endpoints x 500 policies
  * is ~6 MB); a fixed 20 s killed it there, and nothing was ever programmed.
  */
-const timeoutFor = (input: string | undefined): number => 20_000 + Math.ceil((input?.length ?? 0) / 100_000) * 1000;
+export const timeoutFor = (input: string | undefined): number => 20_000 + Math.ceil((input?.length ?? 0) / 100_000) * 1000;
 
 /** Runs a kernel tool (iptables-restore, ipset), feeding `input` on stdin; never throws, reports the exit code. */
 export const runCommand: CommandRunner = (command, args, input) =>

@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { DAEMON_LOG_FILE, DAEMON_PID_FILE, type HostPaths } from '../../config/paths.js';
 import type { DaemonSettings, DaemonSupervisor, StartedDaemon } from '../../services/nodes/node-run.js';
-import { DAEMON_MAIN, SYSTEMD_UNIT_TEMPLATE } from './installation.js';
+import { DAEMON_MAIN, DAEMON_NODE_FLAGS, SYSTEMD_UNIT_TEMPLATE } from './installation.js';
 import { findOnPath } from './path-lookup.js';
 
 const run = promisify(execFile);
@@ -44,7 +44,7 @@ export class BackgroundDaemon implements DaemonSupervisor {
     mkdirSync(this.paths.logDir, { recursive: true, mode: 0o755 });
     const from = existsSync(this.logFile) ? statSync(this.logFile).size : 0;
     const fd = openSync(this.logFile, 'a');
-    const child = spawn(process.execPath, [DAEMON_MAIN], { detached: true, stdio: ['ignore', fd, fd], env: { ...this.env, ...settings } });
+    const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, DAEMON_MAIN], { detached: true, stdio: ['ignore', fd, fd], env: { ...this.env, ...settings } });
     closeSync(fd);
     await new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve);
@@ -102,7 +102,7 @@ export function systemdEnvironmentFile(settings: DaemonSettings): string {
 /** The unit in systemd/ of this installation (`template`), pointing at this installation's daemon and at the env file written. */
 export function unitText(template: string, envFile: string): string {
   return template
-    .replace(/^ExecStart=.*$/m, `ExecStart=${process.execPath} ${DAEMON_MAIN}`)
+    .replace(/^ExecStart=.*$/m, `ExecStart=${[process.execPath, ...DAEMON_NODE_FLAGS, DAEMON_MAIN].join(' ')}`)
     .replace(/^EnvironmentFile=.*$/m, `EnvironmentFile=-${envFile}`);
 }
 

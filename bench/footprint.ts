@@ -1,0 +1,220 @@
+/**
+ * bench/footprint: what the daemon costs the host while it waits. A real daemon (no BGP, as the
+ * tests run it) against a real etcd, both in a network namespace of this run's own:
+ *
+ * - CPU (user + system, from /proc/<pid>/stat) of the daemon and every process it runs, from its
+ *   start until its plugin socket answers Activate, and until its log says "dataplane reconciled";
+ * - resident memory (VmRSS) of the daemon and of each process it runs, BIRD apart, once idle;
+ * - the latency of a plugin request (RequestAddress then ReleaseAddress, p50 and p99), so that a
+ *   smaller footprint is not bought with slower answers.
+ *
+ * The floor, measured in the same run: a bare Node.js process that answers one HTTP route on a unix
+ * socket (its CPU until it answers, its idle RSS, its request latency).
+ *
+ * Not part of the test run: `npm run bench:footprint`. Knobs: RUNS (default 5), REQUESTS (default
+ * 300), NODE_FLAGS (node's flags for the daemon, to try others; default: the shipped ones, DAEMON_NODE_FLAGS).
+ */
+import { ChildProcess, spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DAEMON_NODE_FLAGS } from '../src/adapters/host/installation.js';
+import { DAEMON, post } from '../test/helpers/daemon.js';
+import { TestEtcd } from '../test/helpers/etcd.js';
+import { runInOwnNetns } from './in-netns.js';
+import { CLK_TCK, percentile, processTicks, round, saveReport, waitFor } from './measure.js';
+
+const RUNS = Number(process.env.RUNS ?? 5);
+const REQUESTS = Number(process.env.REQUESTS ?? 300);
+/** The daemon's node flags: the shipped ones, or NODE_FLAGS ('' for none). */
+const NODE_FLAGS = process.env.NODE_FLAGS === undefined ? DAEMON_NODE_FLAGS : process.env.NODE_FLAGS.split(' ').filter(Boolean);
+/** Long enough for the policy writer's tidy-up (2 s after a change) and a garbage collection to pass. */
+const SETTLE_MS = 5000;
+
+interface Proc {
+  pid: number;
+  name: string;
+  rssMb: number;
+  /** Of which mapped from files (the node binary's code, shared libraries), shared with other processes running them. */
+  fileMb: number;
+}
+
+function statusField(pid: number, field: string): string | undefined {
+  try {
+    return new RegExp(`^${field}:\\s+(.*)$`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+/** `pid` and every process below it, BIRD apart (it is not ours to shrink). */
+function processTree(pid: number): Proc[] {
+  const parents = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const ppid = Number(statusField(Number(entry), 'PPid'));
+    parents.set(ppid, [...(parents.get(ppid) ?? []), Number(entry)]);
+  }
+  const tree: Proc[] = [];
+  const visit = (p: number): void => {
+    const name = statusField(p, 'Name') ?? '?';
+    if (name === 'bird' || name === 'bird6') return;
+    const mb = (field: string): number => round(Number(statusField(p, field)?.split(' ')[0] ?? 0) / 1024);
+    tree.push({ pid: p, name, rssMb: mb('VmRSS'), fileMb: mb('RssFile') });
+    for (const child of parents.get(p) ?? []) visit(child);
+  };
+  visit(pid);
+  return tree;
+}
+
+/** CPU seconds of the tree; a child that has ended is counted by its parent's cutime/cstime. */
+const treeCpuSeconds = (pid: number): number => processTree(pid).reduce((sum, p) => sum + processTicks(p.pid) + childTicks(p.pid), 0) / CLK_TCK;
+
+function childTicks(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return Number(fields[13]) + Number(fields[14]);
+  } catch {
+    return 0;
+  }
+}
+
+async function answersActivate(socket: string): Promise<boolean> {
+  if (!existsSync(socket)) return false;
+  return post(socket, 'Plugin.Activate').then(
+    (reply) => reply.status === 200,
+    () => false,
+  );
+}
+
+async function untilServing(child: ChildProcess, socket: string, what: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!(await answersActivate(socket))) {
+    if (child.exitCode !== null) throw new Error(`${what} exited ${child.exitCode}`);
+    if (Date.now() > deadline) throw new Error(`${what} did not serve in 30 s`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+async function latency(request: () => Promise<void>): Promise<{ p50: number; p99: number }> {
+  const samples: number[] = [];
+  for (let i = 0; i < REQUESTS; i++) {
+    const start = performance.now();
+    await request();
+    samples.push(performance.now() - start);
+  }
+  return { p50: round(percentile(samples, 50), 2), p99: round(percentile(samples, 99), 2) };
+}
+
+interface Run {
+  cpuToServingS: number;
+  cpuToReconciledS: number;
+  processes: Proc[];
+  totalRssMb: number;
+  requestMs: { p50: number; p99: number };
+}
+
+/** A bare Node.js serving one route on a unix socket: what any Node.js daemon costs at least. */
+async function floor(dir: string): Promise<Run> {
+  const socket = join(dir, 'floor.sock');
+  const script = `require('node:http').createServer((q, s) => { q.resume(); q.on('end', () => s.end('{}')); }).listen(${JSON.stringify(socket)})`;
+  const child = spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
+  try {
+    await untilServing(child, socket, 'the floor');
+    const cpuToServingS = treeCpuSeconds(child.pid!);
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
+    const processes = processTree(child.pid!);
+    const requestMs = await latency(async () => void (await post(socket, 'Plugin.Activate')));
+    return { cpuToServingS, cpuToReconciledS: cpuToServingS, processes, totalRssMb: round(processes.reduce((s, p) => s + p.rssMb, 0)), requestMs };
+  } finally {
+    child.kill('SIGKILL');
+    rmSync(socket, { force: true });
+  }
+}
+
+async function daemon(dir: string, etcd: string, run: number): Promise<Run> {
+  const work = join(dir, `daemon-${run}`);
+  const logFile = join(work, 'daemon.log');
+  const pluginDir = join(work, 'plugins');
+  const socket = join(pluginDir, 'calico-ipam.sock');
+  rmSync(work, { recursive: true, force: true });
+  mkdirSync(work, { recursive: true });
+  const fd = openSync(logFile, 'a');
+  const child = spawn(process.execPath, [...NODE_FLAGS, DAEMON], {
+    env: {
+      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+      NODENAME: 'footprint',
+      ETCD_ENDPOINTS: etcd,
+      CALICO_LIBNETWORK_PLUGIN_DIR: pluginDir,
+      IP: 'none',
+      CALICO_NETWORKING_BACKEND: 'none',
+      CALICO_RUN_DIR: join(work, 'run'),
+      CALICO_DEFAULT_CONFIG_FILE: join(work, 'no-calicoctl.cfg'),
+    },
+    stdio: ['ignore', fd, fd],
+  });
+  closeSync(fd);
+  try {
+    await untilServing(child, socket, 'the daemon');
+    const cpuToServingS = treeCpuSeconds(child.pid!);
+    await waitFor(() => (readFileSync(logFile, 'utf8').includes('dataplane reconciled') ? true : undefined), 30_000, 'the daemon to reconcile');
+    const cpuToReconciledS = treeCpuSeconds(child.pid!);
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
+    const processes = processTree(child.pid!);
+    const requestMs = await latency(async () => {
+      const reply = await post(socket, 'IpamDriver.RequestAddress', { PoolID: 'CalicoPoolIPv4', Address: '' });
+      if (reply.status !== 200) throw new Error(`RequestAddress: ${reply.text}`);
+      const released = await post(socket, 'IpamDriver.ReleaseAddress', { PoolID: 'CalicoPoolIPv4', Address: reply.body.Address.split('/')[0] });
+      if (released.status !== 200) throw new Error(`ReleaseAddress: ${released.text}`);
+    });
+    return { cpuToServingS, cpuToReconciledS, processes, totalRssMb: round(processes.reduce((s, p) => s + p.rssMb, 0)), requestMs };
+  } catch (error) {
+    process.stderr.write(readFileSync(logFile, 'utf8').slice(-3000));
+    throw error;
+  } finally {
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+  }
+}
+
+const median = (values: number[]): number => round(percentile(values, 50), 2);
+
+function summary(runs: Run[]) {
+  const names = runs[0]!.processes.map((p) => p.name);
+  return {
+    cpuToServingS: median(runs.map((r) => r.cpuToServingS)),
+    cpuToReconciledS: median(runs.map((r) => r.cpuToReconciledS)),
+    idleRssMb: median(runs.map((r) => r.totalRssMb)),
+    processes: names.map((name, i) => ({ name, rssMb: median(runs.map((r) => r.processes[i]?.rssMb ?? 0)), fileMb: median(runs.map((r) => r.processes[i]?.fileMb ?? 0)) })),
+    requestMs: { p50: median(runs.map((r) => r.requestMs.p50)), p99: median(runs.map((r) => r.requestMs.p99)) },
+  };
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'calico-bench-footprint-'));
+  const etcd = new TestEtcd();
+  await etcd.start();
+  try {
+    const floors: Run[] = [];
+    const daemons: Run[] = [];
+    for (let run = 1; run <= RUNS; run++) {
+      floors.push(await floor(dir));
+      daemons.push(await daemon(dir, etcd.endpoint, run));
+    }
+    const bare = summary(floors);
+    const ours = summary(daemons);
+    const ratio = (a: number, b: number): number => round(a / b, 2);
+    console.log(`runs: ${RUNS}, medians, node flags: ${NODE_FLAGS.join(' ') || 'none'}`);
+    console.log(`idle RSS:            daemon ${ours.idleRssMb} MB (${ours.processes.map((p) => `${p.name} ${p.rssMb} of which files ${p.fileMb}`).join(', ')}), bare node ${bare.idleRssMb} MB, x${ratio(ours.idleRssMb, bare.idleRssMb)}`);
+    console.log(`CPU until serving:   daemon ${ours.cpuToServingS} s, bare node ${bare.cpuToServingS} s, x${ratio(ours.cpuToServingS, bare.cpuToServingS)}`);
+    console.log(`CPU until reconciled: daemon ${ours.cpuToReconciledS} s`);
+    console.log(`request latency:     RequestAddress+ReleaseAddress p50 ${ours.requestMs.p50} ms, p99 ${ours.requestMs.p99} ms; bare node round trip p50 ${bare.requestMs.p50} ms, p99 ${bare.requestMs.p99} ms`);
+    saveReport('footprint', { runs: RUNS, nodeFlags: NODE_FLAGS, daemon: ours, floor: bare, perRun: daemons });
+  } finally {
+    await etcd.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+runInOwnNetns('calico-bench-footprint', main);
