@@ -64,11 +64,14 @@ export function composeDaemon(config: DaemonConfig, log: Logger) {
       void blockRoutes?.sync();
       bgp?.blocksChanged();
     },
-    onBlocksChanged: () => tunnels?.blocksChanged(),
+    onBlocksChanged: () => {
+      tunnels?.blocksChanged();
+      bgp?.blocksChanged();
+    },
   });
   blockRoutes = new BlockRoutes(ipam, dataplane, log);
   if (config.backend === 'bird') {
-    bgp = new BgpAgent(resources, bird, { node, ...(config.routerId ? { routerId: config.routerId } : {}), ownedBlocks: () => ipam.ownedBlocks(), log: log.child({ component: 'bgp' }) });
+    bgp = new BgpAgent(resources, bird, { node, ...(config.routerId ? { routerId: config.routerId } : {}), ownedBlocks: () => ipam.ownedBlocks(), knownBlocks: () => ipam.cache.allBlocks().map((b) => b.cidr), kernel: dataplane, log: log.child({ component: 'bgp' }) });
   }
   tunnels = new TunnelAgent(resources, dataplane, {
     node,
