@@ -101,7 +101,7 @@ export class BgpAgent {
     return [...this.resources.values()].filter((r): r is R => r.kind === kind);
   }
 
-  /** What the configuration is made of now, or undefined (with the reason logged) when none can be made. */
+  /** What the datastore asks the configuration to be made of now, or undefined (with the reason logged) when none can be made. */
   private desiredInput(): BirdConfigInput | undefined {
     const nodes = this.of<CalicoNode>('Node');
     const me = nodes.find((n) => n.metadata.name === this.options.node);
@@ -129,12 +129,6 @@ export class BgpAgent {
       peerings: peerings.peerings,
       ...(config.logSeverityScreen ? { logSeverity: config.logSeverityScreen } : {}),
     };
-  }
-
-  /** The configuration the datastore asks for now, or undefined (with the reason logged) when none can be made. */
-  desiredConfig(): string | undefined {
-    const input = this.desiredInput();
-    return input && renderBirdConfig(input);
   }
 
   private routerId(me: CalicoNode): string | undefined {
