@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { computePeerings, Peering, PeeringInput } from '../src/calc/bgp-peerings.js';
-import { renderBirdConfig } from '../src/calc/bird-config.js';
-import { parseCidr, parseIp } from '../src/domain/cidr.js';
+import { renderBirdConfig, strayRouteRanges } from '../src/calc/bird-config.js';
+import { cidrsOverlap, formatCidr, parseCidr, parseIp } from '../src/domain/cidr.js';
 import type { BgpPeer, CalicoNode } from '../src/domain/resources.js';
 import { hashedRouterId } from '../src/services/routing/bgp-agent.js';
 
@@ -110,6 +110,7 @@ describe('the BIRD configuration', () => {
       { cidr: parseCidr('fd80::/64'), kernelRoutes: true, exported: true },
     ],
     blocks: [parseCidr('192.168.7.0/26'), parseCidr('fd80::40/122')],
+    knownBlocks: [parseCidr('192.168.7.0/26'), parseCidr('192.168.9.64/26'), parseCidr('10.244.1.0/26'), parseCidr('fd80::40/122')],
     peerings: peerings.peerings,
   });
 
@@ -124,8 +125,9 @@ describe('the BIRD configuration', () => {
     expect(text).toMatch(/filter calico_export_to_bgp_peers4 \{\n  calico_aggr4\(\);\n  if net ~ 192\.168\.0\.0\/16 then accept;\n  if net ~ 10\.244\.0\.0\/16 then accept;\n  reject;\n\}/);
   });
 
-  it('writes to the kernel only pool routes BIRD routes, never direct or static ones', () => {
-    expect(text).toMatch(/filter calico_kernel_programming4 \{\n  if source = RTS_DEVICE then reject;\n  if source = RTS_STATIC then reject;\n  if net ~ 192\.168\.0\.0\/16 then accept;\n  if net ~ 10\.244\.0\.0\/16 then reject;\n  reject;\n\}/);
+  it('writes to the kernel only routes inside known blocks of pools BIRD routes, never direct or static ones', () => {
+    expect(text).toMatch(/filter calico_kernel_programming4 \{\n  if source = RTS_DEVICE then reject;\n  if source = RTS_STATIC then reject;\n  if net ~ \[ 192\.168\.7\.0\/26\+, 192\.168\.9\.64\/26\+ \] then accept;\n  reject;\n\}/);
+    expect(text).toMatch(/filter calico_kernel_programming6 \{\n  if source = RTS_DEVICE then reject;\n  if source = RTS_STATIC then reject;\n  if net ~ \[ fd80::40\/122\+ \] then accept;\n  reject;\n\}/);
     expect(text).toContain('interface -"cali*", -"vxlan.calico", -"tunl0", "*"');
     expect(text).toContain(
       'protocol kernel kernel4 {\n  ipv4 { import filter { if krt_source = 80 then reject; accept; }; export filter calico_kernel_programming4; };\n  learn;\n  persist;\n  scan time 2;\n  graceful restart;',
@@ -139,6 +141,10 @@ describe('the BIRD configuration', () => {
     expect(text).toContain('graceful restart;');
   });
 
+  it('bounds the graceful-restart recovery: a peer that never comes back holds stale routes 10 s at most', () => {
+    expect(text).toContain('\ngraceful restart wait 10;\n');
+  });
+
   it('refuses what BIRD refuses: a link-local peer without an interface', () => {
     const bad = renderBirdConfig({
       routerId: '10.0.0.1',
@@ -146,8 +152,35 @@ describe('the BIRD configuration', () => {
       addresses: { 4: parseIp('10.0.0.1'), 6: parseIp('fd00::1') },
       pools: [],
       blocks: [],
+      knownBlocks: [],
       peerings: [{ name: 'Global_fe80__1', type: 'Global', address: parseIp('fe80::1'), asNumber: 64512, passive: false, routeReflectorClient: false, keepNextHop: false }],
     });
     expect(birdAccepts(bad)).toMatchObject({ ok: false, error: expect.stringContaining('Link-local addresses require defined interface') });
+  });
+});
+
+describe('stray route ranges', () => {
+  const pools = [
+    { cidr: parseCidr('10.48.0.0/24'), kernelRoutes: true, exported: true },
+    { cidr: parseCidr('10.244.0.0/16'), kernelRoutes: false, exported: true },
+  ];
+
+  it('are the parts of the pools BIRD routes that no known block covers', () => {
+    const known = [parseCidr('10.48.0.64/26'), parseCidr('10.244.0.0/26'), parseCidr('10.99.0.0/26')];
+    expect(strayRouteRanges(pools, known).map(formatCidr)).toEqual(['10.48.0.0/26', '10.48.0.128/25']);
+  });
+
+  it('are the whole pool with no block, and nothing with every block known', () => {
+    expect(strayRouteRanges(pools, []).map(formatCidr)).toEqual(['10.48.0.0/24']);
+    const all = [0, 64, 128, 192].map((o) => parseCidr(`10.48.0.${o}/26`));
+    expect(strayRouteRanges(pools, all)).toEqual([]);
+  });
+
+  it('leave routes inside a known block alone, a borrowed /32 too, and catch those of a released one', () => {
+    const known = [parseCidr('10.48.0.0/26'), parseCidr('10.48.0.128/26')];
+    const stray = strayRouteRanges(pools, known);
+    const isStray = (route: string): boolean => stray.some((r) => cidrsOverlap(r, parseCidr(route)));
+    expect(['10.48.0.0/26', '10.48.0.7/32', '10.48.0.128/26'].filter(isStray)).toEqual([]);
+    expect(['10.48.0.64/26', '10.48.0.200/32', '10.48.0.0/24'].filter(isStray)).toEqual(['10.48.0.64/26', '10.48.0.200/32', '10.48.0.0/24']);
   });
 });

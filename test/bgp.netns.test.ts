@@ -2,13 +2,11 @@ import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { until } from './helpers/cluster.js';
 import { DockerHost } from './helpers/docker-host.js';
-import { post } from './helpers/daemon.js';
 import { TestEtcd } from './helpers/etcd.js';
 import { storeOn, EtcdContext } from './helpers/ipam.js';
 import { BirdRouter, Underlay } from './helpers/underlay.js';
 import { PoolService } from '../src/services/ipam/pool-service.js';
-import { birdCommand, parseProtocols } from '../src/adapters/bird/bird-control.js';
-import { peerStatuses } from '../src/services/routing/bgp-status.js';
+import { birdSessions, blockOf, ctl, established, releaseAddress, requestAddress, routes, torConfig } from './helpers/bgp-hosts.js';
 
 /**
  * Three hosts (network namespaces with their own /run/calico, daemon and BIRD, no dockerd) on one
@@ -29,29 +27,6 @@ let hosts: DockerHost[] = [];
 const [h1, h2, h3] = [0, 1, 2].map((i) => () => hosts[i]!);
 const hostIp = (n: number): string => `10.47.0.${n}`;
 
-const routes = (host: DockerHost | BirdRouter): string => spawnSync('ip', ['-n', host.netns, 'route'], { encoding: 'utf8' }).stdout;
-const blockOf = (address: string): string => {
-  const [a, b, c, d] = address.split('/')[0]!.split('.').map(Number);
-  return `${a}.${b}.${c}.${d! & ~63}/26`;
-};
-
-async function requestAddress(host: DockerHost, pool = 'CalicoPoolIPv4'): Promise<string> {
-  const reply = await post(host.pluginSocket('calico-ipam'), 'IpamDriver.RequestAddress', { PoolID: pool, Address: '' });
-  if (reply.status !== 200) throw new Error(`RequestAddress on ${host.node}: ${reply.text}`);
-  return (reply.body.Address as string).split('/')[0]!;
-}
-
-async function releaseAddress(host: DockerHost, address: string): Promise<void> {
-  const reply = await post(host.pluginSocket('calico-ipam'), 'IpamDriver.ReleaseAddress', { PoolID: 'CalicoPoolIPv4', Address: address });
-  if (reply.status !== 200) throw new Error(`ReleaseAddress on ${host.node}: ${reply.text}`);
-}
-
-function ctl(host: DockerHost, args: string[], input?: string): string {
-  const result = host.calicoctl(args, input);
-  if (result.status !== 0) throw new Error(`calicoctl ${args.join(' ')} on ${host.node}: ${result.stderr}${result.stdout}`);
-  return result.stdout;
-}
-
 /** `calicoctl node status` rows: address → [type, state, info]. */
 function sessions(host: DockerHost): Map<string, { type: string; state: string; since: string; info: string }> {
   const out = host.calicoctl(['node', 'status']).stdout;
@@ -61,31 +36,6 @@ function sessions(host: DockerHost): Map<string, { type: string; state: string; 
     if (cells.length === 7 && /^\d+\.\d+\.\d+\.\d+$/.test(cells[1]!)) rows.set(cells[1]!, { type: cells[2]!, state: cells[3]!, since: cells[4]!, info: cells[5]! });
   }
   return rows;
-}
-
-/** The host's BGP sessions straight from its BIRD's control socket (no calicoctl process): address → info. */
-async function birdSessions(host: DockerHost): Promise<Map<string, string>> {
-  const reply = await birdCommand(host.runPath('bird.ctl'), 'show protocols', 1000).catch(() => undefined);
-  if (!reply) return new Map();
-  return new Map(peerStatuses(parseProtocols(reply), (s) => s).map((p) => [p.address, p.info]));
-}
-
-/** Exactly these IPv4 peers (and, with IPv6 given, these IPv6 ones), all Established. */
-async function established(host: DockerHost, peers: string[]): Promise<boolean> {
-  const current = [...(await birdSessions(host))].filter(([address]) => !address.includes(':'));
-  return current.length === peers.length && current.every(([address, info]) => peers.includes(address) && info === 'Established');
-}
-
-function routerConfig(): string {
-  return [
-    `router id ${router.address.split('/')[0]};`,
-    'protocol device { scan time 2; }',
-    'protocol direct { ipv4; interface "eth0"; }',
-    'protocol kernel { ipv4 { import none; export where source = RTS_BGP; }; }',
-    `template bgp calico { local ${router.address.split('/')[0]} as ${ROUTER_AS}; multihop; ipv4 { import all; export none; }; graceful restart; connect delay time 1; connect retry time 2; }`,
-    ...[1, 2, 3].map((n) => `protocol bgp h${n} from calico { neighbor ${hostIp(n)} as 64512; }`),
-    '',
-  ].join('\n');
 }
 
 beforeAll(async () => {
@@ -99,7 +49,7 @@ beforeAll(async () => {
   const env = { CALICO_LIBNETWORK_GC_INTERVAL: '1s', CALICO_LIBNETWORK_GC_GRACE: '2s' };
   hosts = [1, 2, 3].map((n) => new DockerHost(`bgp${n}`, etcd, { ...env, IP6: 'autodetect' }, { docker: false, underlay: { underlay, address: `${hostIp(n)}/24`, address6: `fd00:47::${n}/64` } }));
   await Promise.all(hosts.map((h) => h.start()));
-  await router.start(underlay, routerConfig());
+  await router.start(underlay, torConfig(router.address.split('/')[0]!, ROUTER_AS, [1, 2, 3].map(hostIp)));
 }, 120_000);
 
 afterAll(async () => {

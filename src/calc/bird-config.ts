@@ -1,10 +1,16 @@
-import { Cidr, formatCidr, formatIp, IpAddr, IpFamily } from '../domain/cidr.js';
+import { Cidr, cidrSize, cidrsOverlap, formatCidr, formatIp, IpAddr, IpFamily, makeCidr } from '../domain/cidr.js';
 import type { Peering } from './bgp-peerings.js';
 
 /** The kernel protocol of the daemon's tunnel routes (Felix uses it for its VXLAN routes too). */
 export const TUNNEL_ROUTE_PROTOCOL = 80;
 /** The kernel's route protocol number of BIRD's routes (`proto bird`, RTPROT_BIRD). */
 export const BIRD_ROUTE_PROTOCOL = 12;
+/**
+ * How long a BIRD restarted with `-R` waits for its peers before it syncs the kernel (BIRD's default
+ * is 240 s). Healthy peers end the recovery sooner (about 2 s); a peer that cannot come back (error
+ * wait, gone) would otherwise keep the dead BIRD's stale routes in the kernel until then.
+ */
+export const GRACEFUL_RESTART_WAIT_S = 10;
 
 /**
  * BIRD 2 configuration for one node, from what the BGP agent gathered: Calico's BIRD behaviour
@@ -13,9 +19,11 @@ export const BIRD_ROUTE_PROTOCOL = 12;
  * - Local blocks are originated as blackholes and exported whole; the /32s inside them are not
  *   (`calico_aggr`). Anything else inside a pool (remote blocks, a borrowed /32) is exported; nothing
  *   outside the pools is.
- * - Only routes inside the pools BIRD routes (not those the daemon tunnels itself) reach the kernel;
- *   the daemon's own blackholes and direct routes never do.
- * - Graceful restart everywhere, `persist` on the kernel protocol: a restart takes no route away.
+ * - Only routes inside a block the datastore knows, in a pool BIRD routes (not one the daemon tunnels
+ *   itself), reach the kernel: a route a peer still holds for a released block (or a deleted node's)
+ *   is kept out. The daemon's own blackholes and direct routes never reach it.
+ * - Graceful restart everywhere, `persist` on the kernel protocol: a restart takes no route away;
+ *   the recovery waits at most GRACEFUL_RESTART_WAIT_S for peers.
  * - Protocol names are fixed (renaming the kernel protocol would re-export learned routes), so a
  *   reload leaves unchanged sessions up.
  */
@@ -37,6 +45,8 @@ export interface BirdConfigInput {
   pools: BirdPool[];
   /** Blocks affine to this node. */
   blocks: Cidr[];
+  /** Every block in the datastore, whichever node holds it. */
+  knownBlocks: Cidr[];
   peerings: Peering[];
   /** BGPConfiguration logSeverityScreen: `debug` logs everything, `none` nothing, else state changes. */
   logSeverity?: string;
@@ -63,9 +73,38 @@ function familyFilters(family: IpFamily, input: BirdConfigInput): string[] {
   for (const pool of pools.filter((p) => p.exported)) lines.push(`  if net ~ ${formatCidr(pool.cidr)} then accept;`);
   lines.push('  reject;', '}', '', `filter calico_kernel_programming${v} {`);
   lines.push('  if source = RTS_DEVICE then reject;', '  if source = RTS_STATIC then reject;');
-  for (const pool of pools) lines.push(`  if net ~ ${formatCidr(pool.cidr)} then ${pool.kernelRoutes ? 'accept' : 'reject'};`);
+  const routed = kernelRoutedBlocks(input.pools, input.knownBlocks).filter((b) => b.family === family);
+  if (routed.length > 0) lines.push(`  if net ~ [ ${routed.map((b) => `${formatCidr(b)}+`).join(', ')} ] then accept;`);
   lines.push('  reject;', '}', '');
   return lines;
+}
+
+/** The known blocks whose routes BIRD puts in the kernel: those inside a pool it routes, once each, in text order. */
+function kernelRoutedBlocks(pools: BirdPool[], knownBlocks: Cidr[]): Cidr[] {
+  const routedPools = pools.filter((p) => p.kernelRoutes).map((p) => p.cidr);
+  const inside = new Map(knownBlocks.filter((b) => routedPools.some((pool) => cidrsOverlap(pool, b) && pool.prefix <= b.prefix)).map((b) => [formatCidr(b), b]));
+  return [...inside.keys()].sort().map((text) => inside.get(text)!);
+}
+
+/** The parts of `range` that no block covers. */
+function uncovered(range: Cidr, blocks: Cidr[]): Cidr[] {
+  const overlapping = blocks.filter((b) => cidrsOverlap(b, range));
+  if (overlapping.length === 0) return [range];
+  if (overlapping.some((b) => b.prefix <= range.prefix)) return [];
+  const lower = makeCidr(range.family, range.base, range.prefix + 1);
+  const upper = makeCidr(range.family, range.base + cidrSize(lower), range.prefix + 1);
+  return [...uncovered(lower, overlapping), ...uncovered(upper, overlapping)];
+}
+
+/**
+ * Where a `proto bird` kernel route can only be stale: the parts of the pools BIRD routes that no
+ * known block covers (a released block, a deleted node's). The kernel filter keeps BIRD from
+ * installing routes there; these ranges let the daemon remove what an earlier BIRD left while the
+ * running one does not sync the kernel (dead, or in graceful-restart recovery).
+ */
+export function strayRouteRanges(pools: BirdPool[], knownBlocks: Cidr[]): Cidr[] {
+  const blocks = kernelRoutedBlocks(pools, knownBlocks);
+  return pools.filter((p) => p.kernelRoutes).flatMap((p) => uncovered(p.cidr, blocks));
 }
 
 function kernelAndStatic(family: IpFamily, blocks: Cidr[]): string[] {
@@ -124,7 +163,7 @@ function peering(peer: Peering, clusterId: string | undefined): string {
 }
 
 export function renderBirdConfig(input: BirdConfigInput): string {
-  const lines = [GENERATED, `router id ${input.routerId};`, 'timeformat protocol "%s";', 'log stderr all;', ''];
+  const lines = [GENERATED, `router id ${input.routerId};`, 'timeformat protocol "%s";', 'log stderr all;', `graceful restart wait ${GRACEFUL_RESTART_WAIT_S};`, ''];
   for (const family of [4, 6] as const) lines.push(...familyFilters(family, input));
   lines.push('protocol device { scan time 2; }', '', `protocol direct { ipv4; ipv6; interface ${NOT_DIRECT.join(', ')}; }`, '');
   for (const family of [4, 6] as const) lines.push(...kernelAndStatic(family, input.blocks));

@@ -77,7 +77,10 @@ export function composeDaemon(config: DaemonConfig, log: Logger) {
       void blockRoutes?.sync();
       bgp?.blocksChanged();
     },
-    onBlocksChanged: () => tunnels?.blocksChanged(),
+    onBlocksChanged: () => {
+      tunnels?.blocksChanged();
+      bgp?.blocksChanged();
+    },
     observer: metrics?.ipam,
   });
   blockRoutes = new BlockRoutes(ipam, dataplane, log);
@@ -86,6 +89,8 @@ export function composeDaemon(config: DaemonConfig, log: Logger) {
       node,
       ...(config.routerId ? { routerId: config.routerId } : {}),
       ownedBlocks: () => ipam.ownedBlocks(),
+      knownBlocks: () => ipam.cache.allBlocks().map((b) => b.cidr),
+      kernel: dataplane,
       log: log.child({ component: 'bgp' }),
       observer: observeLoop('bgp'),
     });

@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
 import { computePeerings, nodeAddress } from '../../calc/bgp-peerings.js';
-import { BirdPool, renderBirdConfig } from '../../calc/bird-config.js';
+import { BIRD_ROUTE_PROTOCOL, BirdConfigInput, BirdPool, renderBirdConfig, strayRouteRanges } from '../../calc/bird-config.js';
 import { poolRouting } from '../../calc/tunnel-routes.js';
 import { Cidr, formatIp, parseIp } from '../../domain/cidr.js';
 import type { IpPool } from '../../domain/ipam-model.js';
 import { BgpConfiguration, BgpPeer, CalicoNode, DEFAULT_BGP_CONFIGURATION, Resource } from '../../domain/resources.js';
 import type { BgpSpeaker } from '../../ports/bgp-speaker.js';
+import type { Dataplane } from '../../ports/dataplane.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
 import type { ResourceChange, ResourceStore } from '../../ports/resource-store.js';
 import { ApplyLoop, type ApplyLoopObserver } from '../apply-loop.js';
@@ -20,6 +21,10 @@ export interface BgpAgentOptions {
   routerId?: string;
   /** The blocks affine to this node, as IPAM knows them now. */
   ownedBlocks: () => Cidr[];
+  /** Every block in the datastore, whichever node holds it. */
+  knownBlocks: () => Cidr[];
+  /** Where stale `proto bird` routes are removed from. */
+  kernel: Pick<Dataplane, 'deleteRoutes'>;
   log?: Logger;
   /** Told of syncs and applies (readiness, metrics). */
   observer?: ApplyLoopObserver;
@@ -83,7 +88,7 @@ export class BgpAgent {
     await finished;
   }
 
-  /** This node's blocks changed (a claim, a release): render again. */
+  /** A block changed (a claim, a release, on any node): render again. */
   blocksChanged(): void {
     this.loop.schedule(0);
   }
@@ -99,8 +104,8 @@ export class BgpAgent {
     return [...this.resources.values()].filter((r): r is R => r.kind === kind);
   }
 
-  /** The configuration the datastore asks for now, or undefined (with the reason logged) when none can be made. */
-  desiredConfig(): string | undefined {
+  /** What the datastore asks the configuration to be made of now, or undefined (with the reason logged) when none can be made. */
+  private desiredInput(): BirdConfigInput | undefined {
     const nodes = this.of<CalicoNode>('Node');
     const me = nodes.find((n) => n.metadata.name === this.options.node);
     if (!me) return undefined;
@@ -113,7 +118,7 @@ export class BgpAgent {
       return undefined;
     }
     const addresses = { 4: nodeAddress(me, 4), 6: nodeAddress(me, 6) };
-    return renderBirdConfig({
+    return {
       routerId,
       asNumber: peerings.asNumber,
       ...(peerings.clusterId ? { clusterId: peerings.clusterId } : {}),
@@ -123,9 +128,10 @@ export class BgpAgent {
         .map(birdPool)
         .filter((p): p is BirdPool => p !== undefined),
       blocks: this.options.ownedBlocks(),
+      knownBlocks: this.options.knownBlocks(),
       peerings: peerings.peerings,
       ...(config.logSeverityScreen ? { logSeverity: config.logSeverityScreen } : {}),
-    });
+    };
   }
 
   private routerId(me: CalicoNode): string | undefined {
@@ -136,14 +142,25 @@ export class BgpAgent {
     return v4 ? formatIp(v4) : undefined;
   }
 
-  /** Hands the speaker the configuration, unless it is the one it already has. */
+  /**
+   * Hands the speaker the configuration, unless it is the one it already has; then removes the
+   * kernel routes BIRD's filter now keeps out. BIRD removes those itself, except while it does not
+   * sync the kernel: dead and not yet restarted, or in graceful-restart recovery (up to
+   * GRACEFUL_RESTART_WAIT_S), when the routes a dead BIRD left would stay.
+   */
   private async apply(): Promise<void> {
-    const config = this.desiredConfig();
-    if (config === undefined || config === this.last) return;
-    const started = performance.now();
-    const result = await this.speaker.apply(config);
-    this.last = config;
-    if (result.applied) this.log.info({ ms: Number((performance.now() - started).toFixed(1)) }, 'BGP configuration applied');
+    const input = this.desiredInput();
+    if (!input) return;
+    const config = renderBirdConfig(input);
+    if (config !== this.last) {
+      const started = performance.now();
+      const result = await this.speaker.apply(config);
+      this.last = config;
+      if (result.applied) this.log.info({ ms: Number((performance.now() - started).toFixed(1)) }, 'BGP configuration applied');
+    }
+    const stray = strayRouteRanges(input.pools, input.knownBlocks);
+    const removed = stray.length > 0 ? await this.options.kernel.deleteRoutes(BIRD_ROUTE_PROTOCOL, stray) : 0;
+    if (removed > 0) this.log.info({ removed }, 'stale BGP routes removed from the kernel: no block in the datastore holds them');
   }
 }
 

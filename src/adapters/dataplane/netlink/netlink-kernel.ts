@@ -188,8 +188,13 @@ export class NetlinkKernel implements Dataplane, TunnelDataplane {
         if (number !== protocol || !r.attrs.dst || (r.attrs.table ?? r.data.table) !== MAIN_TABLE) continue;
         const cidr: Cidr = { family, base: bytesToValue(r.attrs.dst), prefix: r.data.dstLen ?? 0 };
         if (!within.some((pool) => cidrsOverlap(pool, cidr))) continue;
-        await this.run('delete route', formatCidr(cidr), () => this.socket.delRoute({ ...r.data }, { dst: r.attrs.dst!, ...(r.attrs.table ? { table: r.attrs.table } : {}) }, TIMEOUT));
-        deleted++;
+        try {
+          await this.run('delete route', formatCidr(cidr), () => this.socket.delRoute({ ...r.data }, { dst: r.attrs.dst!, ...(r.attrs.table ? { table: r.attrs.table } : {}) }, TIMEOUT));
+          deleted++;
+        } catch (error) {
+          // Gone since the dump (BIRD removed it meanwhile): nothing left to do.
+          if (!(error instanceof DataplaneError && error.errno === 'ESRCH')) throw error;
+        }
       }
     }
     return deleted;
