@@ -40,6 +40,11 @@ export class TestEtcd {
     private readonly placement?: { netns: string; address: string },
   ) {}
 
+  /** etcd's process (`ip netns exec` becomes etcd), while it runs. */
+  get pid(): number | undefined {
+    return this.child?.exitCode === null ? this.child.pid : undefined;
+  }
+
   get endpoint(): string {
     return `${this.tls ? 'https' : 'http'}://${this.placement?.address ?? '127.0.0.1'}:${this.clientPort}`;
   }
