@@ -12,7 +12,8 @@
  *   in etcd), and from the first allocation (the blocks they claimed).
  *
  * Daemons start WAVE at a time (default 10): two cores do not start fifty at once within their
- * start-up limit.
+ * start-up limit. The machine's ARP table limits are raised for the run (and put back): one table
+ * serves every namespace, and fifty hosts in a mesh overflow Linux's default.
  *
  * Not part of the test run: `flock /tmp/calico-tests.lock npm run bench:scale`. Knobs: SIZES (default
  * 3,50), ALLOCATIONS (default 1000), WAVE, IDLE_SECONDS (default 10).
@@ -26,7 +27,7 @@ import { storeOn } from '../test/helpers/ipam.js';
 import type { Underlay } from '../test/helpers/underlay.js';
 import { benchHosts, blockOwners, preclaimBlocks, routedEverywhere, startDaemons, withHosts } from './hosts.js';
 import { runInOwnNetns } from './in-netns.js';
-import { CLK_TCK, established, etcdMetrics, metricSum, onUnderlay, percentile, processTicks, processTree, round, rssMb, saveReport, sum } from './measure.js';
+import { CLK_TCK, established, etcdMetrics, guarded, metricSum, onUnderlay, percentile, processTicks, processTree, round, rssMb, saveReport, sum } from './measure.js';
 
 const BENCH_NETNS = 'calico-bench-scale';
 const SIZES = (process.env.SIZES ?? '3,50').split(',').map(Number);
@@ -101,14 +102,13 @@ async function watchLoad(endpoint: string): Promise<WatchLoad> {
   };
 }
 
-/** etcd's counters that grow with the work it does: writes, reads, events sent to watchers, bytes. */
+/** etcd's counters that grow with the work it does: writes, reads, bytes (replies and watch events) sent and received. */
 async function etcdWork(endpoint: string): Promise<Record<string, number>> {
   const m = await etcdMetrics(endpoint);
   return {
     txns: metricSum(m, 'etcd_debugging_mvcc_txn_total'),
     puts: metricSum(m, 'etcd_debugging_mvcc_put_total'),
     ranges: metricSum(m, 'etcd_debugging_mvcc_range_total'),
-    eventsToWatchers: metricSum(m, 'etcd_debugging_mvcc_events_total'),
     sentBytes: metricSum(m, 'etcd_network_client_grpc_sent_bytes_total'),
     receivedBytes: metricSum(m, 'etcd_network_client_grpc_received_bytes_total'),
   };
@@ -198,7 +198,6 @@ async function scale(n: number, etcd: TestEtcd, underlay: Underlay): Promise<obj
           cpu: busy,
           memory: busyMemory,
           etcdWork: work,
-          eventsPerWrite: round(work.eventsToWatchers! / Math.max(1, work.puts!), 1),
         },
       };
     });
@@ -240,8 +239,8 @@ function printTable(results: Result[]): void {
     ['etcd CPU %, allocating', (r) => r.allocations.cpu.etcdPercent],
     ['etcd MB after allocations', (r) => r.allocations.memory.etcdMb],
     ['daemon MB per host after allocations', (r) => r.allocations.memory.daemonMb],
-    ['etcd events sent to watchers', (r) => r.allocations.etcdWork.eventsToWatchers],
-    ['events sent per put', (r) => r.allocations.eventsPerWrite],
+    ['etcd txns per allocation', (r) => r.allocations.etcdWork.txns / r.allocations.succeeded],
+    ['etcd ranges per allocation', (r) => r.allocations.etcdWork.ranges / r.allocations.succeeded],
     ['etcd MB sent to clients, allocating', (r) => r.allocations.etcdWork.sentBytes / 1e6],
     ['etcd kB sent per allocation', (r) => r.allocations.etcdWork.sentBytes / 1e3 / r.allocations.succeeded],
   ];
@@ -251,14 +250,40 @@ function printTable(results: Result[]): void {
   }
 }
 
+const NEIGHBOUR_LIMITS = ['gc_thresh2', 'gc_thresh3'].map((name) => `net.ipv4.neigh.default.${name}`);
+
+/** sysctl in the machine's own network namespace, where the neighbour table's limits are set. */
+const machineSysctl = (args: string[]): string => spawnSync('nsenter', ['-t', '1', '-n', 'sysctl', ...args], { encoding: 'utf8' }).stdout.trim();
+
+/**
+ * Runs `body` with room for `entries` ARP entries, then puts the limits back. The kernel's neighbour
+ * table is one for all network namespaces, and a full mesh of N hosts on one machine fills N × (N − 1)
+ * entries: 2450 at 50 hosts, over Linux's default hard limit of 1024 (then ARP fails now and then,
+ * "neighbor table overflow", and sessions wait). Separate machines have 49 entries each.
+ */
+function withNeighbourRoom<T>(entries: number, body: () => Promise<T>): Promise<T> {
+  const before = NEIGHBOUR_LIMITS.map((name) => machineSysctl(['-n', name]));
+  const wanted = [entries, 2 * entries];
+  return guarded(
+    () => NEIGHBOUR_LIMITS.forEach((name, i) => machineSysctl(['-qw', `${name}=${before[i]}`])),
+    () => {
+      NEIGHBOUR_LIMITS.forEach((name, i) => machineSysctl(['-qw', `${name}=${Math.max(Number(before[i]), wanted[i]!)}`]));
+      return body();
+    },
+  );
+}
+
 async function main(): Promise<void> {
   const results: Result[] = [];
-  await onUnderlay(BENCH_NETNS, 'scaleul', async (_endpoint, underlay, etcd) => {
-    for (const n of SIZES) {
-      results.push((await scale(n, etcd, underlay)) as Result);
-      console.log(JSON.stringify(results.at(-1)));
-    }
-  });
+  const largest = Math.max(...SIZES);
+  await withNeighbourRoom(2 * largest * largest, () =>
+    onUnderlay(BENCH_NETNS, 'scaleul', async (_endpoint, underlay, etcd) => {
+      for (const n of SIZES) {
+        results.push((await scale(n, etcd, underlay)) as Result);
+        console.log(JSON.stringify(results.at(-1)));
+      }
+    }),
+  );
   saveReport('scale', { etcd: spawnSync('etcd', ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0], allocations: ALLOCATIONS, blockSize: BLOCK_SIZE, results });
   printTable(results);
 }
