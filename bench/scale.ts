@@ -16,7 +16,8 @@
  * serves every namespace, and fifty hosts in a mesh overflow Linux's default.
  *
  * Not part of the test run: `flock /tmp/calico-tests.lock npm run bench:scale`. Knobs: SIZES (default
- * 3,50), ALLOCATIONS (default 1000), WAVE, IDLE_SECONDS (default 10).
+ * 3,50), ALLOCATIONS (default 1000), IN_FLIGHT (calls at once per host; default all), WAVE,
+ * IDLE_SECONDS (default 10).
  */
 import { spawnSync } from 'node:child_process';
 import { PoolService } from '../src/services/ipam/pool-service.js';
@@ -34,6 +35,8 @@ const SIZES = (process.env.SIZES ?? '3,50').split(',').map(Number);
 const ALLOCATIONS = Number(process.env.ALLOCATIONS ?? 1000);
 const WAVE = Number(process.env.WAVE ?? 10);
 const IDLE_SECONDS = Number(process.env.IDLE_SECONDS ?? 10);
+/** RequestAddress calls in flight on each host at once (default: all of its share). */
+const IN_FLIGHT = Number(process.env.IN_FLIGHT ?? ALLOCATIONS);
 const POOL = '10.200.0.0/16';
 /** Small blocks, so the allocations claim new ones (and new routes) at every N: 8 addresses each. */
 const BLOCK_SIZE = 29;
@@ -116,17 +119,29 @@ async function etcdWork(endpoint: string): Promise<Record<string, number>> {
 
 const difference = (to: Record<string, number>, from: Record<string, number>): Record<string, number> => Object.fromEntries(Object.entries(to).map(([k, v]) => [k, v - (from[k] ?? 0)]));
 
-/** `count` RequestAddress calls, round-robin over the hosts' IPAM sockets, all in flight at once. */
-async function allocate(hosts: DockerHost[], count: number): Promise<{ latencies: number[]; failures: string[] }> {
+/**
+ * `count` RequestAddress calls, spread evenly over the hosts' IPAM sockets, all hosts at once, at most
+ * `inFlight` at a time on each host.
+ */
+async function allocate(hosts: DockerHost[], count: number, inFlight: number): Promise<{ latencies: number[]; failures: string[] }> {
   const latencies: number[] = [];
   const failures: string[] = [];
+  const request = async (host: DockerHost): Promise<void> => {
+    const asked = performance.now();
+    const reply = await post(host.pluginSocket('calico-ipam'), 'IpamDriver.RequestAddress', { PoolID: 'CalicoPoolIPv4' }).catch((error: Error) => ({ status: 0, text: error.message }));
+    if (reply.status === 200) latencies.push(performance.now() - asked);
+    else failures.push(`${host.node}: ${reply.text.trim()}`);
+  };
   await Promise.all(
-    Array.from({ length: count }, async (_, k) => {
-      const host = hosts[k % hosts.length]!;
-      const asked = performance.now();
-      const reply = await post(host.pluginSocket('calico-ipam'), 'IpamDriver.RequestAddress', { PoolID: 'CalicoPoolIPv4' }).catch((error: Error) => ({ status: 0, text: error.message }));
-      if (reply.status === 200) latencies.push(performance.now() - asked);
-      else failures.push(`${host.node}: ${reply.text.trim()}`);
+    hosts.map(async (host, i) => {
+      let left = Math.floor(count / hosts.length) + (i < count % hosts.length ? 1 : 0);
+      const worker = async (): Promise<void> => {
+        while (left > 0) {
+          left--;
+          await request(host);
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(inFlight, left) }, worker));
     }),
   );
   return { latencies, failures };
@@ -165,7 +180,7 @@ async function scale(n: number, etcd: TestEtcd, underlay: Underlay): Promise<obj
 
       const workFrom = await etcdWork(etcd.endpoint);
       const busyFrom = cpuNow(processes, etcd.pid);
-      const { latencies, failures } = await allocate(hosts, ALLOCATIONS);
+      const { latencies, failures } = await allocate(hosts, ALLOCATIONS, IN_FLIGHT);
       const allocated = performance.now();
       const owners = await blockOwners(ctx);
       const routed = await routedEverywhere(watch, owners, hosts, LIMIT_MS);
@@ -187,6 +202,7 @@ async function scale(n: number, etcd: TestEtcd, underlay: Underlay): Promise<obj
         idle: { ...idle, ...idleMemory, etcdMbBeforeDaemons: etcdMbBefore, seconds: IDLE_SECONDS },
         allocations: {
           requested: ALLOCATIONS,
+          inFlightPerHost: Math.min(IN_FLIGHT, Math.ceil(ALLOCATIONS / n)),
           succeeded: latencies.length,
           failed: failures.length,
           wallMs: round(allocated - busyFrom.at, 0),
@@ -252,8 +268,15 @@ function printTable(results: Result[]): void {
 
 const NEIGHBOUR_LIMITS = ['gc_thresh2', 'gc_thresh3'].map((name) => `net.ipv4.neigh.default.${name}`);
 
-/** sysctl in the machine's own network namespace, where the neighbour table's limits are set. */
-const machineSysctl = (args: string[]): string => spawnSync('nsenter', ['-t', '1', '-n', 'sysctl', ...args], { encoding: 'utf8' }).stdout.trim();
+/**
+ * sysctl in the machine's own network namespace, where the neighbour table's limits are set: the
+ * namespace of the process that started this run in its own (runInOwnNetns).
+ */
+function machineSysctl(args: string[]): string {
+  const run = spawnSync('nsenter', [`--net=/proc/${process.ppid}/ns/net`, '--', 'sysctl', ...args], { encoding: 'utf8' });
+  if (run.status !== 0) throw new Error(`sysctl ${args.join(' ')}: ${run.stderr}`);
+  return run.stdout.trim();
+}
 
 /**
  * Runs `body` with room for `entries` ARP entries, then puts the limits back. The kernel's neighbour
