@@ -17,7 +17,7 @@
  *
  * Not part of the test run: `flock /tmp/calico-tests.lock npm run bench:scale`. Knobs: SIZES (default
  * 3,50), ALLOCATIONS (default 1000), IN_FLIGHT (calls at once per host; default all), WAVE,
- * IDLE_SECONDS (default 10).
+ * IDLE_SECONDS (default 10), BACKEND (`bird`, the default, or `vxlan`: no BIRD, routes over VXLAN).
  */
 import { spawnSync } from 'node:child_process';
 import { PoolService } from '../src/services/ipam/pool-service.js';
@@ -37,6 +37,8 @@ const WAVE = Number(process.env.WAVE ?? 10);
 const IDLE_SECONDS = Number(process.env.IDLE_SECONDS ?? 10);
 /** RequestAddress calls in flight on each host at once (default: all of its share). */
 const IN_FLIGHT = Number(process.env.IN_FLIGHT ?? ALLOCATIONS);
+/** `bird` (a BGP full mesh) or `vxlan` (routes over VXLAN from etcd alone, no BIRD). */
+const BACKEND = process.env.BACKEND ?? 'bird';
 const POOL = '10.200.0.0/16';
 /** Small blocks, so the allocations claim new ones (and new routes) at every N: 8 addresses each. */
 const BLOCK_SIZE = 29;
@@ -153,10 +155,11 @@ async function scale(n: number, etcd: TestEtcd, underlay: Underlay): Promise<obj
   const ctx = storeOn(etcd.endpoint);
   try {
     await ctx.wipe();
-    await new PoolService(ctx.store).add({ cidr: POOL, name: 'bench-pool', blockSize: BLOCK_SIZE });
-    const hosts = benchHosts(n, etcd.endpoint, underlay);
-    // One block per host before any daemon starts: what convergence at start-up has to spread.
-    const startBlocks = await preclaimBlocks(
+    await new PoolService(ctx.store).add({ cidr: POOL, name: 'bench-pool', blockSize: BLOCK_SIZE, ...(BACKEND === 'vxlan' ? { vxlanMode: 'Always' as const } : {}) });
+    const hosts = benchHosts(n, etcd.endpoint, underlay, { CALICO_NETWORKING_BACKEND: BACKEND });
+    // One block per host before any daemon starts: what convergence at start-up has to spread (with
+    // VXLAN, the blocks of the hosts' tunnel addresses too).
+    await preclaimBlocks(
       ctx,
       hosts.map((h) => h.node),
       'bench-pool',
@@ -166,7 +169,8 @@ async function scale(n: number, etcd: TestEtcd, underlay: Underlay): Promise<obj
     return await withHosts(hosts, async (watch) => {
       const launched = performance.now();
       const ready = await startDaemons(hosts, WAVE);
-      const converged = await routedEverywhere(watch, new Map([...startBlocks].map(([node, block]) => [block, node])), hosts, LIMIT_MS);
+      const startBlocks = await blockOwners(ctx);
+      const converged = await routedEverywhere(watch, startBlocks, hosts, LIMIT_MS);
       console.error(`${n} hosts: all serving after ${round((ready - launched) / 1000)} s, converged after ${round((converged - launched) / 1000)} s`);
       // Settled: the mesh is up and the start-up writes are done.
       await sleep(2000);
@@ -176,7 +180,7 @@ async function scale(n: number, etcd: TestEtcd, underlay: Underlay): Promise<obj
       await sleep(IDLE_SECONDS * 1000);
       const idle = cpuBetween(idleFrom, cpuNow(processes, etcd.pid));
       const idleMemory = memory(processes, etcd.pid);
-      const sessions = hosts.map(established);
+      const sessions = BACKEND === 'bird' ? hosts.map(established) : [0];
 
       const workFrom = await etcdWork(etcd.endpoint);
       const busyFrom = cpuNow(processes, etcd.pid);
@@ -193,6 +197,7 @@ async function scale(n: number, etcd: TestEtcd, underlay: Underlay): Promise<obj
       const added = (key: keyof WatchLoad): number => held[key] - before[key];
       return {
         hosts: n,
+        backend: BACKEND,
         wave: WAVE,
         allServingMs: round(ready - launched, 0),
         convergedMs: round(converged - launched, 0),
@@ -307,7 +312,7 @@ async function main(): Promise<void> {
       }
     }),
   );
-  saveReport('scale', { etcd: spawnSync('etcd', ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0], allocations: ALLOCATIONS, blockSize: BLOCK_SIZE, results });
+  saveReport('scale', { backend: BACKEND, etcd: spawnSync('etcd', ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0], allocations: ALLOCATIONS, blockSize: BLOCK_SIZE, results });
   printTable(results);
 }
 
