@@ -23,14 +23,14 @@ import { birdCommand } from '../src/adapters/bird/bird-control.js';
 import { RECONFIGURED } from '../src/adapters/bird/bird-speaker.js';
 import { EtcdResourceStore } from '../src/adapters/datastore/etcd/etcd-resource-store.js';
 import { API_VERSION } from '../src/domain/resources.js';
-import { IpamService } from '../src/services/ipam/ipam-service.js';
 import { PoolService } from '../src/services/ipam/pool-service.js';
 import { post } from '../test/helpers/daemon.js';
 import { DockerHost } from '../test/helpers/docker-host.js';
 import { storeOn } from '../test/helpers/ipam.js';
 import { Underlay } from '../test/helpers/underlay.js';
+import { benchHosts, preclaimBlocks, routedEverywhere, startDaemons, withHosts } from './hosts.js';
 import { runInOwnNetns } from './in-netns.js';
-import { CLK_TCK, onUnderlay, percentile, processTicks, round, RouteWatch, saveReport, waitFor } from './measure.js';
+import { CLK_TCK, established, onUnderlay, percentile, processTicks, round, RouteWatch, rssMb, saveReport, waitFor } from './measure.js';
 
 const BENCH_NETNS = 'calico-bench-bgp';
 const SIZES = (process.env.SIZES ?? '3,10,20').split(',').map(Number);
@@ -39,15 +39,6 @@ const RUNS = Number(process.env.RUNS ?? 10);
 const POOL = '10.200.0.0/16';
 /** The floor's routes: inside a pool, so BIRD exports them. */
 const FLOOR_POOL = '10.201.0.0/16';
-
-function rssMb(pid: number | undefined): number {
-  if (!pid) return 0;
-  const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-  return Number(kb ?? 0) / 1024;
-}
-
-const established = (host: DockerHost): number =>
-  (spawnSync('birdc', ['-s', host.runPath('bird.ctl'), 'show', 'protocols'], { encoding: 'utf8' }).stdout.match(/Established/g) ?? []).length;
 
 interface SetupResult {
   hosts: number;
@@ -82,76 +73,60 @@ async function setup(n: number, mode: SetupResult['mode'], etcdEndpoint: string,
     await resources.create({ kind: 'BGPPeer', apiVersion: API_VERSION, metadata: { name: 'rr-mesh' }, spec: { nodeSelector: 'has(rr)', peerSelector: 'has(rr)' } });
   }
   // One block per host in etcd before any daemon starts: what convergence has to spread.
-  const blocks = new Map<string, string>();
-  for (const name of names) {
-    const ipam = new IpamService(ctx.store, { node: name });
-    const allocation = await ipam.requestAuto({ family: 4, poolName: 'bench-pool' });
-    blocks.set(name, `${allocation.block.base >> 24n}.${(allocation.block.base >> 16n) & 255n}.${(allocation.block.base >> 8n) & 255n}.${allocation.block.base & 255n}/26`);
-    await ipam.stop();
-  }
-  const hosts = names.map((name, i) => new DockerHost(name, { reachable: etcdEndpoint }, { CALICO_LIBNETWORK_LOG_LEVEL: 'info' }, { docker: false, underlay: { underlay, address: `10.47.0.${i + 1}/24` } }));
-  const watch = new RouteWatch();
+  const blocks = await preclaimBlocks(ctx, names, 'bench-pool');
+  const hosts = benchHosts(n, etcdEndpoint, underlay);
   try {
-    for (const host of hosts) await host.prepare();
-    for (const host of hosts) watch.watch(host);
-    const launched = performance.now();
-    const ready = Math.max(...(await Promise.all(hosts.map((h) => h.startDaemon().then(() => performance.now())))));
-    const converged = await waitFor(
-      () => {
-        const times = hosts.map((h) => watch.everywhere(blocks.get(h.node)!, hosts.filter((o) => o !== h)));
-        return times.every((t) => t !== undefined) ? Math.max(...(times as number[])) : undefined;
-      },
-      120_000,
-      'every block everywhere',
-    );
-    const startupTicks = hosts.map((h) => processTicks(h.daemon?.pid) + processTicks(h.birdPid()));
-    const idleStart = hosts.map((h) => processTicks(h.daemon?.pid) + processTicks(h.birdPid()));
-    const idleFrom = performance.now();
-    await new Promise((r) => setTimeout(r, 5000));
-    const idleSeconds = (performance.now() - idleFrom) / 1000;
-    const idleTicks = hosts.map((h, i) => processTicks(h.daemon?.pid) + processTicks(h.birdPid()) - idleStart[i]!);
+    return await withHosts(hosts, async (watch) => {
+      const launched = performance.now();
+      const ready = await startDaemons(hosts);
+      const converged = await routedEverywhere(watch, new Map([...blocks].map(([node, block]) => [block, node])), hosts, 120_000);
+      const startupTicks = hosts.map((h) => processTicks(h.daemon?.pid) + processTicks(h.birdPid()));
+      const idleStart = hosts.map((h) => processTicks(h.daemon?.pid) + processTicks(h.birdPid()));
+      const idleFrom = performance.now();
+      await new Promise((r) => setTimeout(r, 5000));
+      const idleSeconds = (performance.now() - idleFrom) / 1000;
+      const idleTicks = hosts.map((h, i) => processTicks(h.daemon?.pid) + processTicks(h.birdPid()) - idleStart[i]!);
 
-    const claims: number[] = [];
-    const floors: number[] = [];
-    for (let k = 0; k < CLAIMS; k++) {
-      const host = hosts[k % n]!;
-      const others = hosts.filter((h) => h !== host);
-      // An address of a block nobody has: the request claims it.
-      const address = `10.200.${100 + Math.floor(k / 4)}.${(k % 4) * 64 + 1}`;
-      const block = `10.200.${100 + Math.floor(k / 4)}.${(k % 4) * 64}/26`;
-      const asked = performance.now();
-      const reply = await post(host.pluginSocket('calico-ipam'), 'IpamDriver.RequestAddress', { PoolID: 'CalicoPoolIPv4', Address: address });
-      if (reply.status !== 200) throw new Error(`RequestAddress ${address} on ${host.node}: ${reply.text}`);
-      claims.push((await waitFor(() => watch.everywhere(block, others), 30_000, `${block} everywhere`)) - asked);
-      // The floor edits BIRD's config behind the daemon: only once the daemon has loaded its own.
-      await waitFor(() => (host.runFile('bird.cfg').includes(`route ${block} blackhole;`) ? true : undefined), 10_000, `${block} in bird.cfg`);
-      floors.push(await birdAloneLatency(host, others, `10.201.${k}.0/26`, watch));
-    }
-    const sessions = hosts.map(established);
-    return {
-      hosts: n,
-      mode,
-      convergenceMs: round(converged - launched, 0),
-      convergenceAfterAllReadyMs: round(converged - ready, 0),
-      allReadyMs: round(ready - launched, 0),
-      claims: { p50: round(percentile(claims, 50)), p99: round(percentile(claims, 99)), max: round(Math.max(...claims)), samples: claims.length },
-      floor: { p50: round(percentile(floors, 50)), p99: round(percentile(floors, 99)) },
-      ratioP50: round(percentile(claims, 50) / percentile(floors, 50), 2),
-      sessionsPerHost: {
-        min: Math.min(...sessions.slice(reflectors.length)),
-        max: Math.max(...sessions.slice(reflectors.length)),
-        ...(reflectors.length ? { routeReflectors: Math.max(...sessions.slice(0, reflectors.length)) } : {}),
-      },
-      perHost: {
-        daemonMb: round(hosts.reduce((sum, h) => sum + rssMb(h.daemon?.pid), 0) / n),
-        birdMb: round(hosts.reduce((sum, h) => sum + rssMb(h.birdPid()), 0) / n),
-        startupCpuSeconds: round(startupTicks.reduce((a, b) => a + b, 0) / n / CLK_TCK, 2),
-        idleCpuPercent: round((idleTicks.reduce((a, b) => a + b, 0) / n / CLK_TCK / idleSeconds) * 100, 2),
-      },
-    };
+      const claims: number[] = [];
+      const floors: number[] = [];
+      for (let k = 0; k < CLAIMS; k++) {
+        const host = hosts[k % n]!;
+        const others = hosts.filter((h) => h !== host);
+        // An address of a block nobody has: the request claims it.
+        const address = `10.200.${100 + Math.floor(k / 4)}.${(k % 4) * 64 + 1}`;
+        const block = `10.200.${100 + Math.floor(k / 4)}.${(k % 4) * 64}/26`;
+        const asked = performance.now();
+        const reply = await post(host.pluginSocket('calico-ipam'), 'IpamDriver.RequestAddress', { PoolID: 'CalicoPoolIPv4', Address: address });
+        if (reply.status !== 200) throw new Error(`RequestAddress ${address} on ${host.node}: ${reply.text}`);
+        claims.push((await waitFor(() => watch.everywhere(block, others), 30_000, `${block} everywhere`)) - asked);
+        // The floor edits BIRD's config behind the daemon: only once the daemon has loaded its own.
+        await waitFor(() => (host.runFile('bird.cfg').includes(`route ${block} blackhole;`) ? true : undefined), 10_000, `${block} in bird.cfg`);
+        floors.push(await birdAloneLatency(host, others, `10.201.${k}.0/26`, watch));
+      }
+      const sessions = hosts.map(established);
+      return {
+        hosts: n,
+        mode,
+        convergenceMs: round(converged - launched, 0),
+        convergenceAfterAllReadyMs: round(converged - ready, 0),
+        allReadyMs: round(ready - launched, 0),
+        claims: { p50: round(percentile(claims, 50)), p99: round(percentile(claims, 99)), max: round(Math.max(...claims)), samples: claims.length },
+        floor: { p50: round(percentile(floors, 50)), p99: round(percentile(floors, 99)) },
+        ratioP50: round(percentile(claims, 50) / percentile(floors, 50), 2),
+        sessionsPerHost: {
+          min: Math.min(...sessions.slice(reflectors.length)),
+          max: Math.max(...sessions.slice(reflectors.length)),
+          ...(reflectors.length ? { routeReflectors: Math.max(...sessions.slice(0, reflectors.length)) } : {}),
+        },
+        perHost: {
+          daemonMb: round(hosts.reduce((sum, h) => sum + rssMb(h.daemon?.pid), 0) / n),
+          birdMb: round(hosts.reduce((sum, h) => sum + rssMb(h.birdPid()), 0) / n),
+          startupCpuSeconds: round(startupTicks.reduce((a, b) => a + b, 0) / n / CLK_TCK, 2),
+          idleCpuPercent: round((idleTicks.reduce((a, b) => a + b, 0) / n / CLK_TCK / idleSeconds) * 100, 2),
+        },
+      };
+    });
   } finally {
-    watch.stop();
-    for (const host of hosts) await host.stop();
     ctx.etcd.close();
   }
 }

@@ -17,6 +17,8 @@ export function runInOwnNetns(name: string, main: () => Promise<void>): void {
   execFileSync('ip', ['netns', 'add', name]);
   try {
     execFileSync('ip', ['netns', 'exec', name, 'ip', 'link', 'set', 'lo', 'up']);
+    // Ctrl-C reaches the run too, which cleans up after itself; this process waits for it and removes the namespace.
+    process.on('SIGINT', () => undefined);
     // nsenter, not `ip netns exec`: that remounts /sys, and a dockerd started from inside then finds no cgroups.
     const run = spawnSync('nsenter', [`--net=/run/netns/${name}`, '--', process.execPath, process.argv[1]!], { stdio: 'inherit', env: { ...process.env, CALICO_BENCH_NETNS: name } });
     process.exitCode = run.status ?? 1;

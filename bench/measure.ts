@@ -1,5 +1,5 @@
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -9,9 +9,43 @@ import { TestEtcd } from '../test/helpers/etcd.js';
 import { Underlay } from '../test/helpers/underlay.js';
 
 /**
- * What the benchmarks share: an underlay with etcd for their hosts, percentiles, waiting, when each
- * host's kernel first showed a route, and the results file.
+ * What the benchmarks share: an underlay with etcd for their hosts, clean-up on Ctrl-C, percentiles,
+ * waiting, process memory and CPU, etcd's metrics, when each host's kernel first showed a route, and
+ * the results file.
  */
+
+/** What to undo if the run is interrupted, newest first; each entry leaves once its own `finally` ran. */
+const cleanups: (() => unknown)[] = [];
+
+/**
+ * Runs `body`, then `cleanup` whatever happens; on Ctrl-C (SIGINT) or SIGTERM meanwhile, runs the
+ * clean-ups of every `guarded` still running, innermost first, and exits: nothing is left behind.
+ */
+export async function guarded<T>(cleanup: () => unknown, body: () => Promise<T>): Promise<T> {
+  if (cleanups.length === 0) {
+    process.once('SIGINT', interrupted);
+    process.once('SIGTERM', interrupted);
+  }
+  cleanups.push(cleanup);
+  try {
+    return await body();
+  } finally {
+    cleanups.splice(cleanups.indexOf(cleanup), 1);
+    await cleanup();
+  }
+}
+
+async function interrupted(signal: NodeJS.Signals): Promise<void> {
+  console.error(`\n${signal}: cleaning up`);
+  for (const cleanup of cleanups.reverse()) {
+    try {
+      await cleanup();
+    } catch (error) {
+      console.error(error);
+    }
+  }
+  process.exit(130);
+}
 
 const ETCD_ADDRESS = '10.47.0.250';
 
@@ -19,21 +53,23 @@ const ETCD_ADDRESS = '10.47.0.250';
  * Runs `body` with an underlay bridge and an etcd on it (in the benchmark's own namespace, which
  * joins the underlay), both removed after it, whatever happens.
  */
-export async function onUnderlay<T>(benchNetns: string, underlayName: string, body: (etcdEndpoint: string, underlay: Underlay) => Promise<T>): Promise<T> {
+export async function onUnderlay<T>(benchNetns: string, underlayName: string, body: (etcdEndpoint: string, underlay: Underlay, etcd: TestEtcd) => Promise<T>): Promise<T> {
   const underlay = new Underlay(underlayName);
-  underlay.start();
-  try {
-    underlay.join(benchNetns, 'bench', `${ETCD_ADDRESS}/24`);
-    const etcd = new TestEtcd(undefined, false, { netns: benchNetns, address: ETCD_ADDRESS });
-    await etcd.start();
-    try {
-      return await body(etcd.endpoint, underlay);
-    } finally {
-      await etcd.destroy();
-    }
-  } finally {
-    underlay.stop();
-  }
+  return guarded(
+    () => underlay.stop(),
+    async () => {
+      underlay.start();
+      underlay.join(benchNetns, 'bench', `${ETCD_ADDRESS}/24`);
+      const etcd = new TestEtcd(undefined, false, { netns: benchNetns, address: ETCD_ADDRESS });
+      return guarded(
+        () => etcd.destroy(),
+        async () => {
+          await etcd.start();
+          return body(etcd.endpoint, underlay, etcd);
+        },
+      );
+    },
+  );
 }
 
 /** Writes `bench/results/<bench>-<date>.json` with the commit and the machine's CPU count. */
@@ -70,7 +106,68 @@ export function processTicks(pid: number | undefined): number {
   }
 }
 
+const statusKb = (pid: number, field: string): number => {
+  try {
+    return Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+};
+
+/** A process's resident memory in MB; 0 when it is gone. */
+export const rssMb = (pid: number | undefined): number => (pid ? statusKb(pid, 'VmRSS') / 1024 : 0);
+
+/** `pid` and every process below it, except `except` and what runs below that. */
+export function processTree(pid: number | undefined, except?: number): number[] {
+  if (!pid) return [];
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const parent = Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+      children.set(parent, [...(children.get(parent) ?? []), Number(entry)]);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  const tree: number[] = [];
+  const visit = (p: number): void => {
+    if (p === except) return;
+    tree.push(p);
+    for (const child of children.get(p) ?? []) visit(child);
+  };
+  visit(pid);
+  return tree;
+}
+
+export const sum = (values: number[]): number => values.reduce((a, b) => a + b, 0);
+
 export const round = (n: number, digits = 1): number => Number(n.toFixed(digits));
+
+/** BGP sessions a host's BIRD has up. */
+export const established = (host: DockerHost): number =>
+  (spawnSync('birdc', ['-s', host.runPath('bird.ctl'), 'show', 'protocols'], { encoding: 'utf8' }).stdout.match(/Established/g) ?? []).length;
+
+/** etcd's Prometheus metrics (its client URL's /metrics), each series (`name{labels}`) with its value. */
+export async function etcdMetrics(endpoint: string): Promise<Map<string, number>> {
+  const text = await (await fetch(`${endpoint}/metrics`)).text();
+  const series = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const match = /^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    if (match) series.set(match[1]!, Number(match[2]));
+  }
+  return series;
+}
+
+/** The sum of the series of metric `name` whose labels include every one of `labels` (`key="value"`). */
+export function metricSum(series: Map<string, number>, name: string, ...labels: string[]): number {
+  let total = 0;
+  for (const [key, value] of series) {
+    const [metric, rest = ''] = key.split('{');
+    if (metric === name && labels.every((label) => rest.includes(label))) total += value;
+  }
+  return total;
+}
 
 /** First time each host's kernel showed each prefix (ip monitor route), by prefix, then host. */
 export class RouteWatch {
@@ -105,13 +202,14 @@ export class RouteWatch {
   }
 }
 
-export async function waitFor<T>(probe: () => T | undefined, limitMs: number, what: string): Promise<T> {
+/** Polls `probe` every `everyMs` until it gives a value; longer pauses leave the CPU to what is measured. */
+export async function waitFor<T>(probe: () => T | undefined, limitMs: number, what: string, everyMs = 2): Promise<T> {
   const deadline = Date.now() + limitMs;
   for (;;) {
     const value = probe();
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error(`timed out after ${limitMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }
 

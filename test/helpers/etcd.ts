@@ -40,6 +40,11 @@ export class TestEtcd {
     private readonly placement?: { netns: string; address: string },
   ) {}
 
+  /** etcd's process (`ip netns exec` becomes etcd), while it runs. */
+  get pid(): number | undefined {
+    return this.running ? this.child!.pid : undefined;
+  }
+
   get endpoint(): string {
     return `${this.tls ? 'https' : 'http'}://${this.placement?.address ?? '127.0.0.1'}:${this.clientPort}`;
   }
@@ -81,9 +86,14 @@ export class TestEtcd {
 
   private logFile: string | undefined;
 
+  /** Neither exited nor killed (a Ctrl-C reaches etcd too: then it has a signal and no exit code). */
+  private get running(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
   async stop(): Promise<void> {
     const child = this.child;
-    if (!child || child.exitCode !== null) return;
+    if (!child || !this.running) return;
     const exited = new Promise((resolve) => child.once('exit', resolve));
     child.kill('SIGTERM');
     await exited;
