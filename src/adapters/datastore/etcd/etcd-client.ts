@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { Etcd3, IOptions, Watcher } from 'etcd3';
-import { ExponentialBackoff, noop } from 'cockatiel';
+import { Etcd3, GRPCDeadlineExceededError, GRPCUnavailableError, IOptions, Watcher } from 'etcd3';
+import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, isBrokenCircuitError, noop } from 'cockatiel';
 import type * as RPC from 'etcd3/lib/rpc.js';
-import { DatastoreUnavailableError } from '../../../domain/errors.js';
+import { DatastoreFullError, DatastoreUnavailableError } from '../../../domain/errors.js';
 
 export interface EtcdSettings {
   endpoints: string[];
@@ -11,9 +11,39 @@ export interface EtcdSettings {
   keyFile?: string;
   username?: string;
   password?: string;
-  /** Deadline of one etcd call. Requests must fail within 10 s when etcd is down, so keep it well under that. */
+  /**
+   * Deadline of one attempt at an etcd call. A Docker request must fail within 5 s when etcd is down,
+   * and a call that timed out on a dead member is tried once more on another: keep it near 2 s.
+   */
   callTimeoutMs?: number;
 }
+
+/** How long a member that failed a call is skipped before one call tries it again. */
+const MEMBER_RETRY_AFTER_MS = 1000;
+/**
+ * How long a call that is safe to repeat keeps being tried (on another member, or once an election is
+ * over: a few seconds at most) before its error is reported; well within Docker's 5 s.
+ */
+const RETRY_BUDGET_MS = 3000;
+/** The first pause between attempts; each next one is twice as long. */
+const FIRST_RETRY_DELAY_MS = 100;
+
+/**
+ * The member itself is unreachable (refused, dropped, or silent until the deadline), as opposed to a
+ * reachable member saying `etcdserver: ...` (no leader yet, quota): only the former should send calls elsewhere.
+ */
+const memberUnreachable = (error: Error): boolean =>
+  (error instanceof GRPCUnavailableError || error instanceof GRPCDeadlineExceededError) && !/etcdserver:/.test(error.message);
+
+/**
+ * Whether a failed call can be sent again without the risk of applying a write twice: reads always;
+ * writes only when they never left this process (no connection, or every member's breaker open).
+ */
+const safeToRetry = (operation: string, error: unknown): boolean =>
+  isBrokenCircuitError(error) ||
+  (error instanceof Error &&
+    (error instanceof GRPCUnavailableError || error instanceof GRPCDeadlineExceededError) &&
+    (operation === 'range' || /No connection established|ECONNREFUSED/.test(error.message)));
 
 /** Told of every round trip (metrics): its operation, how long it took, and whether it failed. */
 export type EtcdCallObserver = (operation: string, seconds: number, failed: boolean) => void;
@@ -36,13 +66,17 @@ export class EtcdClient {
     private readonly onCall?: EtcdCallObserver,
   ) {
     this.where = settings.endpoints.join(',');
-    const timeout = settings.callTimeoutMs ?? 4000;
+    const timeout = settings.callTimeoutMs ?? 2000;
+    // With several members, one that fails a call is skipped for a while: the library then picks
+    // another instead of sending a third of all calls to a dead member. One member: nothing to skip to.
+    const memberBreaker = () =>
+      settings.endpoints.length > 1 ? circuitBreaker(handleWhen(memberUnreachable), { halfOpenAfter: MEMBER_RETRY_AFTER_MS, breaker: new ConsecutiveBreaker(1) }) : noop;
     const options: IOptions = {
       hosts: settings.endpoints,
       dialTimeout: timeout,
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + timeout }),
-      // Our services retry conflicts themselves; the library's retries and breaker only add latency.
-      faultHandling: { host: () => noop, global: noop, watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }) as never },
+      // Retries are ours (see call): only those that cannot apply a write twice. Conflicts are the services'.
+      faultHandling: { host: memberBreaker, global: noop, watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }) as never },
       grpcOptions: {
         // Reconnect fast once etcd is back, instead of gRPC's default backoff of up to two minutes.
         'grpc.initial_reconnect_backoff_ms': 200,
@@ -103,21 +137,34 @@ export class EtcdClient {
   }
 
   /** Translates a library error into ours, with the endpoint and the reason an operator can act on. */
-  unavailable(operation: string, error: unknown): DatastoreUnavailableError {
-    return new DatastoreUnavailableError(`etcd ${operation} at ${this.where} failed: ${reasonOf(error)}`, error);
+  unavailable(operation: string, error: unknown): DatastoreUnavailableError | DatastoreFullError {
+    const reason = reasonOf(error);
+    if (reason.includes('database space exceeded')) {
+      return new DatastoreFullError(
+        `etcd at ${this.where} is full (its space quota is used up; nothing was written): compact and defragment etcd and disarm its NOSPACE alarm, or raise --quota-backend-bytes`,
+        error,
+      );
+    }
+    if (isBrokenCircuitError(error)) return new DatastoreUnavailableError(`etcd ${operation} failed: no member of ${this.where} is reachable`, error);
+    return new DatastoreUnavailableError(`etcd ${operation} at ${this.where} failed: ${reason}`, error);
   }
 
   private async call<T>(operation: string, run: () => Promise<T>): Promise<T> {
-    this.roundTrips++;
-    const started = this.onCall && performance.now();
-    const observe = (failed: boolean): void => this.onCall?.(operation, (performance.now() - started!) / 1000, failed);
-    try {
-      const result = await run();
-      observe(false);
-      return result;
-    } catch (error) {
-      observe(true);
-      throw this.unavailable(operation, error);
+    const giveUpAt = Date.now() + RETRY_BUDGET_MS;
+    for (let delay = FIRST_RETRY_DELAY_MS; ; delay *= 2) {
+      this.roundTrips++;
+      const started = this.onCall && performance.now();
+      const observe = (failed: boolean): void => this.onCall?.(operation, (performance.now() - started!) / 1000, failed);
+      try {
+        const result = await run();
+        observe(false);
+        return result;
+      } catch (error) {
+        observe(true);
+        if (Date.now() + delay > giveUpAt || !safeToRetry(operation, error)) throw this.unavailable(operation, error);
+        // A moment for an election to finish or a breaker to open, then another member.
+        await new Promise((r) => setTimeout(r, delay));
+      }
     }
   }
 }
