@@ -4,7 +4,8 @@ import { EtcdClient } from '../src/adapters/datastore/etcd/etcd-client.js';
 import { EtcdIpamStore } from '../src/adapters/datastore/etcd/etcd-ipam-store.js';
 import { IpamReport } from '../src/services/ipam/ipam-report.js';
 import { PoolService } from '../src/services/ipam/pool-service.js';
-import { post, TestDaemon } from './helpers/daemon.js';
+import { until } from './helpers/cluster.js';
+import { calicoctlHere, post, TestDaemon } from './helpers/daemon.js';
 import { TestEtcd, TestEtcdCluster } from './helpers/etcd.js';
 
 /** Figures the tests measure, printed at the end (the README's "etcd faults" section quotes them). */
@@ -41,6 +42,44 @@ async function startDaemons(names: string[], env: Record<string, string> = {}): 
 }
 
 const requestAddress = (d: TestDaemon) => post(d.ipamSocket, 'IpamDriver.RequestAddress', { PoolID: 'CalicoPoolIPv4', Address: '', Options: null });
+
+const inNamespace = (d: TestDaemon, command: string[]) => spawnSync('ip', ['netns', 'exec', d.namespace!, ...command], { encoding: 'utf8', timeout: 10_000 });
+
+/** GET /readiness inside the daemon's namespace: its status and body. */
+function readiness(d: TestDaemon): { status: number; body: string } {
+  const reply = inNamespace(d, ['curl', '-s', '-m', '3', '-w', '\n%{http_code}', 'http://127.0.0.1:9099/readiness']).stdout;
+  const at = reply.lastIndexOf('\n');
+  return { status: Number(reply.slice(at + 1)) || 0, body: reply.slice(0, at) };
+}
+
+/**
+ * The daemon's dataplane as the kernel holds it: iptables' filter table (each chain's rules in their
+ * order, the chains sorted, no counters), ipsets and routes.
+ */
+function dataplaneOf(d: TestDaemon): string {
+  const chains = new Map<string, string[]>();
+  for (const line of inNamespace(d, ['iptables-save', '-t', 'filter']).stdout.split('\n')) {
+    const chain = /^(?::(\S+)|-A (\S+))/.exec(line);
+    if (chain) chains.set(chain[1] ?? chain[2]!, [...(chains.get(chain[1] ?? chain[2]!) ?? []), line.replace(/\[\d+:\d+\]/, '')]);
+  }
+  const iptables = [...chains.keys()].sort().flatMap((c) => chains.get(c)!);
+  const ipsets = inNamespace(d, ['ipset', 'save']).stdout.split('\n').sort();
+  return [...iptables, ...ipsets, inNamespace(d, ['ip', 'route']).stdout].join('\n');
+}
+
+const uniqueLines = (text: string): string[] => [...new Set(text.split('\n'))].sort();
+
+/** An endpoint on the daemon's node, as Docker's CreateEndpoint makes it (no container behind it). */
+async function createEndpoint(d: TestDaemon, id: string): Promise<{ status: number; text: string; ms: number }> {
+  const started = Date.now();
+  const address = await requestAddress(d);
+  if (address.status !== 200) return { ...address, ms: Date.now() - started };
+  const reply = await post(d.networkSocket, 'NetworkDriver.CreateEndpoint', { NetworkID: 'faults-net', EndpointID: id.repeat(64).slice(0, 64), Interface: { Address: address.body.Address, MacAddress: '' }, Options: {} });
+  return { ...reply, ms: Date.now() - started };
+}
+
+const INGRESS_POLICY = (name: string) =>
+  `apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: ${name}}\nspec: {selector: all(), ingress: [{action: Allow, protocol: TCP, destination: {ports: [8080]}}]}\n`;
 
 /** The member that leads now, as the members themselves report it. */
 function leader(): TestEtcd {
@@ -98,4 +137,95 @@ describe('etcd member loss', () => {
     const after = await Promise.all(nodes.flatMap((d) => Array.from({ length: 25 }, () => requestAddress(d))));
     expect(after.filter((r) => r.status !== 200).map((r) => r.text)).toEqual([]);
   }, 120_000);
+});
+
+describe('etcd outage: every member down for 20 s', () => {
+  it('requests fail within 5 s, clearly; the dataplane stays; a daemon restarted meanwhile comes up not ready; all converge once etcd is back', async () => {
+    await new PoolService(store).add({ cidr: '10.81.0.0/16', name: 'outage' });
+    const [a, b] = await startDaemons(['out-a', 'out-b']);
+    for (const [i, d] of [a!, b!].entries()) expect((await createEndpoint(d, `${i + 1}`)).status).toBe(200);
+    await until('both daemons ready with their endpoint programmed', () => [a!, b!].every((d) => readiness(d).status === 200 && dataplaneOf(d).includes('cali-tw-')), 20_000);
+    const before = [a!, b!].map(dataplaneOf);
+
+    await Promise.all(cluster.members.map((m) => m.stop()));
+    const downAt = Date.now();
+    const [address, endpoint] = await Promise.all([
+      (async () => {
+        const started = Date.now();
+        return { ...(await requestAddress(a!)), ms: Date.now() - started };
+      })(),
+      createEndpoint(a!, '3'),
+    ]);
+    expect(address.status).toBe(500);
+    expect(address.body.Err).toMatch(/etcd/);
+    expect(endpoint.status).toBe(500);
+    expect(endpoint.text).toMatch(/etcd/);
+    expect(Math.max(address.ms, endpoint.ms)).toBeLessThan(5000);
+
+    // Restarted during the outage: it comes up, says it is not ready, and leaves the kernel as it was.
+    await b!.stop();
+    await b!.start();
+    const restarted = await until('the restarted daemon to answer not ready', () => {
+      const r = readiness(b!);
+      return r.status === 503 && r;
+    }, 10_000);
+    expect(restarted.body).toMatch(/datastore|ipam/);
+    const notReadyA = readiness(a!);
+    expect(notReadyA.status).toBe(503);
+    await new Promise((r) => setTimeout(r, Math.max(0, 20_000 - (Date.now() - downAt))));
+    // Both keep every rule, set and route they had (a rewrite meanwhile may drop a rule left twice).
+    for (const [i, d] of [a!, b!].entries()) expect(uniqueLines(dataplaneOf(d))).toEqual(uniqueLines(before[i]!));
+
+    await Promise.all(cluster.members.map((m) => m.start()));
+    const backAt = Date.now();
+    // Another host's changes, made as etcd comes back: a policy, and an endpoint of a third daemon.
+    const applied = await calicoctlHere(['apply', '-f', '-'], { ETCD_ENDPOINTS: cluster.endpoints }, INGRESS_POLICY('after-outage'));
+    expect(applied.status, applied.stderr).toBe(0);
+    await until('both daemons ready, with the new policy programmed', () => [a!, b!].every((d) => readiness(d).status === 200 && dataplaneOf(d).includes('cali-pi-')), 10_000);
+    const converged = Date.now() - backAt;
+    // And they serve again.
+    expect((await createEndpoint(a!, '4')).status).toBe(200);
+    expect((await requestAddress(b!)).status).toBe(200);
+    figures.outage = { requestFailedMs: address.ms, createEndpointFailedMs: endpoint.ms, error: address.body.Err, restartedReadiness: restarted.body, convergedMs: converged };
+    expect(converged).toBeLessThan(10_000);
+    expect((await new IpamReport(store).check()).problems).toEqual([]);
+  }, 90_000);
+});
+
+describe('etcd silently lost (packets dropped, no reset)', () => {
+  it('is detected within 30 s (readiness fails) and the daemon recovers when the path is back', async () => {
+    await new PoolService(store).add({ cidr: '10.82.0.0/16', name: 'silent' });
+    const [d] = await startDaemons(['silent-a']);
+    await until('ready', () => readiness(d!).status === 200, 20_000);
+    const ports = cluster.members.map((m) => new URL(m.endpoint).port).join(',');
+    // mangle's OUTPUT: a chain the policy agent does not hook, so no Calico rule comes before this one.
+    const blackhole = ['-t', 'mangle', 'OUTPUT', '-p', 'tcp', '-m', 'multiport', '--dports', ports, '-j', 'DROP'];
+    expect(inNamespace(d!, ['iptables', ...blackhole.slice(0, 2), '-I', ...blackhole.slice(2)]).status).toBe(0);
+    const droppedAt = Date.now();
+    let restored = false;
+    try {
+      const lost = await until('readiness to fail', () => {
+        const r = readiness(d!);
+        return r.status === 503 && r;
+      }, 35_000);
+      const detectedMs = Date.now() - droppedAt;
+      expect(lost.body).toMatch(/datastore|not in sync/);
+      // A request meanwhile fails within 5 s, as with etcd down.
+      const started = Date.now();
+      const reply = await requestAddress(d!);
+      const requestMs = Date.now() - started;
+      expect(reply.status).toBe(500);
+      expect(requestMs).toBeLessThan(5000);
+      expect(inNamespace(d!, ['iptables', ...blackhole.slice(0, 2), '-D', ...blackhole.slice(2)]).status).toBe(0);
+      restored = true;
+      const restoredAt = Date.now();
+      await until('readiness to come back', () => readiness(d!).status === 200, 30_000);
+      const recoveredMs = Date.now() - restoredAt;
+      expect((await requestAddress(d!)).status).toBe(200);
+      figures.silentLoss = { detectedMs, requestFailedMs: requestMs, error: reply.body.Err, recoveredMs };
+      expect(detectedMs).toBeLessThan(30_000);
+    } finally {
+      if (!restored) inNamespace(d!, ['iptables', ...blackhole.slice(0, 2), '-D', ...blackhole.slice(2)]);
+    }
+  }, 90_000);
 });

@@ -35,6 +35,9 @@ const FIRST_RETRY_DELAY_MS = 100;
 const memberUnreachable = (error: Error): boolean =>
   (error instanceof GRPCUnavailableError || error instanceof GRPCDeadlineExceededError) && !/etcdserver:/.test(error.message);
 
+/** gRPC's words for a call that found no connection to send it on. */
+const NEVER_CONNECTED = /No connection established|ECONNREFUSED/;
+
 /**
  * Whether a failed call can be sent again without the risk of applying a write twice: reads always;
  * writes only when they never left this process (no connection, or every member's breaker open).
@@ -43,7 +46,7 @@ const safeToRetry = (operation: string, error: unknown): boolean =>
   isBrokenCircuitError(error) ||
   (error instanceof Error &&
     (error instanceof GRPCUnavailableError || error instanceof GRPCDeadlineExceededError) &&
-    (operation === 'range' || /No connection established|ECONNREFUSED/.test(error.message)));
+    (operation === 'range' || NEVER_CONNECTED.test(error.message)));
 
 /** Told of every round trip (metrics): its operation, how long it took, and whether it failed. */
 export type EtcdCallObserver = (operation: string, seconds: number, failed: boolean) => void;
@@ -146,6 +149,7 @@ export class EtcdClient {
       );
     }
     if (isBrokenCircuitError(error)) return new DatastoreUnavailableError(`etcd ${operation} failed: no member of ${this.where} is reachable`, error);
+    if (NEVER_CONNECTED.test(reason)) return new DatastoreUnavailableError(`etcd ${operation} at ${this.where} failed: cannot connect (etcd is down or unreachable)`, error);
     return new DatastoreUnavailableError(`etcd ${operation} at ${this.where} failed: ${reason}`, error);
   }
 
