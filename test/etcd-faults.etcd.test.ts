@@ -1,12 +1,14 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { EtcdClient } from '../src/adapters/datastore/etcd/etcd-client.js';
+import { EtcdEndpointStore } from '../src/adapters/datastore/etcd/etcd-endpoint-store.js';
 import { EtcdIpamStore } from '../src/adapters/datastore/etcd/etcd-ipam-store.js';
 import { IpamReport } from '../src/services/ipam/ipam-report.js';
 import { PoolService } from '../src/services/ipam/pool-service.js';
 import { until } from './helpers/cluster.js';
 import { calicoctlHere, post, TestDaemon } from './helpers/daemon.js';
 import { TestEtcd, TestEtcdCluster } from './helpers/etcd.js';
+import { workloadEndpoint } from './helpers/ipam.js';
 
 /** Figures the tests measure, printed at the end (the README's "etcd faults" section quotes them). */
 const figures: Record<string, unknown> = {};
@@ -227,5 +229,91 @@ describe('etcd silently lost (packets dropped, no reset)', () => {
     } finally {
       if (!restored) inNamespace(d!, ['iptables', ...blackhole.slice(0, 2), '-D', ...blackhole.slice(2)]);
     }
+  }, 90_000);
+});
+
+/** Chains of one kind (`cali-tw-`: to an endpoint; `cali-pi-`: a policy inbound) in the daemon's filter table. */
+const chainsOf = (d: TestDaemon, prefix: string): string[] =>
+  inNamespace(d, ['iptables-save', '-t', 'filter']).stdout.split('\n').flatMap((line) => (line.startsWith(`:${prefix}`) ? [line.slice(1).split(' ')[0]!] : []));
+
+/** The workload addresses the daemon dispatches to (one `cali-to-wl-dispatch` rule each). */
+const dispatchedTo = (d: TestDaemon): string[] =>
+  [...inNamespace(d, ['iptables-save', '-t', 'filter']).stdout.matchAll(/^-A cali-to-wl-dispatch -d (\S+) /gm)].map((m) => m[1]!).sort();
+
+/** The members of one ipset in the daemon's namespace. */
+const ipsetMembers = (d: TestDaemon, set: string): string[] =>
+  inNamespace(d, ['ipset', 'list', set]).stdout.split('Members:\n')[1]?.split('\n').filter(Boolean).sort() ?? [];
+
+describe('etcd compaction', () => {
+  it('compacting while policies, pools and endpoints change (the daemon cut off): no change lost, nothing stale left, resyncs at most once per 500 ms', async () => {
+    const pools = new PoolService(store);
+    const endpoints = new EtcdEndpointStore(etcd);
+    const apply = async (yaml: string, verb = 'apply') => expect((await calicoctlHere([verb, '-f', '-'], { ETCD_ENDPOINTS: cluster.endpoints }, yaml)).status).toBe(0);
+    await pools.add({ cidr: '10.83.0.0/16', name: 'comp-1' });
+    await pools.add({ cidr: '10.85.0.0/16', name: 'comp-9' });
+    await apply(INGRESS_POLICY('comp-p1'));
+    const [d] = await startDaemons(['comp-a']);
+    expect((await createEndpoint(d!, '5')).status).toBe(200);
+    await until('the endpoint and policy programmed', () => dispatchedTo(d!).length === 1 && chainsOf(d!, 'cali-pi-').length === 1, 20_000);
+    const [oldPolicyChain] = chainsOf(d!, 'cali-pi-');
+    expect(ipsetMembers(d!, 'cali4-all-ipam-pools')).toEqual(['10.83.0.0/16', '10.85.0.0/16']);
+
+    // Cut the daemon off (no new connection, and its open ones dropped), so its watches fall behind.
+    const ports = cluster.members.map((m) => new URL(m.endpoint).port).join(',');
+    const cut = ['-t', 'mangle', 'OUTPUT', '-p', 'tcp', '-m', 'multiport', '--dports', ports, '-j', 'DROP'];
+    expect(inNamespace(d!, ['iptables', ...cut.slice(0, 2), '-I', ...cut.slice(2)]).status).toBe(0);
+    try {
+      for (const port of ports.split(',')) inNamespace(d!, ['ss', '-K', 'dst', '127.0.0.1', 'dport', '=', `:${port}`]);
+      await until('the daemon to notice', () => readiness(d!).status === 503, 10_000);
+      // Changes meanwhile: a policy replaced, a pool replaced, an endpoint replaced by two others.
+      await apply(INGRESS_POLICY('comp-p2'));
+      await apply(INGRESS_POLICY('comp-p1'), 'delete');
+      await pools.add({ cidr: '10.84.0.0/16', name: 'comp-2' });
+      await pools.remove('comp-9');
+      const [old] = (await endpoints.listEndpoints()).filter((e) => e.value.spec.node === 'comp-a');
+      await endpoints.deleteEndpoint(old!.value.metadata.name);
+      for (const [id, address] of [['6'.repeat(64), '10.84.0.6'], ['7'.repeat(64), '10.84.0.7']] as const) {
+        const endpoint = workloadEndpoint('comp-a', id, [address]);
+        endpoint.spec.interfaceName = `cali${id.slice(0, 11)}`;
+        expect(await endpoints.createEndpoint(endpoint)).toBe(true);
+      }
+      const revision = (await etcd.range({ key: Buffer.from('/calico/') })).header.revision;
+      const compact = spawnSync('etcdctl', ['--endpoints', cluster.endpoints, 'compact', revision], { encoding: 'utf8', timeout: 10_000 });
+      expect(compact.status, compact.stderr).toBe(0);
+    } finally {
+      inNamespace(d!, ['iptables', ...cut.slice(0, 2), '-D', ...cut.slice(2)]);
+    }
+    const backAt = Date.now();
+    // And one more change as it comes back.
+    await apply(INGRESS_POLICY('comp-p3'));
+    let last: unknown;
+    await until('the daemon to converge on what etcd holds', () => {
+      const policies = chainsOf(d!, 'cali-pi-');
+      const workloads = dispatchedTo(d!);
+      last = { policies, workloads, pools: ipsetMembers(d!, 'cali4-all-ipam-pools'), ready: readiness(d!) };
+      return (
+        readiness(d!).status === 200 &&
+        policies.length === 2 &&
+        !policies.includes(oldPolicyChain!) &&
+        workloads.join() === '10.84.0.6/32,10.84.0.7/32' &&
+        ipsetMembers(d!, 'cali4-all-ipam-pools').join() === '10.83.0.0/16,10.84.0.0/16'
+      );
+    }, 20_000).catch((error) => {
+      throw new Error(`${error.message}: ${JSON.stringify(last)}\n${inNamespace(d!, ['iptables-save', '-t', 'filter']).stdout}`);
+    });
+    const convergedMs = Date.now() - backAt;
+    // Resyncs: each part's reloads at least 500 ms apart.
+    const lost = d!.log
+      .split('\n')
+      .filter((line) => line.includes('watch lost; reloading'))
+      .map((line) => JSON.parse(line) as { msg: string; time: number });
+    const byPart = new Map<string, { time: number }[]>();
+    for (const entry of lost) byPart.set(entry.msg, [...(byPart.get(entry.msg) ?? []), entry]);
+    for (const entries of byPart.values()) {
+      for (let i = 1; i < entries.length; i++) expect(entries[i]!.time - entries[i - 1]!.time).toBeGreaterThanOrEqual(500);
+    }
+    figures.compaction = { convergedMs, watchesLost: Object.fromEntries([...byPart].map(([msg, entries]) => [msg, entries.length])) };
+    // The daemon did resync from a compacted watch (etcd ends such a watch when it reconnects).
+    expect(lost.some((entry) => /ended by etcd/.test(JSON.stringify(entry)))).toBe(true);
   }, 90_000);
 });

@@ -36,6 +36,7 @@ import { releaseBlockAffinity } from './affinity-release.js';
 import { findFreeBlock } from './block-search.js';
 import { CachedBlock, IpamCache } from './ipam-cache.js';
 import { describePool, PoolView } from './pool-view.js';
+import { Resync } from '../resync.js';
 
 export interface Allocation {
   address: IpAddr;
@@ -151,6 +152,13 @@ export class IpamService {
   private readonly releasedWithEndpoint = new Map<string, number>();
   /** Affinity keys learnt from failed claims (a left-over affinity whose block is gone). */
   private readonly knownAffinities = new Map<string, Stored<BlockAffinity> | null>();
+  private readonly resync = new Resync(
+    () => {
+      this.loaded = undefined;
+      return this.start();
+    },
+    () => this.stopped,
+  );
 
   constructor(
     private readonly store: IpamStore,
@@ -227,13 +235,8 @@ export class IpamService {
   private onWatchLost(error: Error): void {
     if (this.stopped) return;
     this.log.warn({ err: error }, 'IPAM watch lost; reloading');
-    this.loaded = undefined;
     this.synced = false;
-    const reload = (): void => {
-      if (this.stopped) return;
-      this.start().catch(() => setTimeout(reload, 1000).unref());
-    };
-    reload();
+    this.resync.request();
   }
 
   /**

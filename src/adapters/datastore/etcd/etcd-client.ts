@@ -48,6 +48,9 @@ const safeToRetry = (operation: string, error: unknown): boolean =>
     (error instanceof GRPCUnavailableError || error instanceof GRPCDeadlineExceededError) &&
     (operation === 'range' || NEVER_CONNECTED.test(error.message)));
 
+/** What a watch follows: every key under a prefix, or one key. */
+export type WatchTarget = { prefix: string } | { key: string };
+
 /** Told of every round trip (metrics): its operation, how long it took, and whether it failed. */
 export type EtcdCallObserver = (operation: string, seconds: number, failed: boolean) => void;
 
@@ -115,18 +118,54 @@ export class EtcdClient {
    * Watches a key prefix (or one key) from `startRevision`. While etcd is away the library reconnects
    * and resumes by itself; meanwhile the watch counts in `watchProblem`.
    */
-  async watch(target: { prefix: string } | { key: string }, startRevision: string): Promise<Watcher> {
+  async watch(target: WatchTarget, startRevision: string): Promise<Watcher> {
     const builder = this.raw.watch().startRevision(startRevision);
     const watcher = await ('prefix' in target ? builder.prefix(target.prefix) : builder.key(target.key)).create();
     watcher.on('disconnected', (error: Error) => this.disconnected.set(watcher, error));
     watcher.on('connected', () => this.disconnected.delete(watcher));
+    // Ended by etcd (its revision compacted): the library has dropped it. Cancelling it then would ask
+    // etcd to cancel an unknown watch, wait for an answer that never comes, or crash on an unexpected one.
+    let endedByEtcd = false;
+    watcher.on('error', () => {
+      endedByEtcd = true;
+      this.disconnected.delete(watcher);
+    });
     // A watch cancelled while disconnected ends without an 'end' event: forget it on cancel.
     const cancel = watcher.cancel.bind(watcher);
     watcher.cancel = () => {
       this.disconnected.delete(watcher);
-      return cancel();
+      return endedByEtcd ? Promise.resolve() : cancel();
     };
     return watcher;
+  }
+
+  /**
+   * Watches several prefixes or keys from `startRevision` as one. Each event goes to `onEvent`; the
+   * first watch that etcd ends (its revision compacted away while it was disconnected) calls `onLost`,
+   * once for the group, so one compaction costs one resync, not one per prefix. The caller cancels the
+   * group as it resyncs (etcd ends the others of a compacted group by itself).
+   */
+  async watchGroup(
+    targets: WatchTarget[],
+    startRevision: string,
+    onEvent: (event: RPC.IEvent) => void,
+    onLost: (error: DatastoreUnavailableError) => void,
+  ): Promise<{ cancel(): Promise<void> }> {
+    let lost = false;
+    const watchers = await Promise.all(
+      targets.map(async (target) => {
+        const watcher = await this.watch(target, startRevision);
+        watcher.on('data', (response: RPC.IWatchResponse) => response.events.forEach(onEvent));
+        watcher.on('error', (error: Error) => {
+          if (lost) return;
+          lost = true;
+          const what = 'prefix' in target ? target.prefix : target.key;
+          onLost(new DatastoreUnavailableError(`etcd watch of ${what} ended by etcd (revision compacted, or cancelled): ${error.message}`, error));
+        });
+        return watcher;
+      }),
+    );
+    return { cancel: async () => void (await Promise.all(watchers.map((w) => w.cancel()))) };
   }
 
   /** Why a watch is not receiving changes now (etcd unreachable), or undefined when every watch is connected. */
