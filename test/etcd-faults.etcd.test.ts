@@ -317,3 +317,40 @@ describe('etcd compaction', () => {
     expect(lost.some((entry) => /ended by etcd/.test(JSON.stringify(entry)))).toBe(true);
   }, 90_000);
 });
+
+describe("etcd's space quota exceeded", () => {
+  it('a clear error on the plugin request, and no half-written IPAM state (calicoctl ipam check is clean)', async () => {
+    const small = new TestEtcd(undefined, false, undefined, undefined, ['--quota-backend-bytes', String(4 * 1024 * 1024)]);
+    let client: EtcdClient | undefined;
+    try {
+      await small.start();
+      client = new EtcdClient({ endpoints: [small.endpoint] });
+      const smallStore = new EtcdIpamStore(client);
+      await new PoolService(smallStore).add({ cidr: '10.86.0.0/16', name: 'quota' });
+      const d = new TestDaemon({ node: 'quota-a', etcd: small.endpoint, env: { DOCKER_HOST: 'unix:///nonexistent/docker.sock' } });
+      daemons.push(d);
+      await d.start();
+      await d.ready();
+      // Fill etcd until it refuses: its NOSPACE alarm is then raised.
+      let full = false;
+      for (let i = 0; i < 100 && !full; i++) full = await client.raw.put(`/filler/${i}`).value(Buffer.alloc(512 * 1024, 1)).then(() => false, (error: Error) => /space exceeded/.test(error.message));
+      expect(full).toBe(true);
+      const started = Date.now();
+      const reply = await requestAddress(d);
+      const ms = Date.now() - started;
+      expect(reply.status).toBe(500);
+      expect(reply.body.Err).toMatch(/^etcd at .* is full \(its space quota is used up; nothing was written\)/);
+      expect(ms).toBeLessThan(5000);
+      const check = await calicoctlHere(['ipam', 'check'], { ETCD_ENDPOINTS: small.endpoint });
+      expect(check.status, check.stdout + check.stderr).toBe(0);
+      expect(check.stdout).toContain('Check complete; no problems found.');
+      const snapshot = await smallStore.snapshot();
+      expect(snapshot.blocks).toHaveLength(0);
+      expect((await smallStore.listHandles()).size).toBe(0);
+      figures.quota = { failedMs: ms, error: reply.body.Err };
+    } finally {
+      client?.close();
+      await small.destroy();
+    }
+  }, 60_000);
+});
