@@ -3,6 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { EtcdClient } from '../src/adapters/datastore/etcd/etcd-client.js';
 import { EtcdEndpointStore } from '../src/adapters/datastore/etcd/etcd-endpoint-store.js';
 import { EtcdIpamStore } from '../src/adapters/datastore/etcd/etcd-ipam-store.js';
+import { prefixEnd } from '../src/adapters/datastore/etcd/keys.js';
 import { IpamReport } from '../src/services/ipam/ipam-report.js';
 import { PoolService } from '../src/services/ipam/pool-service.js';
 import { until } from './helpers/cluster.js';
@@ -31,8 +32,9 @@ afterAll(async () => {
 
 afterEach(async () => {
   await Promise.all(daemons.splice(0).map((d) => d.destroy()));
-  // A test that stopped members must not leave them stopped for the next one.
+  // A test that stopped members must not leave them stopped for the next one, nor its data.
   await Promise.all(cluster.members.filter((m) => !m.running).map((m) => m.start()));
+  await etcd.deleteRange({ key: Buffer.from('/calico/'), range_end: prefixEnd('/calico/') });
 });
 
 async function startDaemons(names: string[], env: Record<string, string> = {}): Promise<TestDaemon[]> {
@@ -108,13 +110,16 @@ describe('etcd member loss', () => {
     const nodes = await startDaemons(['loss-a', 'loss-b', 'loss-c', 'loss-d']);
     const victim = leader();
     const started = Date.now();
+    let answered = 0;
     const timed = nodes.flatMap((d) =>
       Array.from({ length: 250 }, async () => {
         const reply = await requestAddress(d);
+        answered++;
         return { reply, ms: Date.now() - started };
       }),
     );
-    await new Promise((r) => setTimeout(r, 150));
+    // Killed once the first answers are in: the rest are in flight or still queued.
+    await until('the first answers', () => answered >= 50, 20_000);
     const killedAt = Date.now() - started;
     await victim.stop('SIGKILL');
     const results = await Promise.all(timed);
@@ -128,7 +133,7 @@ describe('etcd member loss', () => {
     };
     expect(failed.map((f) => f.reply.text)).toEqual([]);
     // The kill fell in the middle of the allocations.
-    expect(results.filter((r) => r.ms > killedAt).length).toBeGreaterThan(0);
+    expect(results.filter((r) => r.ms > killedAt).length).toBeGreaterThan(500);
     const addresses = results.map((r) => (r.reply.body.Address as string).split('/')[0]!);
     expect(new Set(addresses).size).toBe(1000);
     const inEtcd = await allocatedInEtcd();
