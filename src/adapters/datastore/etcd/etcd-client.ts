@@ -44,8 +44,7 @@ const NEVER_CONNECTED = /No connection established|ECONNREFUSED/;
  */
 const safeToRetry = (operation: string, error: unknown): boolean =>
   isBrokenCircuitError(error) ||
-  (error instanceof Error &&
-    (error instanceof GRPCUnavailableError || error instanceof GRPCDeadlineExceededError) &&
+  ((error instanceof GRPCUnavailableError || error instanceof GRPCDeadlineExceededError) &&
     (operation === 'range' || NEVER_CONNECTED.test(error.message)));
 
 /** What a watch follows: every key under a prefix, or one key. */
@@ -56,8 +55,9 @@ export type EtcdCallObserver = (operation: string, seconds: number, failed: bool
 
 /**
  * The one place that talks gRPC to etcd: builds the client from Calico's ETCD_* settings, puts a
- * deadline on every call, counts round trips, knows whether its watches are connected, and turns
- * every library error into DatastoreUnavailableError.
+ * deadline on every call, skips a dead member and retries what is safe to retry, counts round trips,
+ * knows whether its watches are connected, and turns every library error into DatastoreUnavailableError
+ * (or DatastoreFullError when etcd's space quota is used up).
  */
 export class EtcdClient {
   readonly raw: Etcd3;
