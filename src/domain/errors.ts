@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'E_POOL_EXHAUSTED'
   | 'E_ADDRESS_IN_USE'
   | 'E_DATASTORE_UNAVAILABLE'
+  | 'E_DATASTORE_FULL'
   | 'E_IN_USE'
   | 'E_DATAPLANE';
 
@@ -68,9 +69,17 @@ export class InUseError extends AppError {
   }
 }
 
+/** The datastore could not be reached, or did not answer in time: trying again later may work. */
 export class DatastoreUnavailableError extends AppError {
   constructor(message: string, cause?: unknown) {
     super('E_DATASTORE_UNAVAILABLE', message, { cause });
+  }
+}
+
+/** The datastore refuses writes until an operator frees space (etcd's space quota): trying again does not help. */
+export class DatastoreFullError extends AppError {
+  constructor(message: string, cause?: unknown) {
+    super('E_DATASTORE_FULL', message, { cause });
   }
 }
 

@@ -1,11 +1,12 @@
 import type { Logger } from '../ports/logger.js';
+import { Resync } from './resync.js';
 
 const RETRY_MS = 1000;
 
 export interface ApplyLoopSteps {
   /** Computes the whole desired state and writes it. Throwing means: try again in RETRY_MS. */
   apply: () => Promise<void>;
-  /** Takes a fresh snapshot and watch after the watch was lost; retried until it succeeds. */
+  /** Takes a fresh snapshot and watch after the watch was lost; retried until it succeeds, at most once per 500 ms. */
   reload: () => Promise<void>;
   log: Logger;
   /** Logged with the error when an apply fails, e.g. `could not program policy; retrying`. */
@@ -46,8 +47,11 @@ export class ApplyLoop {
   private dirty = false;
   private timer: NodeJS.Timeout | undefined;
   private applying: Promise<void> | undefined;
+  private readonly resync: Resync;
 
-  constructor(private readonly steps: ApplyLoopSteps) {}
+  constructor(private readonly steps: ApplyLoopSteps) {
+    this.resync = new Resync(steps.reload, () => this.stopped);
+  }
 
   /** The first snapshot is in: applies now, and lets changes schedule applies from here on. */
   synchronised(): Promise<void> {
@@ -99,10 +103,7 @@ export class ApplyLoop {
     this.steps.log.warn({ err: error }, this.steps.lost);
     this.synced = false;
     this.steps.observer?.synchronised(false);
-    const retry = (): void => {
-      if (!this.stopped) this.steps.reload().catch(() => setTimeout(retry, RETRY_MS).unref());
-    };
-    retry();
+    this.resync.request();
   }
 
   /** Schedules nothing more; resolves when the apply under way (if any) has finished. */

@@ -97,16 +97,17 @@ export class TestDaemon {
     return existsSync(file) ? readFileSync(file, 'utf8') : '';
   }
 
-  private async isolation(endpoint: string | undefined): Promise<string[]> {
+  /** Each etcd endpoint (a cluster's members) is relayed in on its own port. */
+  private async isolation(endpoints: string[]): Promise<string[]> {
     if (this.options.wrap) return this.options.wrap;
     if (!this.netns) {
       this.netns = `calid-${process.pid}-${this.options.node}`.slice(0, 30);
       spawnSync('ip', ['netns', 'del', this.netns]);
       spawnSync('ip', ['netns', 'add', this.netns]);
       spawnSync('ip', ['netns', 'exec', this.netns, 'ip', 'link', 'set', 'lo', 'up']);
-      if (endpoint) {
+      for (const [i, endpoint] of endpoints.entries()) {
         const port = new URL(endpoint).port;
-        this.relays = await relayEtcdInto(['ip', 'netns', 'exec', this.netns], endpoint, join(this.workDir, 'etcd-relay.sock'), `127.0.0.1:${port}`);
+        this.relays.push(...(await relayEtcdInto(['ip', 'netns', 'exec', this.netns], endpoint, join(this.workDir, `etcd-relay-${i}.sock`), `127.0.0.1:${port}`)));
       }
     }
     return ['ip', 'netns', 'exec', this.netns];
@@ -127,7 +128,8 @@ export class TestDaemon {
       ...(this.options.etcd ? { ETCD_ENDPOINTS: this.options.etcd } : {}),
       ...this.options.env,
     };
-    const wrap = await this.isolation(env.ETCD_ENDPOINTS?.split(',')[0] ?? this.options.relayEtcd);
+    const relayed = env.ETCD_ENDPOINTS ?? this.options.relayEtcd;
+    const wrap = await this.isolation(relayed ? relayed.split(',') : []);
     const logFile = join(this.workDir, 'daemon.log');
     writeFileSync(logFile, '');
     const fd = openSync(logFile, 'a');

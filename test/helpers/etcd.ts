@@ -16,6 +16,14 @@ export function freePort(): Promise<number> {
   });
 }
 
+export interface EtcdMember {
+  name: string;
+  clientPort: number;
+  peerPort: number;
+  /** etcd's --initial-cluster: every member's name=peer URL. */
+  initialCluster: string;
+}
+
 export interface EtcdTls {
   caFile: string;
   certFile: string;
@@ -38,7 +46,13 @@ export class TestEtcd {
     private readonly enableV2 = false,
     /** Run it in this network namespace, on this address (etcd on the test hosts' network), ports 2379/2380. */
     private readonly placement?: { netns: string; address: string },
-  ) {}
+    /** One member of a cluster on loopback (see TestEtcdCluster), or a single-member etcd of its own. */
+    private readonly member?: EtcdMember,
+    /** Extra etcd flags (e.g. --quota-backend-bytes). */
+    private readonly extraArgs: string[] = [],
+  ) {
+    if (member) [this.clientPort, this.peerPort] = [member.clientPort, member.peerPort];
+  }
 
   /** etcd's process (`ip netns exec` becomes etcd), while it runs. */
   get pid(): number | undefined {
@@ -56,13 +70,14 @@ export class TestEtcd {
     }
     const peer = `http://${this.placement?.address ?? '127.0.0.1'}:${this.peerPort}`;
     const args = [
-      '--name', 'test',
+      '--name', this.member?.name ?? 'test',
       '--data-dir', this.dataDir,
       '--listen-client-urls', this.endpoint,
       '--advertise-client-urls', this.endpoint,
       '--listen-peer-urls', peer,
       '--initial-advertise-peer-urls', peer,
-      '--initial-cluster', `test=${peer}`,
+      '--initial-cluster', this.member?.initialCluster ?? `test=${peer}`,
+      ...this.extraArgs,
       ...(this.enableV2 ? ['--enable-v2=true'] : []),
       ...(this.tls ? ['--client-cert-auth', '--trusted-ca-file', this.tls.caFile, '--cert-file', this.tls.certFile, '--key-file', this.tls.keyFile] : []),
     ];
@@ -87,15 +102,15 @@ export class TestEtcd {
   private logFile: string | undefined;
 
   /** Neither exited nor killed (a Ctrl-C reaches etcd too: then it has a signal and no exit code). */
-  private get running(): boolean {
+  get running(): boolean {
     return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
   }
 
-  async stop(): Promise<void> {
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     const child = this.child;
     if (!child || !this.running) return;
     const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
+    child.kill(signal);
     await exited;
   }
 
@@ -103,5 +118,28 @@ export class TestEtcd {
     await this.stop();
     rmSync(this.dataDir, { recursive: true, force: true });
     if (this.logFile) rmSync(this.logFile, { force: true });
+  }
+}
+
+/** A cluster of real etcd members on loopback, each on ports of its own. */
+export class TestEtcdCluster {
+  members: TestEtcd[] = [];
+
+  /** ETCD_ENDPOINTS: every member's client URL. */
+  get endpoints(): string {
+    return this.members.map((m) => m.endpoint).join(',');
+  }
+
+  async start(size: number): Promise<void> {
+    const ports = [];
+    for (let i = 0; i < size; i++) ports.push({ name: `m${i}`, clientPort: await freePort(), peerPort: await freePort() });
+    const initialCluster = ports.map((p) => `${p.name}=http://127.0.0.1:${p.peerPort}`).join(',');
+    this.members = ports.map((p) => new TestEtcd(undefined, false, undefined, { ...p, initialCluster }));
+    // Together: a new cluster's members serve only once a quorum has met.
+    await Promise.all(this.members.map((m) => m.start()));
+  }
+
+  async destroy(): Promise<void> {
+    await Promise.all(this.members.map((m) => m.destroy()));
   }
 }

@@ -36,6 +36,7 @@ import { releaseBlockAffinity } from './affinity-release.js';
 import { findFreeBlock } from './block-search.js';
 import { CachedBlock, IpamCache } from './ipam-cache.js';
 import { describePool, PoolView } from './pool-view.js';
+import { Resync } from '../resync.js';
 
 export interface Allocation {
   address: IpAddr;
@@ -68,7 +69,7 @@ export interface IpamServiceOptions {
   node: string;
   log?: Logger;
   now?: () => Date;
-  /** A request that has not finished by then fails; Docker must hear back within 10 s. */
+  /** A request that has not finished by then fails: Docker must hear back within 5 s, even with etcd gone. */
   requestTimeoutMs?: number;
   /** Called when a block becomes or stops being this node's (claims, releases, other tools). */
   onOwnedBlocksChanged?: () => void;
@@ -97,6 +98,8 @@ export interface PoolUsage {
 const RELEASED_WITH_ENDPOINT_MS = 60_000;
 /** One txn holds at most this many allocations: etcd's default limit is 128 operations per txn. */
 const MAX_BATCH = 100;
+/** Pause before another attempt at a commit that failed for want of etcd (a member died; an election). */
+const RETRY_AFTER_UNAVAILABLE_MS = 100;
 /** Compare-and-swap attempts before a request gives up, as Calico's datastoreRetries. */
 const MAX_ATTEMPTS = 100;
 
@@ -149,6 +152,13 @@ export class IpamService {
   private readonly releasedWithEndpoint = new Map<string, number>();
   /** Affinity keys learnt from failed claims (a left-over affinity whose block is gone). */
   private readonly knownAffinities = new Map<string, Stored<BlockAffinity> | null>();
+  private readonly resync = new Resync(
+    () => {
+      this.loaded = undefined;
+      return this.start();
+    },
+    () => this.stopped,
+  );
 
   constructor(
     private readonly store: IpamStore,
@@ -157,7 +167,7 @@ export class IpamService {
     this.node = options.node;
     this.log = options.log ?? silentLogger;
     this.now = options.now ?? (() => new Date());
-    this.requestTimeoutMs = options.requestTimeoutMs ?? 9000;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 4500;
     this.onOwnedBlocksChanged = options.onOwnedBlocksChanged ?? (() => undefined);
     this.onBlocksChanged = options.onBlocksChanged ?? (() => undefined);
     this.observer = options.observer;
@@ -225,13 +235,8 @@ export class IpamService {
   private onWatchLost(error: Error): void {
     if (this.stopped) return;
     this.log.warn({ err: error }, 'IPAM watch lost; reloading');
-    this.loaded = undefined;
     this.synced = false;
-    const reload = (): void => {
-      if (this.stopped) return;
-      this.start().catch(() => setTimeout(reload, 1000).unref());
-    };
-    reload();
+    this.resync.request();
   }
 
   /**
@@ -513,6 +518,7 @@ export class IpamService {
     const guard = { kind: 'block' as const, family: cidr.family, revision: this.cache.blocksKnownRevision };
     const result = await this.store.commit(writes, guard).catch((error) => this.recoverAmbiguous(error, cidr, attributes));
     if (result === 'recovered') return true;
+    if (result === 'not-applied') return false;
     if (result.succeeded) {
       this.cache.putBlock({ value: block, modRevision: result.revision, createRevision: result.revision });
       this.knownAffinities.delete(affinityKey);
@@ -573,7 +579,12 @@ export class IpamService {
       const drop = isEmpty(block) && block.affinity === null;
       const blockWrite = this.blockWrite(cidr, { modRevision: cached.stored.modRevision }, drop ? null : block);
       const handleWrites = handleReleases(released, cidr, handles);
-      const result = await this.store.commit([blockWrite, ...handleWrites]);
+      const result = await this.store.commit([blockWrite, ...handleWrites]).catch(async (error) => {
+        // Reading the block back shows whether the release landed: if it did, nothing is left to free.
+        await this.readBackAfter(error, cidr);
+        return undefined;
+      });
+      if (!result) continue;
       if (result.succeeded) {
         if (drop) this.cache.removeBlock(cidr, result.revision);
         else this.cache.putBlock({ value: block, modRevision: result.revision, createRevision: cached.stored.createRevision });
@@ -599,6 +610,7 @@ export class IpamService {
     const previous = this.cache.block(cidr)!;
     const result = await this.store.commit(writes).catch((error) => this.recoverAmbiguous(error, cidr, attributes));
     if (result === 'recovered') return true;
+    if (result === 'not-applied') return false;
     if (result.succeeded) {
       this.cache.putBlock({ value: block, modRevision: result.revision, createRevision: previous.stored.createRevision });
       return true;
@@ -614,16 +626,28 @@ export class IpamService {
 
   /**
    * A commit that failed in transit may still have been applied. Our handles are unique, so reading
-   * the block back tells which: if every new handle is in it, the allocation stands; otherwise the
-   * original error is reported and nothing of ours is in etcd.
+   * the block back tells which: if every new handle is in it, the allocation stands; otherwise nothing
+   * of ours is in etcd, and the caller tries again (an etcd member died, or an election was under way).
    */
-  private async recoverAmbiguous(error: unknown, cidr: Cidr, attributes: AllocationAttribute[]): Promise<'recovered'> {
+  private async recoverAmbiguous(error: unknown, cidr: Cidr, attributes: AllocationAttribute[]): Promise<'recovered' | 'not-applied'> {
+    const current = await this.readBackAfter(error, cidr);
+    const handles = new Set(current?.value.attributes.map((a) => a.handle_id));
+    return attributes.length > 0 && attributes.every((a) => handles.has(a.handle_id)) ? 'recovered' : 'not-applied';
+  }
+
+  /**
+   * After a commit failed for want of etcd, reads the block back into the cache, so the caller can
+   * see what landed and try again. Any other failure (etcd full), or etcd still unreachable, is
+   * the request's error: the caller's job timer bounds how long this goes on.
+   */
+  private async readBackAfter(error: unknown, cidr: Cidr): Promise<Stored<AllocationBlock> | null> {
+    if (!(error instanceof DatastoreUnavailableError)) throw error;
     const current = await this.store.get({ kind: 'block', cidr }).catch(() => undefined);
     if (current === undefined) throw error;
     if (current) this.cache.putBlock(current);
-    const handles = new Set(current?.value.attributes.map((a) => a.handle_id));
-    if (attributes.length > 0 && attributes.every((a) => handles.has(a.handle_id))) return 'recovered';
-    throw error;
+    // A moment for the election to end, rather than a burst of attempts at a cluster without a leader.
+    await new Promise((r) => setTimeout(r, RETRY_AFTER_UNAVAILABLE_MS));
+    return current;
   }
 
   private attributesFor(pool: PoolView, extra: Record<string, string> | undefined, handleId?: string): AllocationAttribute {

@@ -1,6 +1,5 @@
 import type * as RPC from 'etcd3/lib/rpc.js';
 import { parseCidr } from '../../../domain/cidr.js';
-import { DatastoreUnavailableError } from '../../../domain/errors.js';
 import type { AllocationBlock, BlockAffinity, IpamConfig, IpamHandle, IpPool } from '../../../domain/ipam-model.js';
 import type {
   CommitResult,
@@ -132,21 +131,12 @@ export class EtcdIpamStore implements IpamStore {
   }
 
   async watch(revision: string, onChange: (change: IpamChange) => void, onLost: (error: Error) => void): Promise<IpamWatch> {
-    const start = String(BigInt(revision) + 1n);
-    const watchers = await Promise.all(
-      [POOL_PREFIX, blockPrefix(), CONFIG_KEY].map(async (prefix) => {
-        const watcher = await this.etcd.watch(prefix === CONFIG_KEY ? { key: prefix } : { prefix }, start);
-        watcher.on('data', (response: RPC.IWatchResponse) => {
-          for (const event of response.events) {
-            const change = toChange(event);
-            if (change) onChange(change);
-          }
-        });
-        watcher.on('error', (error: Error) => onLost(new DatastoreUnavailableError(`etcd watch of ${prefix} ended: ${error.message}`, error)));
-        return watcher;
-      }),
-    );
-    return { cancel: async () => void (await Promise.all(watchers.map((w) => w.cancel()))) };
+    const targets = [{ prefix: POOL_PREFIX }, { prefix: blockPrefix() }, { key: CONFIG_KEY }];
+    const onEvent = (event: RPC.IEvent): void => {
+      const change = toChange(event);
+      if (change) onChange(change);
+    };
+    return this.etcd.watchGroup(targets, String(BigInt(revision) + 1n), onEvent, onLost);
   }
 }
 

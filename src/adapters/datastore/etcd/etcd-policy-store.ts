@@ -1,5 +1,4 @@
 import type * as RPC from 'etcd3/lib/rpc.js';
-import { DatastoreUnavailableError } from '../../../domain/errors.js';
 import type { PolicyChange, PolicySnapshot, PolicyStore } from '../../../ports/policy-store.js';
 import type { EtcdClient } from './etcd-client.js';
 import { ENDPOINT_PREFIX, PROFILE_PREFIX } from './etcd-endpoint-store.js';
@@ -62,15 +61,10 @@ export class EtcdPolicyStore implements PolicyStore {
   }
 
   async watch(revision: string, onChange: (change: PolicyChange) => void, onLost: (error: Error) => void): Promise<{ cancel(): Promise<void> }> {
-    const watcher = await this.etcd.watch({ prefix: RESOURCES }, String(BigInt(revision) + 1n));
-    watcher.on('data', (response: RPC.IWatchResponse) => {
-      for (const event of response.events) {
-        const found = classify(event.kv.key.toString());
-        if (!found) continue;
-        onChange({ ...found, value: event.type === 'Delete' ? null : (parse(event.kv) as never) } as PolicyChange);
-      }
-    });
-    watcher.on('error', (error: Error) => onLost(new DatastoreUnavailableError(`etcd watch of ${RESOURCES} ended: ${error.message}`, error)));
-    return { cancel: () => watcher.cancel() };
+    const onEvent = (event: RPC.IEvent): void => {
+      const found = classify(event.kv.key.toString());
+      if (found) onChange({ ...found, value: event.type === 'Delete' ? null : (parse(event.kv) as never) } as PolicyChange);
+    };
+    return this.etcd.watchGroup([{ prefix: RESOURCES }], String(BigInt(revision) + 1n), onEvent, onLost);
   }
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type * as RPC from 'etcd3/lib/rpc.js';
-import { AlreadyExistsError, ConflictError, DatastoreUnavailableError, InvalidRequestError, NotFoundError } from '../../../domain/errors.js';
+import { AlreadyExistsError, ConflictError, InvalidRequestError, NotFoundError } from '../../../domain/errors.js';
 import { kindInfo, KindInfo, KINDS, Resource, resourceId } from '../../../domain/resources.js';
 import type { ResourceChange, ResourceRef, ResourceSnapshot, ResourceStore } from '../../../ports/resource-store.js';
 import type { EtcdClient } from './etcd-client.js';
@@ -151,23 +151,18 @@ export class EtcdResourceStore implements ResourceStore {
     onChange: (change: ResourceChange) => void,
     onLost: (error: Error) => void,
   ): Promise<{ cancel(): Promise<void> }> {
-    const start = String(BigInt(revision) + 1n);
-    const watchers = await Promise.all(
-      kinds.map(async (kind) => {
-        const watcher = await this.etcd.watch({ prefix: kindPrefix(kind) }, start);
-        watcher.on('data', (response: RPC.IWatchResponse) => {
-          for (const event of response.events) {
-            const ref = refFromKey(event.kv.key.toString());
-            if (!ref) continue;
-            const value = event.type === 'Delete' ? null : (decode(event.kv) ?? null);
-            onChange({ ...ref, value, revision: event.kv.mod_revision });
-          }
-        });
-        watcher.on('error', (error: Error) => onLost(new DatastoreUnavailableError(`etcd watch of ${kindPrefix(kind)} ended: ${error.message}`, error)));
-        return watcher;
-      }),
+    const onEvent = (event: RPC.IEvent): void => {
+      const ref = refFromKey(event.kv.key.toString());
+      if (!ref) return;
+      const value = event.type === 'Delete' ? null : (decode(event.kv) ?? null);
+      onChange({ ...ref, value, revision: event.kv.mod_revision });
+    };
+    return this.etcd.watchGroup(
+      kinds.map((kind) => ({ prefix: kindPrefix(kind) })),
+      String(BigInt(revision) + 1n),
+      onEvent,
+      onLost,
     );
-    return { cancel: async () => void (await Promise.all(watchers.map((w) => w.cancel()))) };
   }
 }
 
