@@ -15,7 +15,8 @@ import { failsafeList, failsafeRules, FailsafeRule, hostEndpointAddresses, HostI
  * Chains follow Felix: FORWARD/INPUT/OUTPUT jump to cali-FORWARD/-INPUT/-OUTPUT; packets from and to
  * workloads are dispatched to endpoint chains (cali-fw-<hash> outbound, cali-tw-<hash> inbound,
  * named by their content and shared by the endpoints they fit) which run the endpoint's tiers and
- * profiles (cali-pro-/cali-pri-<profile>) and drop what nothing allows. Dispatch is by the workload's address, so an address routed through a sibling's veth (a
+ * profiles (cali-pro-/cali-pri-<profile>) and drop what nothing allows. Dispatch is by the
+ * workload's address, so an address routed through a sibling's veth (a
  * container on two networks) is still policed as its own endpoint. Tags and selectors become ipsets
  * holding the addresses of every matching endpoint of every node: one rule per rule, never one per member.
  */
@@ -221,7 +222,6 @@ function advanceEndpoints(views: EndpointView[]): void {
   const removed = [...last].filter((v) => !current.has(v));
   endpointDelta = added.length || removed.length ? { generation: endpointDelta.generation + 1, added, removed, views: current } : { ...endpointDelta, views: current };
 }
-
 
 /** What a set in a rule was made from: rendered rules are reused while each names the same set again. */
 type SetUse =
@@ -519,11 +519,13 @@ function endpointChainName(prefix: 'cali-tw-' | 'cali-fw-', rules: string[]): st
   return name;
 }
 
-/** `published`: the endpoint's published ports, let in before any policy or profile has its say. */
-function endpointChain(direction: 'tw' | 'fw', profiles: string[], known: Set<string>, published: string[] = [], tiers: TierView[] = []): string[] {
+/**
+ * `profiles`: those of the endpoint that exist; `published`: its published ports, let in before any
+ * policy or profile has its say.
+ */
+function endpointChain(direction: 'tw' | 'fw', profiles: string[], published: string[] = [], tiers: TierView[] = []): string[] {
   const rules = ['-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT', '-m conntrack --ctstate INVALID -j DROP', ...published, `-j MARK --set-mark 0x0/${ACCEPT_MARK}`, ...tierRules(direction, tiers)];
   for (const profile of profiles) {
-    if (!known.has(profile)) continue;
     rules.push(`-j ${chainName(direction === 'tw' ? 'cali-pri-' : 'cali-pro-', profile)}`, `-m mark --mark ${MARK} -j RETURN`);
   }
   rules.push('-j DROP');
@@ -636,8 +638,8 @@ function hostEndpointChains(
     usePolicies(used.filter, 'fw', normalOut);
     const fh = chainName('cali-fh-', hep.suffix);
     const th = chainName('cali-th-', hep.suffix);
-    filter.set(fh, endpointChain('tw', known, usedProfiles, ['-j cali-failsafe-in'], normalIn));
-    filter.set(th, endpointChain('fw', known, usedProfiles, ['-j cali-failsafe-out'], normalOut));
+    filter.set(fh, endpointChain('tw', known, ['-j cali-failsafe-in'], normalIn));
+    filter.set(th, endpointChain('fw', known, ['-j cali-failsafe-out'], normalOut));
     dispatch.fh!.push({ iface: hep.iface, chain: fh });
     dispatch.th!.push({ iface: hep.iface, chain: th });
     // Forwarded traffic: only applyOnForward policies, and only where some select this endpoint (no failsafes here).
@@ -646,7 +648,7 @@ function hostEndpointChains(
       if (forward.length === 0) continue;
       usePolicies(used.filter, direction, forward);
       const chain = chainName(prefix, hep.suffix);
-      filter.set(chain, endpointChain(direction, known, usedProfiles, [], forward));
+      filter.set(chain, endpointChain(direction, known, [], forward));
       dispatch[key]!.push({ iface: hep.iface, chain });
     }
     for (const [direction, prefix, key, failsafe] of [['tw', 'cali-fh-', 'rawFh', 'cali-failsafe-in'], ['fw', 'cali-th-', 'rawTh', 'cali-failsafe-out']] as const) {
@@ -762,7 +764,7 @@ function familyTables(input: PolicyInput, views: EndpointView[], sets: SetView[]
     chainsByTiers.set(tiers, byKey);
     let chain = byKey.get(key);
     if (!chain) {
-      chain = endpointChain(direction, known, usedProfiles, published, tiers);
+      chain = endpointChain(direction, known, published, tiers);
       byKey.set(key, chain);
     }
     return chain;

@@ -95,7 +95,8 @@ export class IptablesPolicyDataplane implements PolicyDataplane {
     const wantedSets = new Map([...desired.ipsets].filter(([, set]) => this.families.has(set.family)));
     const changedSets = [...wantedSets].filter(([name, set]) => !sameSet(sets.get(name), set));
     // Rules may name a set only once it exists: a new set first. Members of sets already there, and
-    // rules, are written side by side: either may land first, each order is a state that was wanted.
+    // rules, are written side by side: either may land first, and the moment between mixes before and
+    // after, as it did when one write followed the other.
     if (changedSets.some(([name, set]) => !updatable(sets.get(name), set))) {
       await this.writeSets(changedSets, result);
       await this.writeRules(desired, tidy, result);
