@@ -52,7 +52,7 @@ export async function startDaemons(hosts: DockerHost[], wave = hosts.length): Pr
 export async function preclaimBlocks(ctx: EtcdContext, nodes: string[], poolName: string): Promise<Map<string, string>> {
   const blocks = new Map<string, string>();
   for (const node of nodes) {
-    const ipam = new IpamService(ctx.store, { node });
+    const ipam = new IpamService(ctx.store, ctx.source, { node });
     blocks.set(node, formatCidr((await ipam.requestAuto({ family: 4, poolName })).block));
     await ipam.stop();
   }

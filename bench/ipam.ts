@@ -10,6 +10,7 @@ import { request } from 'node:http';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EtcdClient } from '../src/adapters/datastore/etcd/etcd-client.js';
+import { EtcdSyncSource } from '../src/adapters/datastore/etcd/etcd-sync-source.js';
 import { EtcdIpamStore } from '../src/adapters/datastore/etcd/etcd-ipam-store.js';
 import { buildDockerPlugin } from '../src/plugin/docker-plugin.js';
 import { ipamMethods } from '../src/plugin/ipam-methods.js';
@@ -79,14 +80,14 @@ async function main(): Promise<void> {
   await pools.add({ cidr: '10.0.0.0/8', name: 'bench' });
 
   // 1. Round trips per allocation, counted on an instrumented client, through the socket of an in-process server.
-  const ipam = new IpamService(store, { node: 'bench-count' });
+  const ipam = new IpamService(store, new EtcdSyncSource(client), { node: 'bench-count' });
   const app = buildDockerPlugin({ implements: ['IpamDriver'], methods: ipamMethods(new DockerIpamDriver(ipam, pools)), logger: false });
   const countSocket = join(dir, 'count.sock');
   await app.listen({ path: countSocket });
   await ipam.start();
   const steadyTrips: number[] = [];
   const claimTrips: number[] = [];
-  const ownedBlocks = (): number => ipam.cache.allBlocks().filter((b) => b.stored.value.affinity === 'host:bench-count').length;
+  const ownedBlocks = (): number => ipam.blocks().filter((b) => b.stored.value.affinity === 'host:bench-count').length;
   for (let i = 0; i < SAMPLES; i++) {
     const trips = client.roundTrips;
     const blocks = ownedBlocks();

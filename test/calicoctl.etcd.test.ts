@@ -55,7 +55,7 @@ describe('calicoctl pool', () => {
 
   it('refuses to remove a pool with addresses in use', async () => {
     ctl('pool', 'add', '10.14.0.0/24', '--name', 'busy');
-    const ipam = new IpamService(suite.ctx.store, { node: 'n1' });
+    const ipam = new IpamService(suite.ctx.store, suite.ctx.source, { node: 'n1' });
     await ipam.requestExplicit({ address: parseIp('10.14.0.3') });
     await ipam.stop();
     const result = ctl('pool', 'remove', 'busy');
@@ -67,7 +67,7 @@ describe('calicoctl pool', () => {
 describe('calicoctl ipam', () => {
   it('shows use per pool and block, one address, and releases it', async () => {
     ctl('pool', 'add', '10.15.0.0/24', '--name', 'shown');
-    const ipam = new IpamService(suite.ctx.store, { node: 'host-1' });
+    const ipam = new IpamService(suite.ctx.store, suite.ctx.source, { node: 'host-1' });
     await ipam.requestExplicit({ address: parseIp('10.15.0.9') });
     await ipam.stop();
     const show = ctl('ipam', 'show');
@@ -84,7 +84,7 @@ describe('calicoctl ipam', () => {
 
   it('check is clean on healthy data and exits 1 naming each broken invariant', async () => {
     ctl('pool', 'add', '10.16.0.0/24', '--name', 'checked');
-    const ipam = new IpamService(suite.ctx.store, { node: 'host-2' });
+    const ipam = new IpamService(suite.ctx.store, suite.ctx.source, { node: 'host-2' });
     const a = await ipam.requestAuto({ family: 4 });
     await ipam.stop();
     await new EtcdEndpointStore(suite.ctx.etcd).createEndpoint(workloadEndpoint('host-2', 'e1', [formatIp(a.address)]));

@@ -6,7 +6,8 @@ import { DNS_NAMES_ANNOTATION, NETWORK_ANNOTATION, WorkloadEndpoint } from '../s
 import { namedPorts, withContainer } from '../src/services/network/docker-watcher.js';
 import { gatewayMember, Sandboxes } from '../src/services/network/sandboxes.js';
 import { containerSideServers, NameService } from '../src/services/dns/name-service.js';
-import type { PolicyChange, PolicyStore } from '../src/ports/policy-store.js';
+import { DatastoreSyncer } from '../src/services/sync/datastore-syncer.js';
+import { MemorySyncSource } from './helpers/memory-sync-source.js';
 
 function endpoint(id: string, network: string, names: string[], addresses: string[], node = 'h1'): WorkloadEndpoint {
   return {
@@ -159,23 +160,18 @@ describe('the name service (with an in-memory store)', () => {
       e.metadata.annotations = { ...e.metadata.annotations, 'libnetwork.projectcalico.org/dns-servers': servers.join(',') };
       return e;
     };
-    let emit: (change: PolicyChange) => void = () => undefined;
-    const store: PolicyStore = {
-      snapshot: async () => ({ revision: '1', profiles: [], endpoints: [withServers('a', 'h1', ['192.0.2.1', '192.0.2.2', '192.0.2.3', '192.0.2.9'])], pools: [], nodes: [], felixConfigurations: [], tiers: [], policies: [], networkSets: [], hostEndpoints: [] }),
-      watch: async (_revision, onChange) => {
-        emit = onChange;
-        return { cancel: async () => undefined };
-      },
-    };
+    const source = new MemorySyncSource([withServers('a', 'h1', ['192.0.2.1', '192.0.2.2', '192.0.2.3', '192.0.2.9'])]);
+    const sync = new DatastoreSyncer(source);
     let reads = 0;
     const seen: string[][] = [];
-    const service = new NameService(store, { node: 'h1', basePort: 9000, readResolvConf: () => (reads++, 'nameserver 10.0.0.53\n'), onListeners: (l) => seen.push(l.map((x) => x.upstream)) });
+    const service = new NameService(sync, { node: 'h1', basePort: 9000, readResolvConf: () => (reads++, 'nameserver 10.0.0.53\n'), onListeners: (l) => seen.push(l.map((x) => x.upstream)) });
     await service.start();
     expect(seen.at(-1)).toEqual(['10.0.0.53', '192.0.2.1', '192.0.2.2', '192.0.2.3']);
-    emit({ kind: 'endpoint', name: 'b', value: withServers('b', 'h1', ['192.0.2.4']) });
-    emit({ kind: 'endpoint', name: 'c', value: withServers('c', 'h2', ['192.0.2.5']) });
+    source.put(withServers('b', 'h1', ['192.0.2.4']));
+    source.put(withServers('c', 'h2', ['192.0.2.5']));
     expect(seen.at(-1)).toEqual(['10.0.0.53', '192.0.2.1', '192.0.2.2', '192.0.2.3', '192.0.2.4']);
     expect(reads).toBe(1);
     await service.stop();
+    await sync.stop();
   });
 });

@@ -127,7 +127,7 @@ describe('health endpoints (Felix: /liveness, /readiness on 127.0.0.1:9099)', ()
     await new Promise((r) => setTimeout(r, 3000));
     const reply = await probe(`${url}/readiness`);
     expect(reply.status).toBe(503);
-    expect(reply.body).toContain('ipam: IPAM has not loaded its snapshot of the datastore\n');
+    expect(reply.body).toContain('sync: the datastore view is not loaded, or its watch is being reloaded\n');
     expect(reply.body).toContain('tunnels: not in sync with the datastore\n');
     expect((await probe(`${url}/nothing`)).status).toBe(404);
   });

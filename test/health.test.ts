@@ -39,10 +39,8 @@ describe('HealthAggregator', () => {
         applies++;
         if (failures-- > 0) throw new Error('iptables-restore exited 1');
       },
-      reload: async () => undefined,
       log: silentLogger,
       failed: 'failed',
-      lost: 'lost',
       observer: health.applyLoop('policy'),
     });
     const reason = async (): Promise<string | undefined> => (await health.summary()).notReady[0]?.reason;
@@ -53,7 +51,7 @@ describe('HealthAggregator', () => {
     while (applies < 2) await new Promise((r) => setTimeout(r, 50));
     await loop.run();
     expect(await reason()).toBeUndefined();
-    loop.watchLost(new Error('compacted'));
+    loop.lost();
     expect(await reason()).toBe('not in sync with the datastore');
     await loop.synchronised();
     expect(await reason()).toBeUndefined();

@@ -4,7 +4,8 @@ import { failsafeList, resolveHostEndpoints, WILDCARD_SUFFIX } from '../src/calc
 import type { GlobalNetworkPolicy, HostEndpoint } from '../src/domain/policy-model.js';
 import { defaultProfile, Profile, WorkloadEndpoint } from '../src/domain/endpoint-model.js';
 import type { DesiredDataplane } from '../src/calc/policy.js';
-import type { PolicyChange, PolicySnapshot, PolicyStore } from '../src/ports/policy-store.js';
+import { DatastoreSyncer } from '../src/services/sync/datastore-syncer.js';
+import { MemorySyncSource } from './helpers/memory-sync-source.js';
 import type { PolicyDataplane } from '../src/ports/policy-dataplane.js';
 import { PolicyAgent } from '../src/services/policy/policy-agent.js';
 import { until } from './helpers/cluster.js';
@@ -223,29 +224,19 @@ describe('host endpoints: raw, mangle and forward', () => {
 
 describe('the policy agent and host endpoints', () => {
   const felix = (name: string, spec: Record<string, unknown>) => ({ kind: 'FelixConfiguration', apiVersion: 'projectcalico.org/v3', metadata: { name }, spec }) as never;
-  const snapshot = (extra: Partial<PolicySnapshot>): PolicySnapshot => ({ revision: '1', profiles: [], endpoints: [], pools: [], nodes: [], felixConfigurations: [], tiers: [], policies: [], networkSets: [], hostEndpoints: [], ...extra });
 
   it("reads FelixConfiguration (the node's own over default), finds an expectedIPs endpoint's interface, and follows host endpoint changes and interface moves", async () => {
-    let onChange: (change: PolicyChange) => void = () => undefined;
-    const store: PolicyStore = {
-      snapshot: async () =>
-        snapshot({
-          felixConfigurations: [
-            felix('default', { failsafeInboundHostPorts: [{ protocol: 'tcp', port: 2222 }], defaultEndpointToHostAction: 'Drop' }),
-            felix('node.h1', { failsafeOutboundHostPorts: [{ protocol: 'udp', port: 5353 }], defaultEndpointToHostAction: 'ACCEPT' }),
-            felix('node.h2', { defaultEndpointToHostAction: 'Return' }),
-          ],
-          hostEndpoints: [hep('by-ip', { expectedIPs: ['192.0.2.1'] })],
-        }),
-      watch: async (_revision, change) => {
-        onChange = change;
-        return { cancel: async () => undefined };
-      },
-    };
+    const source = new MemorySyncSource([
+      felix('default', { failsafeInboundHostPorts: [{ protocol: 'tcp', port: 2222 }], defaultEndpointToHostAction: 'Drop' }),
+      felix('node.h1', { failsafeOutboundHostPorts: [{ protocol: 'udp', port: 5353 }], defaultEndpointToHostAction: 'ACCEPT' }),
+      felix('node.h2', { defaultEndpointToHostAction: 'Return' }),
+      hep('by-ip', { expectedIPs: ['192.0.2.1'] }),
+    ]);
+    const sync = new DatastoreSyncer(source);
     const applied: DesiredDataplane[] = [];
     const dataplane: PolicyDataplane = { apply: async (d) => (applied.push(d), { chainsWritten: 1, setsWritten: 0, rules: 0 }), uninstall: async () => undefined };
     let ifaces = [{ name: 'eth0', addresses: ['192.0.2.1'] }, { name: 'eth1', addresses: [] as string[] }];
-    const agent = new PolicyAgent(store, dataplane, 'h1', undefined, { interfaces: async () => ifaces, interfacesEveryMs: 50 });
+    const agent = new PolicyAgent(sync, dataplane, 'h1', undefined, { interfaces: async () => ifaces, interfacesEveryMs: 50 });
     await agent.start();
     try {
       const filter = () => applied.at(-1)!.tables[4].filter;
@@ -257,11 +248,12 @@ describe('the policy agent and host endpoints', () => {
       // The address moves to eth1: the agent notices on its next reading of the interfaces.
       ifaces = [{ name: 'eth0', addresses: [] }, { name: 'eth1', addresses: ['192.0.2.1'] }];
       await until('follows the address', () => filter().get('cali-from-host-endpoint')?.[0] === '-i eth1 -g cali-fh-eth1', 2_000);
-      onChange({ kind: 'hostEndpoint', name: 'by-ip', value: null });
+      source.remove({ kind: 'HostEndpoint', name: 'by-ip' });
       await until('host endpoint gone', () => !filter().has('cali-from-host-endpoint'), 2_000);
       expect(filter().get('cali-failsafe-in')).toEqual(['-p tcp --dport 179 -j ACCEPT', '-p tcp --sport 179 -m conntrack --ctstate ESTABLISHED -j ACCEPT']);
     } finally {
       await agent.stop();
+      await sync.stop();
     }
   });
 });

@@ -36,7 +36,7 @@ async function addEndpoint(id: string, addresses: string[]): Promise<string> {
 
 /** IPAM as the daemon of host-1 uses it (its block, its handles), for the length of `work`. */
 async function withIpam<T>(work: (ipam: IpamService) => Promise<T>): Promise<T> {
-  const ipam = new IpamService(suite.ctx.store, { node: 'host-1' });
+  const ipam = new IpamService(suite.ctx.store, suite.ctx.source, { node: 'host-1' });
   try {
     return await work(ipam);
   } finally {

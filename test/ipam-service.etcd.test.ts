@@ -11,7 +11,7 @@ const etcd = suite.etcd;
 const services: IpamService[] = [];
 
 function node(name: string): IpamService {
-  const service = new IpamService(suite.ctx.store, { node: name });
+  const service = new IpamService(suite.ctx.store, suite.ctx.source, { node: name });
   services.push(service);
   return service;
 }

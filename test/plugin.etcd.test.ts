@@ -33,7 +33,7 @@ beforeAll(async () => {
   const pools = new PoolService(ctx.store);
   await pools.add({ cidr: '10.88.0.0/16', name: 'net-pool' });
   await pools.add({ cidr: 'fd00:88::/64', name: 'net-pool6' });
-  ipam = new IpamService(ctx.store, { node: 'plugin-node' });
+  ipam = new IpamService(ctx.store, ctx.source, { node: 'plugin-node' });
   app = buildDockerPlugin({ implements: ['IpamDriver'], methods: ipamMethods(new DockerIpamDriver(ipam, pools)), logger: false });
   daemon = new TestDaemon({ node: 'socket-node', etcd: etcd.endpoint });
   await daemon.start();

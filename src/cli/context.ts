@@ -2,6 +2,7 @@ import { EtcdClient, type EtcdSettings } from '../adapters/datastore/etcd/etcd-c
 import { EtcdIpamStore } from '../adapters/datastore/etcd/etcd-ipam-store.js';
 import { EtcdEndpointStore } from '../adapters/datastore/etcd/etcd-endpoint-store.js';
 import { EtcdResourceStore } from '../adapters/datastore/etcd/etcd-resource-store.js';
+import { EtcdSyncSource } from '../adapters/datastore/etcd/etcd-sync-source.js';
 import { DockerHttpApi, dockerTarget } from '../adapters/docker/docker-http-api.js';
 import { supervisorFor } from '../adapters/host/daemon-supervisor.js';
 import { pluginActivates } from '../adapters/host/plugin-probe.js';
@@ -16,6 +17,7 @@ import { nodeNameFrom, withCalicoNodeNames } from '../config/calico-node-env.js'
 import { readConfigFile } from '../config/config-file.js';
 import { datastoreFrom } from '../config/datastore-config.js';
 import { hostPaths } from '../config/paths.js';
+import type { SyncSource } from '../ports/datastore-sync.js';
 import type { IpamStore } from '../ports/ipam-store.js';
 import type { ResourceStore } from '../ports/resource-store.js';
 import { PoolService } from '../services/ipam/pool-service.js';
@@ -28,6 +30,8 @@ import { ResourceService } from '../services/resources/resource-service.js';
 
 export interface CliContext {
   store: IpamStore;
+  /** Where an IPAM service of calicoctl's own reads the datastore from. */
+  syncSource: SyncSource;
   endpoints: EndpointStore;
   resourceStore: ResourceStore;
   docker: DockerApi;
@@ -90,9 +94,11 @@ export function contextFrom(io: CliIo, configFile?: string): CliContext {
   const store = new EtcdIpamStore(etcd);
   const endpoints = new EtcdEndpointStore(etcd);
   const resourceStore = new EtcdResourceStore(etcd);
-  const nodeRemoval = (): NodeRemoval => new NodeRemoval(resourceStore, endpoints, store, new NetworkProfiles(endpoints));
+  const syncSource = new EtcdSyncSource(etcd);
+  const nodeRemoval = (): NodeRemoval => new NodeRemoval(resourceStore, endpoints, store, new NetworkProfiles(endpoints), syncSource);
   return {
     store,
+    syncSource,
     endpoints,
     resourceStore,
     docker: new DockerHttpApi(dockerTarget(env.DOCKER_HOST)),

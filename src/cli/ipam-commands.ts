@@ -78,7 +78,7 @@ export function addIpamCommands(program: Command, context: () => CliContext, fai
       const ctx = context();
       // The whole report is read and checked before anything is released: a bad file writes nothing.
       const report = options.fromReport ? parseCheckReport(await readInputFile(options.fromReport, ctx.stdin), options.fromReport) : undefined;
-      const service = new IpamService(ctx.store, { node: ctx.node });
+      const service = new IpamService(ctx.store, ctx.syncSource, { node: ctx.node });
       try {
         if (report) printReleases(await checkerOf(ctx).release(report, service), ctx.out);
         else await releaseOne(service, options.ip!, ctx.out);

@@ -6,8 +6,8 @@ import { NetlinkDataplane } from '../adapters/dataplane/netlink/netlink-dataplan
 import { EtcdClient } from '../adapters/datastore/etcd/etcd-client.js';
 import { EtcdEndpointStore } from '../adapters/datastore/etcd/etcd-endpoint-store.js';
 import { EtcdIpamStore } from '../adapters/datastore/etcd/etcd-ipam-store.js';
-import { EtcdPolicyStore } from '../adapters/datastore/etcd/etcd-policy-store.js';
 import { EtcdResourceStore } from '../adapters/datastore/etcd/etcd-resource-store.js';
+import { EtcdSyncSource } from '../adapters/datastore/etcd/etcd-sync-source.js';
 import { DockerHttpApi, dockerTarget } from '../adapters/docker/docker-http-api.js';
 import { KernelHostNetwork } from '../adapters/host/host-network.js';
 import { writeHostStatus } from '../adapters/host/status-file.js';
@@ -15,6 +15,7 @@ import { buildDockerPlugin } from '../plugin/docker-plugin.js';
 import { ipamMethods } from '../plugin/ipam-methods.js';
 import { networkMethods } from '../plugin/network-methods.js';
 import { DockerIpamDriver } from '../services/ipam/docker-ipam-driver.js';
+import { DockerReleases } from '../services/ipam/docker-releases.js';
 import { IpamService } from '../services/ipam/ipam-service.js';
 import { PoolService } from '../services/ipam/pool-service.js';
 import { BlockRoutes } from '../services/network/block-routes.js';
@@ -34,6 +35,7 @@ import { BgpAgent } from '../services/routing/bgp-agent.js';
 import { TunnelAgent } from '../services/routing/tunnel-agent.js';
 import { everyObserver } from '../services/apply-loop.js';
 import { HealthAggregator, notReady, READY } from '../services/health.js';
+import { DatastoreSyncer } from '../services/sync/datastore-syncer.js';
 import type { DaemonConfig } from './config.js';
 import { DaemonMetrics } from './metrics.js';
 import { healthServer, metricsServer } from './observability-http.js';
@@ -58,6 +60,7 @@ export function composeDaemon(config: DaemonConfig, log: Logger) {
   const store = new EtcdIpamStore(etcd);
   const resources = new EtcdResourceStore(etcd);
   const endpointStore = new EtcdEndpointStore(etcd);
+  const sync = new DatastoreSyncer(new EtcdSyncSource(etcd), log.child({ component: 'datastore' }), metrics?.resyncStarted);
   const dataplane = new NetlinkDataplane();
   const commands = new CommandHelper();
   const run = metrics ? metrics.countedCommands(commands.run) : commands.run;
@@ -69,53 +72,48 @@ export function composeDaemon(config: DaemonConfig, log: Logger) {
   const bird = new BirdSpeaker({ runDir: config.runDir, run, log: log.child({ component: 'bird' }) });
   let blockRoutes: BlockRoutes | undefined;
   let bgp: BgpAgent | undefined;
-  let tunnels: TunnelAgent | undefined;
-  const ipam = new IpamService(store, {
+  const ipam = new IpamService(store, sync, {
     node,
     log,
     onOwnedBlocksChanged: () => {
       void blockRoutes?.sync();
       bgp?.blocksChanged();
     },
-    onBlocksChanged: () => {
-      tunnels?.blocksChanged();
-      bgp?.blocksChanged();
-    },
     observer: metrics?.ipam,
   });
   blockRoutes = new BlockRoutes(ipam, dataplane, log);
   if (config.backend === 'bird') {
-    bgp = new BgpAgent(resources, bird, {
+    bgp = new BgpAgent(sync, bird, {
       node,
       ...(config.routerId ? { routerId: config.routerId } : {}),
       ownedBlocks: () => ipam.ownedBlocks(),
-      knownBlocks: () => ipam.cache.allBlocks().map((b) => b.cidr),
       kernel: dataplane,
       log: log.child({ component: 'bgp' }),
       observer: observeLoop('bgp'),
     });
   }
-  tunnels = new TunnelAgent(resources, dataplane, {
+  const tunnels = new TunnelAgent(sync, dataplane, {
     node,
-    blocks: () => ipam.cache.allBlocks().map((b) => b.stored.value),
     addresses: new TunnelAddresses(resources, ipam, node, log.child({ component: 'tunnels' })),
     host: hostNetwork,
     onStatus: (status) => writeHostStatus(config.runDir, status),
     log: log.child({ component: 'tunnels' }),
     observer: observeLoop('tunnels'),
   });
-  const ipamDriver = new DockerIpamDriver(ipam, pools);
+  const releases = new DockerReleases(ipam);
+  const ipamDriver = new DockerIpamDriver(ipam, pools, releases);
   const dockerWatcher = new DockerWatcher(docker, endpointStore, { node, driverName: DRIVER_NAME, labelEndpoints: config.labelEndpoints }, log.child({ component: 'docker' }));
   const networkDriver = new NetworkDriver(
     endpointStore,
     dataplane,
     dockerWatcher,
     ipam,
+    releases,
     new NetworkProfiles(endpointStore, log),
-    { node, ...config.network, encapsulationMtu: () => tunnels?.workloadMtu() },
+    { node, ...config.network, encapsulationMtu: () => tunnels.workloadMtu() },
     log,
   );
-  const policy = new PolicyAgent(new EtcdPolicyStore(etcd), new IptablesPolicyDataplane(run), node, log.child({ component: 'policy' }), {
+  const policy = new PolicyAgent(sync, new IptablesPolicyDataplane(run), node, log.child({ component: 'policy' }), {
     // Host endpoints found by their expectedIPs: the interfaces holding them.
     interfaces: async () => (await dataplane.listInterfaces()).map((i) => ({ name: i.name, addresses: i.addresses.map((a) => formatIp(a.address)) })),
     observer: observeLoop('policy'),
@@ -124,7 +122,7 @@ export function composeDaemon(config: DaemonConfig, log: Logger) {
   let dnsProxy: DnsProxy | undefined;
   const names = config.dns.enabled
     ? new NameService(
-        new EtcdPolicyStore(etcd),
+        sync,
         {
           node,
           basePort: config.dns.basePort,
@@ -152,7 +150,7 @@ export function composeDaemon(config: DaemonConfig, log: Logger) {
     const problem = etcd.watchProblem();
     return problem ? notReady(problem) : READY;
   });
-  health.register('ipam', () => (ipam.inSync() ? READY : notReady('IPAM has not loaded its snapshot of the datastore')));
+  health.register('sync', () => (sync.inSync() ? READY : notReady('the datastore view is not loaded, or its watch is being reloaded')));
   if (config.backend === 'bird') {
     health.register('bird', async () => {
       const status = await bird.status(BIRD_PROBE_MS);
@@ -167,6 +165,7 @@ export function composeDaemon(config: DaemonConfig, log: Logger) {
   });
   return {
     etcd,
+    sync,
     resources,
     commands,
     dataplane,

@@ -64,6 +64,7 @@ export class Daemon {
       await parts.policy.stop();
       await parts.bgp?.stop();
       await parts.tunnels.stop();
+      await parts.sync.stop();
       await parts.bird.detach();
       parts.commands.close();
       parts.etcd.close();

@@ -58,7 +58,7 @@ export class DaemonMetrics {
     registers: [this.registry],
   });
   private readonly applyFailures = new Counter({ name: 'felix_int_dataplane_failures', help: 'Number of times dataplane updates failed and will be retried.', registers: [this.registry] });
-  private readonly resyncs = new Counter({ name: 'felix_resyncs_started', help: 'Number of times an agent lost its datastore watch and started reading the datastore again.', registers: [this.registry] });
+  private readonly resyncs = new Counter({ name: 'felix_resyncs_started', help: 'Number of times the daemon lost its datastore watch and started reading the datastore again.', registers: [this.registry] });
   private readonly agentApplies = new Histogram({
     name: `${PREFIX}apply_time_seconds`,
     help: 'Time in seconds each agent took to apply its desired state, by agent and outcome.',
@@ -108,13 +108,14 @@ export class DaemonMetrics {
     };
   }
 
+  /** The daemon's syncer started reading the datastore again after losing its watch. */
+  readonly resyncStarted = (): void => this.resyncs.inc();
+
   /** The observer of one agent's apply loop. */
   applyLoop(agent: string): ApplyLoopObserver {
     const dataplane = DATAPLANE_LOOPS.has(agent);
     return {
-      synchronised: (synced) => {
-        if (!synced) this.resyncs.inc();
-      },
+      synchronised: () => undefined,
       applied: (seconds, error) => {
         this.agentApplies.observe({ agent, outcome: error === undefined ? 'ok' : 'failed' }, seconds);
         if (!dataplane) return;

@@ -5,12 +5,15 @@ import { IpAddr, parseIp } from './cidr.js';
  * (libcalico-go `api/pkg/apis/projectcalico/v3`), so Calico's tools can read them.
  */
 
+/** The namespace every endpoint of this plugin is in, as Calico's libnetwork plugin put them. */
+export const WORKLOAD_NAMESPACE = 'libnetwork';
+
 export interface WorkloadEndpoint {
   kind: 'WorkloadEndpoint';
   apiVersion: 'projectcalico.org/v3';
   metadata: {
     name: string;
-    namespace: 'libnetwork';
+    namespace: typeof WORKLOAD_NAMESPACE;
     labels: Record<string, string>;
     annotations?: Record<string, string>;
     creationTimestamp?: string;

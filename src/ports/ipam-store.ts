@@ -56,16 +56,6 @@ export interface IpamSnapshot {
   config: Stored<IpamConfig> | null;
 }
 
-export type IpamChange =
-  | { kind: 'pool'; name: string; stored: Stored<IpPool> | null; revision: string }
-  /** `value()` decodes on demand: the cache skips it for the echo of its own writes. */
-  | { kind: 'block'; cidr: Cidr; deleted: boolean; revision: string; value(): Stored<AllocationBlock> }
-  | { kind: 'config'; stored: Stored<IpamConfig> | null; revision: string };
-
-export interface IpamWatch {
-  cancel(): Promise<void>;
-}
-
 export interface IpamStore {
   /** Pools, blocks and config at one revision, in one round trip. */
   snapshot(): Promise<IpamSnapshot>;
@@ -74,6 +64,4 @@ export interface IpamStore {
   listAffinities(node?: string): Promise<{ node: string; cidr: Cidr; stored: Stored<BlockAffinity> }[]>;
   /** One etcd transaction: all writes apply, or none do. */
   commit(writes: IpamWrite[], guard?: CreationGuard): Promise<CommitResult>;
-  /** Streams pool, block and config changes after `revision`. `onLost` fires when the stream cannot resume. */
-  watch(revision: string, onChange: (change: IpamChange) => void, onLost: (error: Error) => void): Promise<IpamWatch>;
 }

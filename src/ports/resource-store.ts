@@ -6,12 +6,6 @@ export interface ResourceRef {
   namespace?: string;
 }
 
-export interface ResourceChange extends ResourceRef {
-  /** The resource as it is now (resourceVersion set), or null when it was deleted. */
-  value: Resource | null;
-  revision: string;
-}
-
 export interface ResourceSnapshot {
   revision: string;
   resources: Resource[];
@@ -35,11 +29,4 @@ export interface ResourceStore {
   delete<R extends Resource>(ref: ResourceRef, resourceVersion?: string): Promise<R>;
   /** Every resource of `kinds`, read at one revision. */
   snapshot(kinds: string[]): Promise<ResourceSnapshot>;
-  /** Changes to `kinds` after `revision`. `onLost` fires when the stream cannot resume. */
-  watch(
-    kinds: string[],
-    revision: string,
-    onChange: (change: ResourceChange) => void,
-    onLost: (error: Error) => void,
-  ): Promise<{ cancel(): Promise<void> }>;
 }

@@ -1,18 +1,13 @@
 import type { Logger } from '../ports/logger.js';
-import { Resync } from './resync.js';
 
 const RETRY_MS = 1000;
 
 export interface ApplyLoopSteps {
   /** Computes the whole desired state and writes it. Throwing means: try again in RETRY_MS. */
   apply: () => Promise<void>;
-  /** Takes a fresh snapshot and watch after the watch was lost; retried until it succeeds, at most once per 500 ms. */
-  reload: () => Promise<void>;
   log: Logger;
   /** Logged with the error when an apply fails, e.g. `could not program policy; retrying`. */
   failed: string;
-  /** Logged with the error when the watch is lost, e.g. `policy watch lost; reloading`. */
-  lost: string;
   /** Told of syncs and applies: readiness and metrics. */
   observer?: ApplyLoopObserver;
 }
@@ -47,13 +42,9 @@ export class ApplyLoop {
   private dirty = false;
   private timer: NodeJS.Timeout | undefined;
   private applying: Promise<void> | undefined;
-  private readonly resync: Resync;
+  constructor(private readonly steps: ApplyLoopSteps) {}
 
-  constructor(private readonly steps: ApplyLoopSteps) {
-    this.resync = new Resync(steps.reload, () => this.stopped);
-  }
-
-  /** The first snapshot is in: applies now, and lets changes schedule applies from here on. */
+  /** The (first, or a fresh) snapshot is in: applies now, and lets changes schedule applies from here on. */
   synchronised(): Promise<void> {
     this.synced = true;
     this.steps.observer?.synchronised(true);
@@ -97,13 +88,11 @@ export class ApplyLoop {
     return this.applying;
   }
 
-  /** The watch is gone: nothing is applied until a reload has a fresh snapshot in. */
-  watchLost(error: Error): void {
+  /** The datastore's watch is gone: nothing is applied until a fresh snapshot is in. */
+  lost(): void {
     if (this.stopped) return;
-    this.steps.log.warn({ err: error }, this.steps.lost);
     this.synced = false;
     this.steps.observer?.synchronised(false);
-    this.resync.request();
   }
 
   /** Schedules nothing more; resolves when the apply under way (if any) has finished. */

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { EtcdClient } from '../../src/adapters/datastore/etcd/etcd-client.js';
 import { TestEtcd } from './etcd.js';
 import { EtcdIpamStore } from '../../src/adapters/datastore/etcd/etcd-ipam-store.js';
+import { EtcdSyncSource } from '../../src/adapters/datastore/etcd/etcd-sync-source.js';
 import { prefixEnd } from '../../src/adapters/datastore/etcd/keys.js';
 import { workloadEndpointName, type WorkloadEndpoint } from '../../src/domain/endpoint-model.js';
 
@@ -9,8 +10,9 @@ import { workloadEndpointName, type WorkloadEndpoint } from '../../src/domain/en
 export function storeOn(endpoint: string, tls?: { caCertFile: string; certFile: string; keyFile: string }) {
   const etcd = new EtcdClient({ endpoints: [endpoint], ...tls });
   const store = new EtcdIpamStore(etcd);
+  const source = new EtcdSyncSource(etcd);
   const wipe = async (): Promise<void> => void (await etcd.deleteRange({ key: Buffer.from('/calico/'), range_end: prefixEnd('/calico/') }));
-  return { etcd, store, wipe };
+  return { etcd, store, source, wipe };
 }
 
 export type EtcdContext = ReturnType<typeof storeOn>;

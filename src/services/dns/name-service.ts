@@ -1,9 +1,9 @@
 import type * as packet from 'dns-packet';
 import { addressOfReverseName, endpointNetwork, NameIndex } from '../../calc/dns-names.js';
-import { DNS_SERVERS_ANNOTATION, SANDBOX_ANNOTATION, WorkloadEndpoint } from '../../domain/endpoint-model.js';
+import { DNS_SERVERS_ANNOTATION, SANDBOX_ANNOTATION, WORKLOAD_NAMESPACE, WorkloadEndpoint } from '../../domain/endpoint-model.js';
 import type { DnsListener, DnsVerdict } from '../../ports/dns.js';
-import type { PolicyChange, PolicyStore } from '../../ports/policy-store.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
+import type { DatastoreSyncer, SyncListener, ViewChange } from '../sync/datastore-syncer.js';
 
 /** Answers carry no TTL to speak of: a removed container must stop resolving at once, everywhere. */
 const ANSWER_TTL = 0;
@@ -31,38 +31,35 @@ export function containerSideServers(resolvConf: string): string[] {
 }
 
 /**
- * Names of containers on other hosts. Watches every workload endpoint in etcd (each knows its
+ * Names of containers on other hosts. Follows every workload endpoint in the daemon's view (each knows its
  * container's DNS names, recorded by the DockerWatcher of its host), and answers, for a container of
  * this host, the names of the networks that container is on; everything else goes to the upstream
  * server it was meant for. Also decides which upstreams are intercepted: the host's resolv.conf
  * servers and the `--dns` servers of this host's endpoints.
  */
 export class NameService {
-  private readonly endpoints = new Map<string, WorkloadEndpoint>();
   private index: NameIndex | undefined;
   /** This host's endpoints by address. */
   private local = new Map<string, WorkloadEndpoint>();
-  private watch: { cancel(): Promise<void> } | undefined;
+  private readonly listener: SyncListener = {
+    loaded: () => this.changed(),
+    changed: (changes) => changes.forEach((c) => this.onChange(c)),
+  };
+  private subscribed = false;
   private listeners: DnsListener[] = [];
   private resolvConf = '';
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly store: PolicyStore,
+    private readonly sync: DatastoreSyncer,
     private readonly options: NameServiceOptions,
     private readonly log: Logger = silentLogger,
   ) {}
 
   async start(): Promise<void> {
-    const snapshot = await this.store.snapshot();
-    this.endpoints.clear();
-    for (const e of snapshot.endpoints) this.endpoints.set(e.metadata.name, e);
-    this.changed();
-    await this.watch?.cancel().catch(() => undefined);
-    this.watch = await this.store.watch(snapshot.revision, (change) => this.onChange(change), (error) => {
-      this.log.warn({ err: error }, 'name service watch lost; reloading');
-      setTimeout(() => void this.start().catch(() => undefined), 1000).unref();
-    });
+    await this.sync.start();
+    if (!this.subscribed) this.sync.subscribe(this.listener);
+    this.subscribed = true;
     // The host's file may change (DHCP, an operator): read again every few seconds, not on each change.
     this.timer ??= setInterval(() => this.updateListeners({ reread: true }), 5000);
     this.timer.unref();
@@ -71,18 +68,22 @@ export class NameService {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
-    await this.watch?.cancel().catch(() => undefined);
+    this.sync.unsubscribe(this.listener);
+    this.subscribed = false;
   }
 
-  private onChange(change: PolicyChange): void {
-    if (change.kind !== 'endpoint') return;
-    const before = this.endpoints.get(change.name);
-    if (change.value === null) this.endpoints.delete(change.name);
-    else this.endpoints.set(change.name, change.value);
-    // The index follows each change; only a snapshot builds it whole. Other hosts' endpoints change
+  private endpoints(): WorkloadEndpoint[] {
+    return this.sync.view.list<WorkloadEndpoint>('WorkloadEndpoint').filter((e) => e.metadata.namespace === WORKLOAD_NAMESPACE);
+  }
+
+  private onChange(change: ViewChange): void {
+    if (change.kind !== 'resource' || change.ref.kind !== 'WorkloadEndpoint' || change.ref.namespace !== WORKLOAD_NAMESPACE) return;
+    const before = change.before as WorkloadEndpoint | undefined;
+    const after = (change.value ?? undefined) as WorkloadEndpoint | undefined;
+    // The index follows each change; only a load builds it whole. Other hosts' endpoints change
     // nothing else here.
-    this.index?.update(before, change.value ?? undefined);
-    if (before?.spec.node === this.options.node || change.value?.spec.node === this.options.node) this.changedLocal({ reread: false });
+    this.index?.update(before, after);
+    if (before?.spec.node === this.options.node || after?.spec.node === this.options.node) this.changedLocal({ reread: false });
   }
 
   private changed(): void {
@@ -92,7 +93,7 @@ export class NameService {
 
   private changedLocal(options: { reread: boolean }): void {
     this.local = new Map();
-    for (const e of this.endpoints.values()) {
+    for (const e of this.endpoints()) {
       if (e.spec.node !== this.options.node) continue;
       for (const n of e.spec.ipNetworks) this.local.set(n.split('/')[0]!, e);
     }
@@ -135,7 +136,7 @@ export class NameService {
   answer(question: packet.Question, source: string): DnsVerdict {
     const networks = this.networksOf(source);
     if (networks.length === 0) return undefined;
-    this.index ??= new NameIndex(this.endpoints.values());
+    this.index ??= new NameIndex(this.endpoints());
     if (question.type === 'PTR') {
       const address = addressOfReverseName(question.name);
       const name = address && this.index.reverse(address, networks);

@@ -1,5 +1,6 @@
 import { cidrEquals, formatCidr, hostCidr, IpFamily, parseCidr, parseIp } from '../../domain/cidr.js';
 import { InvalidRequestError } from '../../domain/errors.js';
+import { DockerReleases } from './docker-releases.js';
 import type { IpamService } from './ipam-service.js';
 import type { PoolService } from './pool-service.js';
 
@@ -33,6 +34,7 @@ export class DockerIpamDriver {
   constructor(
     private readonly ipam: IpamService,
     private readonly pools: PoolService,
+    private readonly releases = new DockerReleases(ipam),
   ) {}
 
   async requestPool(request: PoolRequest): Promise<{ poolId: string; pool: string; gateway: string }> {
@@ -76,18 +78,18 @@ export class DockerIpamDriver {
   async releaseAddress(address: string): Promise<void> {
     const ip = parseRequestedIp(address);
     if (ip.value === 0n) return;
-    await this.ipam.releaseForDocker(ip);
+    await this.releases.forDocker(ip);
   }
 
   private async familyOfPool(poolId: string): Promise<IpFamily> {
-    const pool = this.ipam.cache.pool(poolId) ?? (await this.pools.list()).find((p) => p.name === poolId);
+    const pool = this.ipam.pool(poolId) ?? (await this.pools.list()).find((p) => p.name === poolId);
     if (!pool) throw new InvalidRequestError(`Invalid Pool - ${poolId}: IP pool ${poolId} does not exist`);
     return pool.cidr.family;
   }
 
-  /** Looks in the watched cache first, then in etcd, so a pool added a moment ago is found. */
+  /** Looks in IPAM's cache first, then in etcd, so a pool added a moment ago is found. */
   private async poolWithCidr(subnet: ReturnType<typeof parseCidr>) {
-    const cached = this.ipam.cache.allPools().find((p) => cidrEquals(p.cidr, subnet));
+    const cached = this.ipam.pools().find((p) => cidrEquals(p.cidr, subnet));
     return cached ?? (await this.pools.list()).find((p) => cidrEquals(p.cidr, subnet));
   }
 }

@@ -1,6 +1,8 @@
 import { Cidr, cidrContains, cidrsOverlap, formatCidr, IpAddr, IpFamily, parseCidr } from '../../domain/cidr.js';
 import { AllocationBlock, DEFAULT_IPAM_CONFIG, IpamConfig, IpPool } from '../../domain/ipam-model.js';
-import type { IpamChange, IpamSnapshot, Stored } from '../../ports/ipam-store.js';
+import type { SyncedChange } from '../../ports/datastore-sync.js';
+import type { Stored } from '../../ports/ipam-store.js';
+import type { DatastoreView } from '../sync/datastore-view.js';
 import { PoolView, viewOf } from './pool-view.js';
 
 export interface CachedBlock {
@@ -11,8 +13,9 @@ export interface CachedBlock {
 const newer = (incoming: string, cached: string | undefined): boolean => cached === undefined || BigInt(incoming) >= BigInt(cached);
 
 /**
- * Pools, IPAM config and every allocation block, kept current by an etcd watch. It is only a hint:
- * every write made from it is a compare-and-swap, so a stale entry costs a retry, never a duplicate.
+ * Pools, IPAM config and every allocation block, from the daemon's view of the datastore and ahead of
+ * it by this node's own writes. It is only a hint: every write made from it is a compare-and-swap, so a
+ * stale entry costs a retry, never a duplicate.
  */
 export class IpamCache {
   private readonly pools = new Map<string, PoolView>();
@@ -23,29 +26,31 @@ export class IpamCache {
   /** Revisions of deletions seen, so a late watch event cannot resurrect a deleted block. */
   private readonly deletedAt = new Map<string, string>();
 
-  load(snapshot: IpamSnapshot): void {
+  load(view: DatastoreView): void {
     this.pools.clear();
     this.blocks.clear();
     this.deletedAt.clear();
-    for (const pool of snapshot.pools) this.putPool(pool.value);
-    for (const block of snapshot.blocks) this.putBlock(block);
-    this.config = { ...DEFAULT_IPAM_CONFIG, ...(snapshot.config?.value ?? {}) };
-    this.blocksKnownRevision = snapshot.revision;
+    for (const pool of view.list<IpPool>('IPPool')) this.putPool(pool);
+    for (const block of view.allBlocks()) this.putBlock(block.stored);
+    this.config = view.ipamConfig;
+    this.blocksKnownRevision = view.blocksRevision;
   }
 
-  apply(change: IpamChange): void {
+  /** Follows one change of the view; true when it was about a block. */
+  apply(change: SyncedChange): boolean {
     switch (change.kind) {
-      case 'pool':
-        if (change.stored) this.putPool(change.stored.value);
-        else this.pools.delete(change.name);
-        return;
-      case 'config':
+      case 'resource':
+        if (change.ref.kind !== 'IPPool') return false;
+        if (change.value) this.putPool(change.value as IpPool);
+        else this.pools.delete(change.ref.name);
+        return false;
+      case 'ipamConfig':
         this.config = { ...DEFAULT_IPAM_CONFIG, ...(change.stored?.value ?? {}) };
-        return;
+        return false;
       case 'block':
-        if (change.deleted) this.removeBlock(change.cidr, change.revision);
-        else if (!this.holds(change.cidr, change.revision)) this.putBlock(change.value());
-        return;
+        if (!change.stored) this.removeBlock(change.cidr, change.revision);
+        else if (!this.holds(change.cidr, change.revision)) this.putBlock(change.stored);
+        return true;
     }
   }
 

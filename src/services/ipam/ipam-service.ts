@@ -30,13 +30,14 @@ import {
   PoolExhaustedError,
 } from '../../domain/errors.js';
 import { AllocationAttribute, AllocationBlock, BlockAffinity, hostAffinity, IpamHandle } from '../../domain/ipam-model.js';
-import type { IpamStore, IpamWatch, IpamWrite, Stored } from '../../ports/ipam-store.js';
+import type { IpamStore, IpamWrite, Stored } from '../../ports/ipam-store.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
 import { releaseBlockAffinity } from './affinity-release.js';
 import { findFreeBlock } from './block-search.js';
 import { CachedBlock, IpamCache } from './ipam-cache.js';
 import { describePool, PoolView } from './pool-view.js';
-import { Resync } from '../resync.js';
+import type { SyncSource } from '../../ports/datastore-sync.js';
+import { DatastoreSyncer, SyncListener, ViewChange } from '../sync/datastore-syncer.js';
 
 export interface Allocation {
   address: IpAddr;
@@ -73,8 +74,6 @@ export interface IpamServiceOptions {
   requestTimeoutMs?: number;
   /** Called when a block becomes or stops being this node's (claims, releases, other tools). */
   onOwnedBlocksChanged?: () => void;
-  /** Called when any block changes, in this node's writes or anyone's (routes follow allocations). */
-  onBlocksChanged?: () => void;
   /** Told of the blocks this node claims and the addresses it borrows (metrics). */
   observer?: IpamObserver;
 }
@@ -94,8 +93,6 @@ export interface PoolUsage {
   ownedBlocks: number;
 }
 
-/** How long Docker's ReleaseAddress for an address freed with its endpoint is taken as that endpoint's (it follows at once). */
-const RELEASED_WITH_ENDPOINT_MS = 60_000;
 /** One txn holds at most this many allocations: etcd's default limit is 128 operations per txn. */
 const MAX_BATCH = 100;
 /** Pause before another attempt at a commit that failed for want of etcd (a member died; an election). */
@@ -133,49 +130,51 @@ const retry = { done: false } as const;
  * are served by one etcd transaction per block (block and handles change atomically).
  */
 export class IpamService {
-  readonly cache = new IpamCache();
+  private readonly cache = new IpamCache();
   private readonly node: string;
   private readonly log: Logger;
   private readonly now: () => Date;
   private readonly requestTimeoutMs: number;
   private readonly onOwnedBlocksChanged: () => void;
-  private readonly onBlocksChanged: () => void;
   private readonly observer: IpamObserver | undefined;
-  /** The cache holds a snapshot and its watch is running. */
-  private synced = false;
   private queue: AnyJob[] = [];
   private draining = false;
-  private watch: IpamWatch | undefined;
-  private loaded: Promise<void> | undefined;
-  private stopped = false;
-  /** Addresses freed as their endpoint was deleted, and when: Docker's ReleaseAddress for them is already done. */
-  private readonly releasedWithEndpoint = new Map<string, number>();
+  private readonly listener: SyncListener = {
+    loaded: (view) => {
+      this.cache.load(view);
+      this.log.info({ pools: this.cache.allPools().length, blocks: this.cache.allBlocks().length, revision: view.revision }, 'IPAM cache loaded');
+      this.onOwnedBlocksChanged();
+    },
+    changed: (changes) => this.follow(changes),
+  };
+  private subscribed = false;
+  /** This node's affinities left half-way by a crash are settled once, before the first request. */
+  private affinitiesSettled: Promise<void> | undefined;
   /** Affinity keys learnt from failed claims (a left-over affinity whose block is gone). */
   private readonly knownAffinities = new Map<string, Stored<BlockAffinity> | null>();
-  private readonly resync = new Resync(
-    () => {
-      this.loaded = undefined;
-      return this.start();
-    },
-    () => this.stopped,
-  );
+  private readonly sync: DatastoreSyncer;
+  /** Made for this service alone (a tool that runs once): stopped with it. */
+  private readonly ownSync: boolean;
 
+  /** `sync`: the daemon's syncer, or a source for a syncer of this service's own. */
   constructor(
     private readonly store: IpamStore,
+    sync: DatastoreSyncer | SyncSource,
     options: IpamServiceOptions,
   ) {
+    this.ownSync = !(sync instanceof DatastoreSyncer);
+    this.sync = sync instanceof DatastoreSyncer ? sync : new DatastoreSyncer(sync);
     this.node = options.node;
     this.log = options.log ?? silentLogger;
     this.now = options.now ?? (() => new Date());
     this.requestTimeoutMs = options.requestTimeoutMs ?? 4500;
     this.onOwnedBlocksChanged = options.onOwnedBlocksChanged ?? (() => undefined);
-    this.onBlocksChanged = options.onBlocksChanged ?? (() => undefined);
     this.observer = options.observer;
   }
 
   /** Whether the cache holds a snapshot and follows the datastore's changes (not while a lost watch is reloaded). */
   inSync(): boolean {
-    return this.synced;
+    return this.subscribed && this.sync.inSync();
   }
 
   /** Addresses in use and blocks held per pool, from the cache: no datastore read. */
@@ -192,51 +191,34 @@ export class IpamService {
     return [...usage.values()];
   }
 
-  /** Loads the cache and starts the watch. Safe to call again after a failure. */
+  /** Loads the cache from the daemon's view and settles left-over affinities. Safe to call again after a failure. */
   async start(): Promise<void> {
-    this.loaded ??= this.load().catch((error) => {
-      this.loaded = undefined;
+    if (!this.subscribed) this.sync.subscribe(this.listener);
+    this.subscribed = true;
+    await this.sync.start();
+    this.affinitiesSettled ??= this.recoverAffinities().catch((error) => {
+      this.affinitiesSettled = undefined;
       throw error;
     });
-    return this.loaded;
+    await this.affinitiesSettled;
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    const watch = this.watch;
-    this.watch = undefined;
-    await watch?.cancel().catch(() => undefined);
+    this.sync.unsubscribe(this.listener);
+    this.subscribed = false;
+    if (this.ownSync) await this.sync.stop();
   }
 
-  private async load(): Promise<void> {
-    const snapshot = await this.store.snapshot();
-    await this.watch?.cancel().catch(() => undefined);
-    this.cache.load(snapshot);
-    this.watch = await this.store.watch(
-      snapshot.revision,
-      (change) => {
-        if (change.kind !== 'block') return this.cache.apply(change);
-        const mine = hostAffinity(this.node);
-        const before = this.cache.block(change.cidr)?.stored.value.affinity === mine;
-        this.cache.apply(change);
-        this.cache.learnBlocksUpTo(change.revision);
-        if (before !== (this.cache.block(change.cidr)?.stored.value.affinity === mine)) this.onOwnedBlocksChanged();
-        this.onBlocksChanged();
-      },
-      (error) => this.onWatchLost(error),
-    );
-    await this.recoverAffinities();
-    this.onOwnedBlocksChanged();
-    this.onBlocksChanged();
-    this.synced = true;
-    this.log.info({ pools: this.cache.allPools().length, blocks: this.cache.allBlocks().length, revision: snapshot.revision }, 'IPAM cache loaded');
-  }
-
-  private onWatchLost(error: Error): void {
-    if (this.stopped) return;
-    this.log.warn({ err: error }, 'IPAM watch lost; reloading');
-    this.synced = false;
-    this.resync.request();
+  private follow(changes: ViewChange[]): void {
+    const mine = hostAffinity(this.node);
+    let owned = false;
+    for (const change of changes) {
+      const before = change.kind === 'block' && this.cache.block(change.cidr)?.stored.value.affinity === mine;
+      if (!this.cache.apply(change) || change.kind !== 'block') continue;
+      this.cache.learnBlocksUpTo(change.revision);
+      if (before !== (this.cache.block(change.cidr)?.stored.value.affinity === mine)) owned = true;
+    }
+    if (owned) this.onOwnedBlocksChanged();
   }
 
   /**
@@ -268,6 +250,20 @@ export class IpamService {
   allocationOf(address: IpAddr): AllocationInfo | undefined {
     const block = this.cache.blockContaining(address);
     return block ? allocationAt(block.stored.value, ordinalOf(block.cidr, address)) : undefined;
+  }
+
+  /** Every pool, as the cache has it now: no datastore read. */
+  pools(): PoolView[] {
+    return this.cache.allPools();
+  }
+
+  pool(name: string): PoolView | undefined {
+    return this.cache.pool(name);
+  }
+
+  /** Every allocation block, as the cache has it now (this node's writes included): no datastore read. */
+  blocks(): readonly CachedBlock[] {
+    return this.cache.allBlocks();
   }
 
   /** The blocks affine to this node, for the dataplane's blackhole routes. */
@@ -310,42 +306,6 @@ export class IpamService {
   /** Frees one address. Resolves with what was freed, or undefined when it was not allocated. */
   release(request: ReleaseRequest): Promise<AllocationInfo | undefined> {
     return this.submit<AllocationInfo | undefined>((job) => ({ ...job, type: 'release', request }) as ReleaseJob);
-  }
-
-  /**
-   * Frees an endpoint's address, by the handle the endpoint holds, as the endpoint is deleted. Docker
-   * asks for the same with ReleaseAddress right after: see releaseForDocker.
-   */
-  async releaseWithEndpoint(address: IpAddr, handleId: string): Promise<void> {
-    const key = formatIp(address);
-    const now = this.now().getTime();
-    // Oldest first: forget the marks whose ReleaseAddress never came.
-    for (const [marked, at] of this.releasedWithEndpoint) {
-      if (now - at < RELEASED_WITH_ENDPOINT_MS) break;
-      this.releasedWithEndpoint.delete(marked);
-    }
-    // Deleted first so the mark goes to the end: the map stays in time order for the loop above.
-    this.releasedWithEndpoint.delete(key);
-    this.releasedWithEndpoint.set(key, now);
-    try {
-      await this.release({ address, handleId });
-    } catch (error) {
-      // A ReleaseAddress still to come does the work; one already answered leaves it to garbage collection.
-      if (this.releasedWithEndpoint.get(key) === now) this.releasedWithEndpoint.delete(key);
-      throw error;
-    }
-  }
-
-  /**
-   * Docker's ReleaseAddress, which names only the address. When the address was freed with its
-   * endpoint a moment ago, it may be another endpoint's by now: this release is already done.
-   */
-  async releaseForDocker(address: IpAddr): Promise<void> {
-    const key = formatIp(address);
-    const freedAt = this.releasedWithEndpoint.get(key);
-    this.releasedWithEndpoint.delete(key);
-    if (freedAt !== undefined && this.now().getTime() - freedAt < RELEASED_WITH_ENDPOINT_MS) return;
-    await this.release({ address });
   }
 
   private async submit<T>(make: (job: Job<T>) => AnyJob): Promise<T> {

@@ -27,7 +27,7 @@ export class BlockRoutes {
       do {
         this.again = false;
         try {
-          const pools = this.ipam.cache.allPools().map((p) => p.cidr);
+          const pools = this.ipam.pools().map((p) => p.cidr);
           await this.dataplane.syncBlackholes(this.ipam.ownedBlocks(), pools);
         } catch (error) {
           this.log.warn({ err: error }, 'could not sync blackhole routes');

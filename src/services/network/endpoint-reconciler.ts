@@ -109,7 +109,7 @@ export class EndpointReconciler {
     // Addresses used by any endpoint, of any node, after the removals above.
     const inUse = new Set((await this.endpoints.listEndpoints()).flatMap((e) => endpointAddresses(e.value).map(key)));
     let addressesReleased = 0;
-    for (const block of this.ipam.cache.allBlocks()) {
+    for (const block of this.ipam.blocks()) {
       const value = block.stored.value;
       for (let ordinal = 0; ordinal < value.allocations.length; ordinal++) {
         const index = value.allocations[ordinal];
@@ -141,7 +141,7 @@ export class EndpointReconciler {
     const owned = new Set(this.ipam.ownedBlocks().map(formatCidr));
     for (const key of this.emptySince.keys()) if (!owned.has(key)) this.emptySince.delete(key);
     let released = 0;
-    for (const block of this.ipam.cache.allBlocks()) {
+    for (const block of this.ipam.blocks()) {
       const key = formatCidr(block.cidr);
       if (!owned.has(key) || !isEmpty(block.stored.value)) {
         this.emptySince.delete(key);

@@ -15,6 +15,7 @@ import { AppError, DataplaneError, InvalidRequestError, NotFoundError } from '..
 import type { Dataplane } from '../../ports/dataplane.js';
 import type { EndpointStore } from '../../ports/endpoint-store.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
+import type { DockerReleases } from '../ipam/docker-releases.js';
 import type { IpamService } from '../ipam/ipam-service.js';
 import { checkCalicoIpam, checkNetworkOptions, IpamData } from './network-options.js';
 import type { NetworkProfiles } from './network-profiles.js';
@@ -95,6 +96,8 @@ export class NetworkDriver {
     private readonly dataplane: Dataplane,
     private readonly names: NetworkNames,
     private readonly ipam: IpamService,
+    /** Shared with the IPAM driver: Docker's ReleaseAddress after DeleteEndpoint finds the release done. */
+    private readonly releases: DockerReleases,
     private readonly profiles: NetworkProfiles,
     readonly options: NetworkDriverOptions,
     log?: Logger,
@@ -223,7 +226,7 @@ export class NetworkDriver {
     for (const address of endpointAddresses(endpoint)) {
       const handleId = this.ipam.allocationOf(address)?.handleId;
       if (!handleId || !handles.has(handleId)) continue;
-      this.ipam.releaseWithEndpoint(address, handleId).catch((error) => this.log.warn({ err: error, address: formatIp(address) }, 'could not release the address of a deleted endpoint; garbage collection will'));
+      this.releases.withEndpoint(address, handleId).catch((error) => this.log.warn({ err: error, address: formatIp(address) }, 'could not release the address of a deleted endpoint; garbage collection will'));
     }
   }
 

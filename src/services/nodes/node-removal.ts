@@ -3,6 +3,7 @@ import { hostAffinity } from '../../domain/ipam-model.js';
 import { NotFoundError } from '../../domain/errors.js';
 import { BgpPeer, CalicoNode, nodeBgpConfigurationName, resourceId } from '../../domain/resources.js';
 import type { EndpointStore } from '../../ports/endpoint-store.js';
+import type { SyncSource } from '../../ports/datastore-sync.js';
 import type { IpamStore } from '../../ports/ipam-store.js';
 import type { ResourceStore } from '../../ports/resource-store.js';
 import { releaseBlockAffinity } from '../ipam/affinity-release.js';
@@ -28,6 +29,7 @@ export class NodeRemoval {
     private readonly endpoints: EndpointStore,
     private readonly ipam: IpamStore,
     private readonly profiles: NetworkProfiles,
+    private readonly syncSource: SyncSource,
   ) {}
 
   async remove(name: string): Promise<NodeRemovalReport> {
@@ -76,7 +78,7 @@ export class NodeRemoval {
       });
     }
     if (owned.length === 0) return 0;
-    const ipam = new IpamService(this.ipam, { node: name });
+    const ipam = new IpamService(this.ipam, this.syncSource, { node: name });
     let released = 0;
     try {
       for (const allocation of owned) {

@@ -1,14 +1,16 @@
 import { desiredDataplane, PolicyInput } from '../../calc/policy.js';
 import { DEFAULT_VXLAN_PORT, poolRouting } from '../../calc/tunnel-routes.js';
-import { DNS_NAMES_ANNOTATION, GATEWAY_ANNOTATION, Profile, SANDBOX_ANNOTATION, WorkloadEndpoint } from '../../domain/endpoint-model.js';
+import { DNS_NAMES_ANNOTATION, GATEWAY_ANNOTATION, Profile, SANDBOX_ANNOTATION, WORKLOAD_NAMESPACE, WorkloadEndpoint } from '../../domain/endpoint-model.js';
 import type { IpPool } from '../../domain/ipam-model.js';
-import type { CalicoNode, Resource } from '../../domain/resources.js';
+import type { CalicoNode } from '../../domain/resources.js';
 import type { FailsafePort, GlobalNetworkPolicy, HostEndpoint, NetworkPolicy, NetworkSet, Tier } from '../../domain/policy-model.js';
 import type { HostInterfaceInfo } from '../../calc/host-endpoints.js';
 import type { PolicyDataplane } from '../../ports/policy-dataplane.js';
-import type { PolicyChange, PolicyStore } from '../../ports/policy-store.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
 import { ApplyLoop, type ApplyLoopObserver } from '../apply-loop.js';
+import type { DatastoreView } from '../sync/datastore-view.js';
+import type { DatastoreSyncer, ViewChange } from '../sync/datastore-syncer.js';
+import { followDatastore, Following } from '../sync/follow-datastore.js';
 
 /**
  * Changes arriving together (in one tick) are applied together, at once: a lone change is programmed
@@ -19,6 +21,20 @@ const DEBOUNCE_MS = 0;
 const TIDY_AFTER_MS = 2000;
 /** While this host has host endpoints, its interfaces are re-read this often (an address moving moves an expectedIPs endpoint). */
 const INTERFACES_EVERY_MS = 10_000;
+/** The kinds the packet filter is computed from. */
+const POLICY_KINDS = new Set([
+  'Profile',
+  'WorkloadEndpoint',
+  'IPPool',
+  'Node',
+  'FelixConfiguration',
+  'Tier',
+  'GlobalNetworkPolicy',
+  'NetworkPolicy',
+  'GlobalNetworkSet',
+  'NetworkSet',
+  'HostEndpoint',
+]);
 
 export interface PolicyAgentOptions {
   /** The host's interfaces and their addresses: for host endpoints found by expectedIPs. */
@@ -29,24 +45,15 @@ export interface PolicyAgentOptions {
 }
 
 /**
- * Keeps this host's iptables and ipsets in line with the profiles, the endpoints of every node (tag
- * membership spans hosts) and the pools in etcd. Nothing is written before the first full snapshot is
- * in, so a restart never programs a half-loaded view.
+ * Keeps this host's iptables and ipsets in line with the profiles, policies, the endpoints of every
+ * node (tag membership spans hosts) and the pools in the daemon's view of the datastore. Nothing is
+ * written before the first full snapshot is in, so a restart never programs a half-loaded view.
  */
 export class PolicyAgent {
-  private readonly profiles = new Map<string, Profile>();
-  private readonly endpoints = new Map<string, WorkloadEndpoint>();
-  private readonly pools = new Map<string, IpPool>();
-  private readonly nodes = new Map<string, CalicoNode>();
-  private readonly felix = new Map<string, Resource>();
-  private readonly tiers = new Map<string, Tier>();
-  private readonly policies = new Map<string, GlobalNetworkPolicy | NetworkPolicy>();
-  private readonly networkSets = new Map<string, NetworkSet>();
-  private readonly hostEndpoints = new Map<string, HostEndpoint>();
   private interfaces: HostInterfaceInfo[] = [];
   private interfacesKey = '';
   private interfacesTimer: NodeJS.Timeout | undefined;
-  private watch: { cancel(): Promise<void> } | undefined;
+  private following: Following | undefined;
   private readonly loop: ApplyLoop;
   private dnsRedirects: { upstream: string; port: number }[] = [];
   private invalidReported = '';
@@ -54,33 +61,23 @@ export class PolicyAgent {
   private tidyDue = false;
 
   constructor(
-    private readonly store: PolicyStore,
+    private readonly sync: DatastoreSyncer,
     private readonly dataplane: PolicyDataplane,
     private readonly node: string,
     private readonly log: Logger = silentLogger,
     private readonly options: PolicyAgentOptions = {},
   ) {
-    this.loop = new ApplyLoop({ apply: () => this.apply(), reload: () => this.start(), log, failed: 'could not program policy; retrying', lost: 'policy watch lost; reloading', ...(options.observer ? { observer: options.observer } : {}) });
+    this.loop = new ApplyLoop({ apply: () => this.apply(), log, failed: 'could not program policy; retrying', ...(options.observer ? { observer: options.observer } : {}) });
   }
 
+  /** Resolves once the first full state was programmed (or failed, to be retried). */
   async start(): Promise<void> {
-    const snapshot = await this.store.snapshot();
-    for (const map of [this.profiles, this.endpoints, this.pools, this.nodes, this.felix, this.tiers, this.policies, this.networkSets, this.hostEndpoints] as Map<string, unknown>[]) map.clear();
-    for (const p of snapshot.profiles) this.profiles.set(p.metadata.name, p);
-    for (const e of snapshot.endpoints) this.endpoints.set(e.metadata.name, e);
-    for (const p of snapshot.pools) this.pools.set(p.metadata.name, p);
-    for (const n of snapshot.nodes) this.nodes.set(n.metadata.name, n);
-    for (const f of snapshot.felixConfigurations) this.felix.set(f.metadata.name, f);
-    for (const t of snapshot.tiers) this.tiers.set(t.metadata.name, t);
-    for (const p of snapshot.policies) this.policies.set(kindKey(p), p);
-    for (const n of snapshot.networkSets) this.networkSets.set(kindKey(n), n);
-    for (const h of snapshot.hostEndpoints) this.hostEndpoints.set(h.metadata.name, h);
+    await this.sync.start();
     await this.readInterfaces();
     this.interfacesTimer ??= setInterval(() => void this.interfacesChanged(), this.options.interfacesEveryMs ?? INTERFACES_EVERY_MS);
     this.interfacesTimer.unref?.();
-    await this.watch?.cancel().catch(() => undefined);
-    this.watch = await this.store.watch(snapshot.revision, (change) => this.onChange(change), (error) => this.loop.watchLost(error));
-    await this.loop.synchronised();
+    this.following ??= followDatastore(this.sync, this.loop, { changed: (changes) => this.onChanges(changes) });
+    await this.following.firstApply;
   }
 
   async stop(): Promise<void> {
@@ -88,11 +85,8 @@ export class PolicyAgent {
     this.tidyTimer = undefined;
     clearInterval(this.interfacesTimer);
     this.interfacesTimer = undefined;
-    const finished = this.loop.stop();
-    const watch = this.watch;
-    this.watch = undefined;
-    await watch?.cancel().catch(() => undefined);
-    await finished;
+    if (this.following) this.sync.unsubscribe(this.following.listener);
+    await this.loop.stop();
   }
 
   /** Where the name service takes containers' DNS queries: in the next apply. */
@@ -101,31 +95,18 @@ export class PolicyAgent {
     this.loop.schedule(DEBOUNCE_MS);
   }
 
-  private onChange(change: PolicyChange): void {
-    const maps: Record<PolicyChange['kind'], Map<string, unknown>> = {
-      profile: this.profiles,
-      endpoint: this.endpoints,
-      pool: this.pools,
-      node: this.nodes,
-      felix: this.felix,
-      tier: this.tiers,
-      policy: this.policies,
-      networkSet: this.networkSets,
-      hostEndpoint: this.hostEndpoints,
-    };
-    const map = maps[change.kind];
-    const before = map.get(change.name);
-    if (change.value === null) map.delete(change.name);
-    else map.set(change.name, change.value);
+  private onChanges(changes: ViewChange[]): void {
+    const relevant = changes.filter((c): c is Extract<ViewChange, { kind: 'resource' }> => c.kind === 'resource' && POLICY_KINDS.has(c.ref.kind));
     // An endpoint learning its container's name, sandbox or DNS names changes nothing the filter uses.
-    if (change.kind === 'endpoint' && before && change.value && policyView(before as WorkloadEndpoint) === policyView(change.value)) return;
+    const matters = relevant.filter((c) => !(c.ref.kind === 'WorkloadEndpoint' && c.before && c.value && policyView(c.before as WorkloadEndpoint) === policyView(c.value as WorkloadEndpoint)));
+    if (matters.length === 0) return;
     // A host endpoint may name an address the last reading of the interfaces does not show yet.
-    if (change.kind === 'hostEndpoint') void this.readInterfaces().finally(() => this.loop.schedule(DEBOUNCE_MS));
+    if (matters.some((c) => c.ref.kind === 'HostEndpoint')) void this.readInterfaces().finally(() => this.loop.schedule(DEBOUNCE_MS));
     else this.loop.schedule(DEBOUNCE_MS);
   }
 
   private hasLocalHostEndpoints(): boolean {
-    return [...this.hostEndpoints.values()].some((h) => h.spec?.node === this.node);
+    return this.sync.view.list<HostEndpoint>('HostEndpoint').some((h) => h.spec?.node === this.node);
   }
 
   /** Reads the host's interfaces when some host endpoint of this host may need them; true when they changed. */
@@ -150,23 +131,25 @@ export class PolicyAgent {
 
   /** What the packet filter is computed from: the datastore as last seen. */
   private input(): PolicyInput {
-    const pools = [...this.pools.values()];
+    const view = this.sync.view;
+    const pools = view.list<IpPool>('IPPool');
+    const nodes = view.list<CalicoNode>('Node');
     const address = (node: CalicoNode | undefined): string | undefined => node?.spec?.bgp?.ipv4Address?.split('/')[0];
     const encapsulations = new Set(pools.map((p) => poolRouting(p)?.encapsulation));
-    const vxlanPort = (this.felix.get('default')?.spec as { vxlanPort?: number } | undefined)?.vxlanPort ?? DEFAULT_VXLAN_PORT;
-    const hosts = [...this.nodes.values()].filter((n) => n.metadata.name !== this.node).map(address).filter((a): a is string => a !== undefined);
-    const hostAddress = address(this.nodes.get(this.node));
+    const vxlanPort = (view.get('FelixConfiguration', 'default')?.spec as { vxlanPort?: number } | undefined)?.vxlanPort ?? DEFAULT_VXLAN_PORT;
+    const hosts = nodes.filter((n) => n.metadata.name !== this.node).map(address).filter((a): a is string => a !== undefined);
+    const hostAddress = address(view.get<CalicoNode>('Node', this.node));
     return {
       node: this.node,
-      profiles: [...this.profiles.values()],
-      endpoints: [...this.endpoints.values()],
+      profiles: view.list<Profile>('Profile'),
+      endpoints: view.list<WorkloadEndpoint>('WorkloadEndpoint').filter((e) => e.metadata.namespace === WORKLOAD_NAMESPACE),
       pools: pools.map((p) => ({ cidr: p.spec.cidr, natOutgoing: p.spec.natOutgoing === true })),
-      tiers: [...this.tiers.values()],
-      policies: [...this.policies.values()],
-      networkSets: [...this.networkSets.values()],
-      hostEndpoints: [...this.hostEndpoints.values()],
+      tiers: view.list<Tier>('Tier'),
+      policies: [...view.list<GlobalNetworkPolicy>('GlobalNetworkPolicy'), ...view.list<NetworkPolicy>('NetworkPolicy')],
+      networkSets: [...view.list<NetworkSet>('GlobalNetworkSet'), ...view.list<NetworkSet>('NetworkSet')],
+      hostEndpoints: view.list<HostEndpoint>('HostEndpoint'),
       interfaces: this.interfaces,
-      ...this.felixPolicy(),
+      ...this.felixPolicy(view),
       ...(hostAddress ? { hostAddress } : {}),
       ...(this.dnsRedirects.length ? { dnsRedirects: this.dnsRedirects } : {}),
       ...(encapsulations.has('vxlan') || encapsulations.has('ipip')
@@ -176,9 +159,9 @@ export class PolicyAgent {
   }
 
   /** FelixConfiguration's policy settings: the node's own (`node.<name>`) over `default`, as Felix reads them. */
-  private felixPolicy(): Pick<PolicyInput, 'failsafeInbound' | 'failsafeOutbound' | 'defaultEndpointToHostAction'> {
+  private felixPolicy(view: DatastoreView): Pick<PolicyInput, 'failsafeInbound' | 'failsafeOutbound' | 'defaultEndpointToHostAction'> {
     type Spec = { failsafeInboundHostPorts?: FailsafePort[]; failsafeOutboundHostPorts?: FailsafePort[]; defaultEndpointToHostAction?: string };
-    const specs = [this.felix.get(`node.${this.node}`), this.felix.get('default')].map((f) => (f?.spec ?? {}) as Spec);
+    const specs = [view.get('FelixConfiguration', `node.${this.node}`), view.get('FelixConfiguration', 'default')].map((f) => (f?.spec ?? {}) as Spec);
     const pick = <K extends keyof Spec>(key: K): Spec[K] => specs.find((s) => s[key] !== undefined && s[key] !== null)?.[key];
     const inbound = pick('failsafeInboundHostPorts');
     const outbound = pick('failsafeOutboundHostPorts');
@@ -225,8 +208,3 @@ function policyView(endpoint: WorkloadEndpoint): string {
 }
 
 const NAMING_ANNOTATIONS = new Set([DNS_NAMES_ANNOTATION, SANDBOX_ANNOTATION, GATEWAY_ANNOTATION]);
-
-/** How the store names policies and network sets in its changes: `<Kind>/[<namespace>/]<name>` (two kinds share one map). */
-function kindKey(resource: { kind: string; metadata: { name: string; namespace?: string } }): string {
-  return `${resource.kind}/${resource.metadata.namespace ? `${resource.metadata.namespace}/` : ''}${resource.metadata.name}`;
-}

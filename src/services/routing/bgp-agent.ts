@@ -8,8 +8,9 @@ import { BgpConfiguration, BgpPeer, CalicoNode, DEFAULT_BGP_CONFIGURATION, Resou
 import type { BgpSpeaker } from '../../ports/bgp-speaker.js';
 import type { Dataplane } from '../../ports/dataplane.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
-import type { ResourceChange, ResourceStore } from '../../ports/resource-store.js';
 import { ApplyLoop, type ApplyLoopObserver } from '../apply-loop.js';
+import type { DatastoreSyncer, ViewChange } from '../sync/datastore-syncer.js';
+import { followDatastore, Following } from '../sync/follow-datastore.js';
 
 /** Changes arriving together are rendered together. */
 const DEBOUNCE_MS = 5;
@@ -21,8 +22,6 @@ export interface BgpAgentOptions {
   routerId?: string;
   /** The blocks affine to this node, as IPAM knows them now. */
   ownedBlocks: () => Cidr[];
-  /** Every block in the datastore, whichever node holds it. */
-  knownBlocks: () => Cidr[];
   /** Where stale `proto bird` routes are removed from. */
   kernel: Pick<Dataplane, 'deleteRoutes'>;
   log?: Logger;
@@ -45,47 +44,42 @@ function birdPool(pool: IpPool): BirdPool | undefined {
 }
 
 /**
- * Keeps this host's BGP speaker configured from the datastore, as Calico's confd did: it watches the
- * Nodes, BGPConfiguration, BGPPeers and pools (and hears from IPAM when this node's blocks change),
+ * Keeps this host's BGP speaker configured from the datastore, as Calico's confd did: it follows the
+ * Nodes, BGPConfiguration, BGPPeers, pools and blocks in the daemon's view (and hears from IPAM when
+ * this node's blocks change, before the datastore echoes its own claims),
  * computes the whole configuration purely, and hands it to the speaker only when it changed.
  */
 export class BgpAgent {
-  private readonly resources = new Map<string, Resource>();
   private readonly log: Logger;
-  private watch: { cancel(): Promise<void> } | undefined;
+  private following: Following | undefined;
   private readonly loop: ApplyLoop;
   /** The last configuration handed to the speaker (applied or refused): not handed again until it changes. */
   private last: string | undefined;
 
   constructor(
-    private readonly store: ResourceStore,
+    private readonly sync: DatastoreSyncer,
     private readonly speaker: BgpSpeaker,
     private readonly options: BgpAgentOptions,
   ) {
     this.log = options.log ?? silentLogger;
     this.loop = new ApplyLoop({
       apply: () => this.apply(),
-      reload: () => this.start(),
       log: this.log,
       failed: 'could not apply the BGP configuration; retrying',
-      lost: 'BGP watch lost; reloading',
       observer: options.observer,
     });
   }
 
+  /** Resolves once the first configuration was handed to the speaker. */
   async start(): Promise<void> {
-    const snapshot = await this.store.snapshot(KINDS);
-    this.resources.clear();
-    for (const resource of snapshot.resources) this.resources.set(keyOf(resource.kind, resource.metadata.name), resource);
-    await this.watch?.cancel().catch(() => undefined);
-    this.watch = await this.store.watch(KINDS, snapshot.revision, (change) => this.onChange(change), (error) => this.loop.watchLost(error));
-    await this.loop.synchronised();
+    this.following ??= followDatastore(this.sync, this.loop, { changed: (changes) => this.onChanges(changes) });
+    await this.sync.start();
+    await this.following.firstApply;
   }
 
   async stop(): Promise<void> {
-    const finished = this.loop.stop();
-    await this.watch?.cancel().catch(() => undefined);
-    await finished;
+    if (this.following) this.sync.unsubscribe(this.following.listener);
+    await this.loop.stop();
   }
 
   /** A block changed (a claim, a release, on any node): render again. */
@@ -93,15 +87,13 @@ export class BgpAgent {
     this.loop.schedule(0);
   }
 
-  private onChange(change: ResourceChange): void {
-    const key = keyOf(change.kind, change.name);
-    if (change.value) this.resources.set(key, change.value);
-    else this.resources.delete(key);
-    this.loop.schedule(DEBOUNCE_MS);
+  private onChanges(changes: ViewChange[]): void {
+    if (changes.some((c) => c.kind === 'block')) this.loop.schedule(0);
+    else if (changes.some((c) => c.kind === 'resource' && KINDS.includes(c.ref.kind))) this.loop.schedule(DEBOUNCE_MS);
   }
 
   private of<R extends Resource>(kind: string): R[] {
-    return [...this.resources.values()].filter((r): r is R => r.kind === kind);
+    return this.sync.view.list<R>(kind);
   }
 
   /** What the datastore asks the configuration to be made of now, or undefined (with the reason logged) when none can be made. */
@@ -128,7 +120,7 @@ export class BgpAgent {
         .map(birdPool)
         .filter((p): p is BirdPool => p !== undefined),
       blocks: this.options.ownedBlocks(),
-      knownBlocks: this.options.knownBlocks(),
+      knownBlocks: this.sync.view.allBlocks().map((b) => b.cidr),
       peerings: peerings.peerings,
       ...(config.logSeverityScreen ? { logSeverity: config.logSeverityScreen } : {}),
     };
@@ -163,5 +155,3 @@ export class BgpAgent {
     if (removed > 0) this.log.info({ removed }, 'stale BGP routes removed from the kernel: no block in the datastore holds them');
   }
 }
-
-const keyOf = (kind: string, name: string): string => `${kind}/${name}`;

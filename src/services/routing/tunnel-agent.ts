@@ -1,13 +1,14 @@
 import { planTunnels, poolRouting, TunnelPlan } from '../../calc/tunnel-routes.js';
 import { parseIp } from '../../domain/cidr.js';
-import type { AllocationBlock, IpPool } from '../../domain/ipam-model.js';
+import type { IpPool } from '../../domain/ipam-model.js';
 import { CalicoNode, nodeBgpConfigurationName, Resource } from '../../domain/resources.js';
 import type { TunnelDataplane } from '../../ports/dataplane.js';
 import type { HostNetwork } from '../../ports/host-network.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
-import type { ResourceChange, ResourceStore } from '../../ports/resource-store.js';
 import { interfaceAddress } from '../nodes/address-detection.js';
 import { ApplyLoop, type ApplyLoopObserver } from '../apply-loop.js';
+import type { DatastoreSyncer, ViewChange } from '../sync/datastore-syncer.js';
+import { followDatastore, Following } from '../sync/follow-datastore.js';
 import { IPIP_ADDRESS, TunnelAddresses, VXLAN_ADDRESS } from '../nodes/tunnel-addresses.js';
 
 const DEBOUNCE_MS = 5;
@@ -19,8 +20,6 @@ export const IPIP_UNAVAILABLE = 'this kernel has no ipip module: pools in IPIP m
 
 export interface TunnelAgentOptions {
   node: string;
-  /** Every allocation block, as IPAM knows them now. */
-  blocks: () => AllocationBlock[];
   addresses: TunnelAddresses;
   host: HostNetwork;
   /** Told when what `calicoctl node status` should say changes. */
@@ -40,16 +39,15 @@ interface FelixVxlan {
 
 /**
  * Routes for pools in VXLAN or IPIP mode, computed from the datastore alone, as Felix does: it
- * watches the Nodes, pools and FelixConfiguration (and hears from IPAM when blocks change), keeps
+ * follows the Nodes, pools, FelixConfiguration and blocks in the daemon's view of the datastore, keeps
  * this node's tunnel addresses, computes the tunnel plan purely, and has the dataplane make the kernel
  * match it. With BIRD, BGP routes the other pools; without BIRD these are all the routes there are.
  * Between resyncs (at start, after a failure, every RESYNC_MS) only what changed is written, and the
  * underlay interface is looked up again only when the node's address changes.
  */
 export class TunnelAgent {
-  private readonly resources = new Map<string, Resource>();
   private readonly log: Logger;
-  private watch: { cancel(): Promise<void> } | undefined;
+  private following: Following | undefined;
   private readonly loop: ApplyLoop;
   private resyncTimer: NodeJS.Timeout | undefined;
   private resyncDue = true;
@@ -60,15 +58,15 @@ export class TunnelAgent {
   private reported: boolean | undefined;
 
   constructor(
-    private readonly store: ResourceStore,
+    private readonly sync: DatastoreSyncer,
     private readonly dataplane: TunnelDataplane,
     private readonly options: TunnelAgentOptions,
   ) {
     this.log = options.log ?? silentLogger;
-    this.loop = new ApplyLoop({ apply: () => this.apply(), reload: () => this.start(), log: this.log, failed: 'could not program tunnel routes; retrying', lost: 'tunnel watch lost; reloading', observer: options.observer });
+    this.loop = new ApplyLoop({ apply: () => this.apply(), log: this.log, failed: 'could not program tunnel routes; retrying', observer: options.observer });
   }
 
-  /** The Calico nodes in the datastore, as the watch has them: Felix's cluster size. */
+  /** The Calico nodes in the datastore, as the view has them: Felix's cluster size. */
   nodeCount(): number {
     return this.of('Node').length;
   }
@@ -78,43 +76,43 @@ export class TunnelAgent {
     return this.plan?.workloadMtu;
   }
 
+  /** Resolves once the first plan was written (or failed, to be retried). */
   async start(): Promise<void> {
-    const snapshot = await this.store.snapshot(KINDS);
-    this.resources.clear();
-    for (const resource of snapshot.resources) this.resources.set(`${resource.kind}/${resource.metadata.name}`, resource);
-    await this.watch?.cancel().catch(() => undefined);
-    this.watch = await this.store.watch(KINDS, snapshot.revision, (change) => this.onChange(change), (error) => this.loop.watchLost(error));
-    this.addressesDirty = true;
-    this.resyncDue = true;
-    clearInterval(this.resyncTimer);
-    this.resyncTimer = setInterval(() => {
+    this.following ??= followDatastore(this.sync, this.loop, {
+      // After a resync the kernel and the addresses are compared again, not only what changed.
+      loaded: () => {
+        this.addressesDirty = true;
+        this.resyncDue = true;
+      },
+      changed: (changes) => this.onChanges(changes),
+    });
+    this.resyncTimer ??= setInterval(() => {
       this.resyncDue = true;
       this.loop.schedule(0);
     }, RESYNC_MS).unref();
-    await this.loop.synchronised();
+    await this.sync.start();
+    await this.following.firstApply;
   }
 
   async stop(): Promise<void> {
-    const finished = this.loop.stop();
+    if (this.following) this.sync.unsubscribe(this.following.listener);
     clearInterval(this.resyncTimer);
-    await this.watch?.cancel().catch(() => undefined);
-    await finished;
+    await this.loop.stop();
   }
 
-  blocksChanged(): void {
-    this.loop.schedule(DEBOUNCE_MS);
-  }
-
-  private onChange(change: ResourceChange): void {
-    const key = `${change.kind}/${change.name}`;
-    if (change.value) this.resources.set(key, change.value);
-    else this.resources.delete(key);
-    if (change.kind === 'IPPool' || (change.kind === 'Node' && change.name === this.options.node)) this.addressesDirty = true;
-    this.loop.schedule(DEBOUNCE_MS);
+  private onChanges(changes: ViewChange[]): void {
+    let relevant = false;
+    for (const change of changes) {
+      if (change.kind === 'block') relevant = true;
+      if (change.kind !== 'resource' || !KINDS.includes(change.ref.kind)) continue;
+      relevant = true;
+      if (change.ref.kind === 'IPPool' || (change.ref.kind === 'Node' && change.ref.name === this.options.node)) this.addressesDirty = true;
+    }
+    if (relevant) this.loop.schedule(DEBOUNCE_MS);
   }
 
   private of<R extends Resource>(kind: string): R[] {
-    return [...this.resources.values()].filter((r): r is R => r.kind === kind);
+    return this.sync.view.list<R>(kind);
   }
 
   private felixVxlan(): FelixVxlan {
@@ -173,7 +171,7 @@ export class TunnelAgent {
       node: this.options.node,
       nodes,
       pools,
-      blocks: this.options.blocks(),
+      blocks: this.sync.view.allBlocks().map((b) => b.stored.value),
       vxlan: { ...(felix.vxlanVNI ? { vni: felix.vxlanVNI } : {}), ...(felix.vxlanPort ? { port: felix.vxlanPort } : {}), ...(felix.vxlanMTU ? { mtu: felix.vxlanMTU } : {}) },
       ...(underlay ? { underlay } : {}),
       ipipAvailable: this.ipipAvailable,

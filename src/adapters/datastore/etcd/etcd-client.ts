@@ -140,7 +140,8 @@ export class EtcdClient {
   }
 
   /**
-   * Watches several prefixes or keys from `startRevision` as one. Each event goes to `onEvent`; the
+   * Watches several prefixes or keys from `startRevision` as one. The events of each message go to
+   * `onEvents` together; the
    * first watch that etcd ends (its revision compacted away while it was disconnected) calls `onLost`,
    * once for the group, so one compaction costs one resync, not one per prefix. The caller cancels the
    * group as it resyncs (etcd ends the others of a compacted group by itself).
@@ -148,14 +149,14 @@ export class EtcdClient {
   async watchGroup(
     targets: WatchTarget[],
     startRevision: string,
-    onEvent: (event: RPC.IEvent) => void,
+    onEvents: (events: RPC.IEvent[]) => void,
     onLost: (error: DatastoreUnavailableError) => void,
   ): Promise<{ cancel(): Promise<void> }> {
     let lost = false;
     const watchers = await Promise.all(
       targets.map(async (target) => {
         const watcher = await this.watch(target, startRevision);
-        watcher.on('data', (response: RPC.IWatchResponse) => response.events.forEach(onEvent));
+        watcher.on('data', (response: RPC.IWatchResponse) => response.events.length > 0 && onEvents(response.events));
         watcher.on('error', (error: Error) => {
           if (lost) return;
           lost = true;

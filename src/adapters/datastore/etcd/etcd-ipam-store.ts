@@ -4,12 +4,10 @@ import type { AllocationBlock, BlockAffinity, IpamConfig, IpamHandle, IpPool } f
 import type {
   CommitResult,
   CreationGuard,
-  IpamChange,
   IpamSnapshot,
   IpamStore,
   IpamTarget,
   IpamValues,
-  IpamWatch,
   IpamWrite,
   Stored,
 } from '../../../ports/ipam-store.js';
@@ -129,27 +127,4 @@ export class EtcdIpamStore implements IpamStore {
     }
     return result;
   }
-
-  async watch(revision: string, onChange: (change: IpamChange) => void, onLost: (error: Error) => void): Promise<IpamWatch> {
-    const targets = [{ prefix: POOL_PREFIX }, { prefix: blockPrefix() }, { key: CONFIG_KEY }];
-    const onEvent = (event: RPC.IEvent): void => {
-      const change = toChange(event);
-      if (change) onChange(change);
-    };
-    return this.etcd.watchGroup(targets, String(BigInt(revision) + 1n), onEvent, onLost);
-  }
-}
-
-function toChange(event: RPC.IEvent): IpamChange | undefined {
-  const kv = event.kv;
-  const key = kv.key.toString();
-  const deleted = event.type === 'Delete';
-  const revision = kv.mod_revision;
-  if (key.startsWith(POOL_PREFIX)) {
-    return { kind: 'pool', name: key.slice(POOL_PREFIX.length), stored: deleted ? null : stored<IpPool>('pool', kv), revision };
-  }
-  if (key === CONFIG_KEY) return { kind: 'config', stored: deleted ? null : stored<IpamConfig>('config', kv), revision };
-  const cidr = blockCidrFromKey(key);
-  if (cidr) return { kind: 'block', cidr, deleted, revision, value: () => stored<AllocationBlock>('block', kv) };
-  return undefined;
 }

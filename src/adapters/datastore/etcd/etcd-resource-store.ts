@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type * as RPC from 'etcd3/lib/rpc.js';
 import { AlreadyExistsError, ConflictError, InvalidRequestError, NotFoundError } from '../../../domain/errors.js';
 import { kindInfo, KindInfo, KINDS, Resource, resourceId } from '../../../domain/resources.js';
-import type { ResourceChange, ResourceRef, ResourceSnapshot, ResourceStore } from '../../../ports/resource-store.js';
+import type { ResourceRef, ResourceSnapshot, ResourceStore } from '../../../ports/resource-store.js';
 import type { EtcdClient } from './etcd-client.js';
 import { prefixEnd } from './keys.js';
 
@@ -23,7 +23,7 @@ export function resourceKey(ref: ResourceRef): string {
 }
 
 /** The resource a key names, or undefined for keys of kinds we do not know. */
-function refFromKey(key: string): ResourceRef | undefined {
+export function refFromKey(key: string): ResourceRef | undefined {
   if (!key.startsWith(RESOURCE_ROOT)) return undefined;
   const [plural, ...rest] = key.slice(RESOURCE_ROOT.length).split('/');
   const kind = KINDS.find((k) => k.plural === plural);
@@ -43,7 +43,7 @@ function encode(resource: Resource): Buffer {
  * A stored value as a resource with its resourceVersion; undefined for a value that is not a JSON
  * object (written by another tool): skipped, never fatal.
  */
-function decode(kv: RPC.IKeyValue): Resource | undefined {
+export function decodeResource(kv: RPC.IKeyValue): Resource | undefined {
   try {
     const value = JSON.parse(kv.value.toString()) as Resource;
     if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
@@ -54,6 +54,9 @@ function decode(kv: RPC.IKeyValue): Resource | undefined {
     return undefined;
   }
 }
+
+/** The resource a key holds, if the key is one of a known kind and its value can be read. */
+export const resourceOf = (kv: RPC.IKeyValue): Resource | undefined => (refFromKey(kv.key.toString()) ? decodeResource(kv) : undefined);
 
 const notFound = (ref: ResourceRef): NotFoundError => new NotFoundError(`resource does not exist: ${resourceId(ref.kind, ref.name, ref.namespace)} with error: <nil>`);
 
@@ -66,14 +69,14 @@ export class EtcdResourceStore implements ResourceStore {
 
   async get<R extends Resource>(ref: ResourceRef): Promise<R | null> {
     const kv = (await this.etcd.range({ key: Buffer.from(resourceKey(ref)) })).kvs[0];
-    return kv ? ((decode(kv) as R | undefined) ?? null) : null;
+    return kv ? ((decodeResource(kv) as R | undefined) ?? null) : null;
   }
 
   async list<R extends Resource>(kind: string, namespace?: string): Promise<R[]> {
     const prefix = namespace ? `${kindPrefix(kind)}${namespace}/` : kindPrefix(kind);
     const response = await this.etcd.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix) });
     return response.kvs.flatMap((kv) => {
-      const value = refFromKey(kv.key.toString()) && decode(kv);
+      const value = resourceOf(kv);
       return value ? [value as R] : [];
     });
   }
@@ -125,7 +128,7 @@ export class EtcdResourceStore implements ResourceStore {
       failure: [{ request_range: { key } }],
     });
     const previous = result.succeeded ? result.responses[0]?.response_delete_range.prev_kvs[0] : undefined;
-    if (result.succeeded && previous) return (decode(previous) ?? { kind: ref.kind, metadata: { name: ref.name } }) as R;
+    if (result.succeeded && previous) return (decodeResource(previous) ?? { kind: ref.kind, metadata: { name: ref.name } }) as R;
     if (!result.succeeded && (result.responses[0]?.response_range.kvs.length ?? 0) > 0) {
       throw new ConflictError(`update conflict: ${resourceId(ref.kind, ref.name, ref.namespace)}`);
     }
@@ -138,31 +141,11 @@ export class EtcdResourceStore implements ResourceStore {
     });
     const resources = response.responses.flatMap((r) =>
       r.response_range.kvs.flatMap((kv) => {
-        const value = refFromKey(kv.key.toString()) && decode(kv);
+        const value = resourceOf(kv);
         return value ? [value] : [];
       }),
     );
     return { revision: response.header.revision, resources };
-  }
-
-  async watch(
-    kinds: string[],
-    revision: string,
-    onChange: (change: ResourceChange) => void,
-    onLost: (error: Error) => void,
-  ): Promise<{ cancel(): Promise<void> }> {
-    const onEvent = (event: RPC.IEvent): void => {
-      const ref = refFromKey(event.kv.key.toString());
-      if (!ref) return;
-      const value = event.type === 'Delete' ? null : (decode(event.kv) ?? null);
-      onChange({ ...ref, value, revision: event.kv.mod_revision });
-    };
-    return this.etcd.watchGroup(
-      kinds.map((kind) => ({ prefix: kindPrefix(kind) })),
-      String(BigInt(revision) + 1n),
-      onEvent,
-      onLost,
-    );
   }
 }
 
