@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Etcd3, GRPCDeadlineExceededError, GRPCUnavailableError, IOptions, Watcher } from 'etcd3';
+import { WatchManager } from 'etcd3/lib/watch.js';
 import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, isBrokenCircuitError, noop } from 'cockatiel';
 import type * as RPC from 'etcd3/lib/rpc.js';
 import { DatastoreFullError, DatastoreUnavailableError } from '../../../domain/errors.js';
@@ -46,6 +47,18 @@ const safeToRetry = (operation: string, error: unknown): boolean =>
   isBrokenCircuitError(error) ||
   ((error instanceof GRPCUnavailableError || error instanceof GRPCDeadlineExceededError) &&
     (operation === 'range' || NEVER_CONNECTED.test(error.message)));
+
+/**
+ * etcd can still send a message for a watch this process has just dropped (cancelled here, or ended
+ * by etcd). etcd3 then throws "Failed to find watcher for IWatchResponse" from its stream handler,
+ * where no caller can catch it, and the daemon dies. A message for no watch is for nobody: dropped.
+ */
+type WatchDispatch = { watchers: { id: string | null }[]; handleResponse(response: RPC.IWatchResponse): void };
+const dispatch = WatchManager.prototype as unknown as WatchDispatch;
+const dispatchToWatcher = dispatch.handleResponse;
+dispatch.handleResponse = function (this: WatchDispatch, response: RPC.IWatchResponse) {
+  if (this.watchers.some((w) => w.id === response.watch_id)) dispatchToWatcher.call(this, response);
+};
 
 /** What a watch follows: every key under a prefix, or one key. */
 export type WatchTarget = { prefix: string } | { key: string };
