@@ -11,6 +11,7 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
+COPY scripts/bundle-daemon.mjs ./scripts/
 COPY src ./src
 COPY plugin-spec ./plugin-spec
 COPY bench ./bench

@@ -6,7 +6,7 @@
  *   start until its plugin socket answers Activate, and until its log says "dataplane reconciled";
  * - resident memory (VmRSS) of the daemon and of each process it runs, BIRD apart, once idle;
  * - the latency of a plugin request (RequestAddress then ReleaseAddress, p50 and p99), so that a
- *   smaller footprint is not bought with slower answers.
+ *   smaller footprint is not bought with slower answers, and the daemon's CPU per request.
  *
  * The floor, measured in the same run: a bare Node.js process that answers one HTTP route on a unix
  * socket (its CPU until it answers, its idle RSS, its request latency).
@@ -96,14 +96,19 @@ async function untilServing(child: ChildProcess, socket: string, what: string): 
   }
 }
 
-async function latency(request: () => Promise<void>): Promise<{ p50: number; p99: number }> {
+/** REQUESTS requests one after the other: their latency, and the CPU the process tree of `pid` spent per request. */
+async function latency(pid: number, request: () => Promise<void>): Promise<Pick<Run, 'requestMs' | 'cpuPerRequestMs'>> {
   const samples: number[] = [];
+  const cpuBefore = treeCpuSeconds(pid);
   for (let i = 0; i < REQUESTS; i++) {
     const start = performance.now();
     await request();
     samples.push(performance.now() - start);
   }
-  return { p50: round(percentile(samples, 50), 2), p99: round(percentile(samples, 99), 2) };
+  return {
+    requestMs: { p50: round(percentile(samples, 50), 2), p99: round(percentile(samples, 99), 2) },
+    cpuPerRequestMs: round(((treeCpuSeconds(pid) - cpuBefore) * 1000) / REQUESTS, 3),
+  };
 }
 
 interface Run {
@@ -112,6 +117,8 @@ interface Run {
   processes: Proc[];
   totalRssMb: number;
   requestMs: { p50: number; p99: number };
+  /** The daemon's CPU per RequestAddress + ReleaseAddress pair (the floor's: per round trip). */
+  cpuPerRequestMs: number;
 }
 
 /** A bare Node.js serving one route on a unix socket: what any Node.js daemon costs at least. */
@@ -124,8 +131,8 @@ async function floor(dir: string): Promise<Run> {
     const cpuToServingS = treeCpuSeconds(child.pid!);
     await new Promise((r) => setTimeout(r, SETTLE_MS));
     const processes = processTree(child.pid!);
-    const requestMs = await latency(async () => void (await post(socket, 'Plugin.Activate')));
-    return { cpuToServingS, cpuToReconciledS: cpuToServingS, processes, totalRssMb: round(processes.reduce((s, p) => s + p.rssMb, 0)), requestMs };
+    const requests = await latency(child.pid!, async () => void (await post(socket, 'Plugin.Activate')));
+    return { cpuToServingS, cpuToReconciledS: cpuToServingS, processes, totalRssMb: round(processes.reduce((s, p) => s + p.rssMb, 0)), ...requests };
   } finally {
     child.kill('SIGKILL');
     rmSync(socket, { force: true });
@@ -161,13 +168,13 @@ async function daemon(dir: string, etcd: string, run: number): Promise<Run> {
     const cpuToReconciledS = treeCpuSeconds(child.pid!);
     await new Promise((r) => setTimeout(r, SETTLE_MS));
     const processes = processTree(child.pid!);
-    const requestMs = await latency(async () => {
+    const requests = await latency(child.pid!, async () => {
       const reply = await post(socket, 'IpamDriver.RequestAddress', { PoolID: 'CalicoPoolIPv4', Address: '' });
       if (reply.status !== 200) throw new Error(`RequestAddress: ${reply.text}`);
       const released = await post(socket, 'IpamDriver.ReleaseAddress', { PoolID: 'CalicoPoolIPv4', Address: reply.body.Address.split('/')[0] });
       if (released.status !== 200) throw new Error(`ReleaseAddress: ${released.text}`);
     });
-    return { cpuToServingS, cpuToReconciledS, processes, totalRssMb: round(processes.reduce((s, p) => s + p.rssMb, 0)), requestMs };
+    return { cpuToServingS, cpuToReconciledS, processes, totalRssMb: round(processes.reduce((s, p) => s + p.rssMb, 0)), ...requests };
   } catch (error) {
     process.stderr.write(readFileSync(logFile, 'utf8').slice(-3000));
     throw error;
@@ -188,6 +195,7 @@ function summary(runs: Run[]) {
     idleRssMb: median(runs.map((r) => r.totalRssMb)),
     processes: names.map((name, i) => ({ name, rssMb: median(runs.map((r) => r.processes[i]?.rssMb ?? 0)), fileMb: median(runs.map((r) => r.processes[i]?.fileMb ?? 0)) })),
     requestMs: { p50: median(runs.map((r) => r.requestMs.p50)), p99: median(runs.map((r) => r.requestMs.p99)) },
+    cpuPerRequestMs: median(runs.map((r) => r.cpuPerRequestMs)),
   };
 }
 
@@ -210,6 +218,7 @@ async function main(): Promise<void> {
     console.log(`CPU until serving:   daemon ${ours.cpuToServingS} s, bare node ${bare.cpuToServingS} s, x${ratio(ours.cpuToServingS, bare.cpuToServingS)}`);
     console.log(`CPU until reconciled: daemon ${ours.cpuToReconciledS} s`);
     console.log(`request latency:     RequestAddress+ReleaseAddress p50 ${ours.requestMs.p50} ms, p99 ${ours.requestMs.p99} ms; bare node round trip p50 ${bare.requestMs.p50} ms, p99 ${bare.requestMs.p99} ms`);
+    console.log(`CPU per request:     daemon ${ours.cpuPerRequestMs} ms (RequestAddress+ReleaseAddress), bare node ${bare.cpuPerRequestMs} ms`);
     saveReport('footprint', { runs: RUNS, nodeFlags: NODE_FLAGS, daemon: ours, floor: bare, perRun: daemons });
   } finally {
     await etcd.destroy();

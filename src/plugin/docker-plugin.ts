@@ -4,6 +4,7 @@ import type { TSchema } from '@sinclair/typebox';
 import { pino, type Logger as PinoLogger } from 'pino';
 import { ActivateResponse, ErrorResponse } from '../../plugin-spec/common.js';
 import { AppError } from '../domain/errors.js';
+import { pluginAjvOptions, pluginCompilers } from './schema-compilers.js';
 
 export type PluginRole = 'NetworkDriver' | 'IpamDriver';
 
@@ -43,7 +44,8 @@ export function buildDockerPlugin(options: DockerPluginOptions): FastifyInstance
     // One line per request comes from the onResponse hook below instead.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
-    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+    ajv: pluginAjvOptions,
+    schemaController: { compilersFactory: pluginCompilers },
     return503OnClosing: false,
   });
 
