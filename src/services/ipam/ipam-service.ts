@@ -96,7 +96,10 @@ export interface PoolUsage {
 
 /** How long Docker's ReleaseAddress for an address freed with its endpoint is taken as that endpoint's (it follows at once). */
 const RELEASED_WITH_ENDPOINT_MS = 60_000;
-/** One txn holds at most this many allocations: etcd's default limit is 128 operations per txn. */
+/**
+ * One txn holds at most this many allocations: etcd's default limit is 128 operations per list of a txn,
+ * and a claim adds the block, its affinity and up to 25 guard compares (see EtcdIpamStore's guardRanges).
+ */
 const MAX_BATCH = 100;
 /** Pause before another attempt at a commit that failed for want of etcd (a member died; an election). */
 const RETRY_AFTER_UNAVAILABLE_MS = 100;
@@ -121,6 +124,13 @@ interface ReleaseJob extends Job<AllocationInfo | undefined> {
   request: ReleaseRequest;
 }
 type AnyJob = AutoJob | ExplicitJob | ReleaseJob;
+
+/** This node's commits that did not apply: lost to another writer's (claims, block updates), or unanswered by etcd. */
+interface LostCommits {
+  claims: number;
+  updates: number;
+  unanswered: number;
+}
 
 /** Result of one attempt at a write: done, or lost a compare-and-swap (the cache is refreshed; try again). */
 type Attempt<T> = { done: true; value: T } | { done: false };
@@ -150,6 +160,8 @@ export class IpamService {
   private stopped = false;
   /** Addresses freed as their endpoint was deleted, and when: Docker's ReleaseAddress for them is already done. */
   private readonly releasedWithEndpoint = new Map<string, number>();
+  /** Counted as they happen; a request that runs out of time reports those since it came in. */
+  private readonly lost: LostCommits = { claims: 0, updates: 0, unanswered: 0 };
   /** Affinity keys learnt from failed claims (a left-over affinity whose block is gone). */
   private readonly knownAffinities = new Map<string, Stored<BlockAffinity> | null>();
   private readonly resync = new Resync(
@@ -350,6 +362,7 @@ export class IpamService {
 
   private async submit<T>(make: (job: Job<T>) => AnyJob): Promise<T> {
     await this.start();
+    const lostBefore = { ...this.lost };
     return new Promise<T>((resolve, reject) => {
       const job = make({
         resolve: (value) => {
@@ -367,11 +380,24 @@ export class IpamService {
       const timer = setTimeout(() => {
         if (job.settled) return;
         job.settled = true;
-        reject(new DatastoreUnavailableError(`IPAM request timed out after ${this.requestTimeoutMs} ms: etcd is slow or unreachable`));
+        reject(this.timedOut(lostBefore));
       }, this.requestTimeoutMs);
       this.queue.push(job as unknown as AnyJob);
       void this.drain();
     });
+  }
+
+  /**
+   * Why a request ran out of time: etcd did not answer, or it did and this node's commits kept losing
+   * to other hosts' (many claiming blocks in the same range at once).
+   */
+  private timedOut(before: LostCommits): AppError {
+    const since = (what: keyof LostCommits): number => this.lost[what] - before[what];
+    const timedOut = `IPAM request timed out after ${this.requestTimeoutMs} ms`;
+    if (since('unanswered') > 0 || since('claims') + since('updates') === 0) return new DatastoreUnavailableError(`${timedOut}: etcd is slow or unreachable`);
+    return new ConflictError(
+      `${timedOut}: etcd answered, but this node's writes kept losing to other hosts' meanwhile (${since('claims')} block claim(s) and ${since('updates')} block update(s) lost: many hosts claiming blocks near each other at once); try again`,
+    );
   }
 
   private async drain(): Promise<void> {
@@ -408,7 +434,7 @@ export class IpamService {
     for (let attempt = 0; ; attempt++) {
       const pending = jobs.filter((j) => !j.settled).slice(0, MAX_BATCH);
       if (pending.length === 0) return;
-      if (attempt >= MAX_ATTEMPTS) throw new ConflictError('Max retries hit - excessive concurrent IPAM requests');
+      if (attempt >= MAX_ATTEMPTS) throw maxRetriesHit();
       const pools = this.eligiblePools(family, poolName);
       const result = await this.assignSomewhere(pools, pending);
       if (result === 'exhausted') throw exhausted(family, pools);
@@ -489,9 +515,9 @@ export class IpamService {
 
   /**
    * Claims a free block for this node and allocates from it, all in one transaction: the block is
-   * created only if its key is absent and no block was created since the cache last saw all of them
-   * (so no overlapping block can slip in), and the affinity is written confirmed in the same commit,
-   * so no pending or orphaned affinity can ever be left behind.
+   * created only if its key is absent and no block near it (in its claim scope) was created since the
+   * cache last saw all of those (so no overlapping block can slip in), and the affinity is written
+   * confirmed in the same commit, so no pending or orphaned affinity can ever be left behind.
    */
   private async claimBlock(pool: PoolView, cidr: Cidr, jobs: AutoJob[]): Promise<Attempt<void>> {
     const empty = newBlock(cidr, hostAffinity(this.node), this.nowNanos());
@@ -515,22 +541,30 @@ export class IpamService {
       value: { state: 'confirmed', deleted: false } satisfies BlockAffinity,
     };
     const writes = [this.blockWrite(cidr, { absent: true }, block), affinityWrite, ...attributes.map((a) => handleCreate(a, cidr))];
-    const guard = { kind: 'block' as const, family: cidr.family, revision: this.cache.blocksKnownRevision };
+    // Guarded on the blocks of its scope only, so claims elsewhere do not void it. Still no overlap:
+    // a block overlapping `cidr` overlaps the scope; the guard holds only if every such block is older
+    // than the revision up to which the cache has them all, so findFreeBlock saw it and `cidr` avoids it.
+    const scope = this.store.claimScope(cidr);
+    const guard = { kind: 'block' as const, within: scope, revision: this.cache.blocksKnownWithin(scope) };
     const result = await this.store.commit(writes, guard).catch((error) => this.recoverAmbiguous(error, cidr, attributes));
     if (result === 'recovered') return true;
     if (result === 'not-applied') return false;
     if (result.succeeded) {
       this.cache.putBlock({ value: block, modRevision: result.revision, createRevision: result.revision });
       this.knownAffinities.delete(affinityKey);
-      this.onOwnedBlocksChanged();
-      return true;
+    } else {
+      this.lost.claims++;
+      for (const created of result.created) this.cache.putBlock(created as Stored<AllocationBlock>);
+      const currentBlock = result.current.get(writes[0]!);
+      if (currentBlock) this.cache.putBlock(currentBlock as Stored<AllocationBlock>);
+      this.knownAffinities.set(affinityKey, (result.current.get(affinityWrite) ?? null) as Stored<BlockAffinity> | null);
     }
-    for (const created of result.created) this.cache.putBlock(created as Stored<AllocationBlock>);
-    this.cache.learnBlocksUpTo(result.revision);
-    const currentBlock = result.current.get(writes[0]!);
-    if (currentBlock) this.cache.putBlock(currentBlock as Stored<AllocationBlock>);
-    this.knownAffinities.set(affinityKey, (result.current.get(affinityWrite) ?? null) as Stored<BlockAffinity> | null);
-    return false;
+    // Either way the cache now has the scope's blocks up to the commit's revision: on success the guard
+    // held and the one block created is ours (so this node's next claim nearby does not wait for its
+    // watch); on failure etcd reported the scope's blocks created since the guard's revision.
+    this.cache.learnBlocksWithin(scope, guard.revision, result.revision);
+    if (result.succeeded) this.onOwnedBlocksChanged();
+    return result.succeeded;
   }
 
   // ---- explicit assignment (docker run --ip) ----
@@ -558,7 +592,7 @@ export class IpamService {
       const block = allocateOrdinal(newBlock(cidr, hostAffinity(this.node), this.nowNanos()), ordinal, attribute, formatIp(ip));
       if (await this.commitClaim(cidr, block, [attribute])) return job.resolve(this.allocation(cidr, ordinal, attribute, pool));
     }
-    if (!job.settled) throw new ConflictError('Max retries hit - excessive concurrent IPAM requests');
+    if (!job.settled) throw maxRetriesHit();
   }
 
   // ---- release ----
@@ -591,12 +625,13 @@ export class IpamService {
         for (const job of jobs) job.resolve(released.find((r) => r.ordinal === ordinalOf(cidr, job.request.address)));
         return;
       }
+      this.lost.updates++;
       this.refreshBlock(cidr, result.current.get(blockWrite) as Stored<AllocationBlock> | null, result.revision);
       for (const write of handleWrites) {
         if (write.target.kind === 'handle') handles.set(write.target.id, (result.current.get(write) ?? null) as Stored<IpamHandle> | null);
       }
     }
-    throw new ConflictError('Max retries hit - excessive concurrent IPAM requests');
+    throw maxRetriesHit();
   }
 
   // ---- shared pieces ----
@@ -615,6 +650,7 @@ export class IpamService {
       this.cache.putBlock({ value: block, modRevision: result.revision, createRevision: previous.stored.createRevision });
       return true;
     }
+    this.lost.updates++;
     this.refreshBlock(cidr, result.current.get(writes[0]!) as Stored<AllocationBlock> | null, result.revision);
     return false;
   }
@@ -642,6 +678,7 @@ export class IpamService {
    */
   private async readBackAfter(error: unknown, cidr: Cidr): Promise<Stored<AllocationBlock> | null> {
     if (!(error instanceof DatastoreUnavailableError)) throw error;
+    this.lost.unanswered++;
     const current = await this.store.get({ kind: 'block', cidr }).catch(() => undefined);
     if (current === undefined) throw error;
     if (current) this.cache.putBlock(current);
@@ -699,6 +736,10 @@ function handleReleases(released: AllocationInfo[], cidr: Cidr, known: Map<strin
     writes.push({ target: { kind: 'handle', id }, expect: { modRevision: current.modRevision }, value });
   }
   return writes;
+}
+
+function maxRetriesHit(): ConflictError {
+  return new ConflictError(`Max retries hit - excessive concurrent IPAM requests: ${MAX_ATTEMPTS} attempts in a row found the block changed or claimed by another writer first`);
 }
 
 function poolOf(pools: PoolView[], cidr: Cidr): PoolView | undefined {

@@ -1,0 +1,125 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { newBlock } from '../src/domain/allocation-block.js';
+import { Cidr, cidrSize, cidrsOverlap, formatCidr, formatIp, makeCidr, parseCidr } from '../src/domain/cidr.js';
+import type { IpamStore } from '../src/ports/ipam-store.js';
+import { findFreeBlock } from '../src/services/ipam/block-search.js';
+import { Allocation, IpamService } from '../src/services/ipam/ipam-service.js';
+import { IpamReport } from '../src/services/ipam/ipam-report.js';
+import { PoolService } from '../src/services/ipam/pool-service.js';
+import { viewOf } from '../src/services/ipam/pool-view.js';
+import { etcdForSuite } from './helpers/ipam.js';
+
+/**
+ * Block claims of many hosts at once. A claim is guarded against blocks created near it since its
+ * cache saw them (an overlapping block of another size must not slip in, libcalico-go#1377); claims
+ * of blocks far apart must not void each other.
+ */
+const suite = etcdForSuite();
+const services: IpamService[] = [];
+
+afterEach(async () => {
+  await Promise.all(services.splice(0).map((s) => s.stop()));
+});
+
+function host(name: string, store: IpamStore = suite.ctx.store): IpamService {
+  const service = new IpamService(store, { node: name });
+  services.push(service);
+  return service;
+}
+
+/** The store without its watch: a service on it hears of other writers' blocks only from its claims' failed guards. */
+function unwatched(store: IpamStore): IpamStore {
+  return Object.assign(Object.create(store) as IpamStore, { watch: async () => ({ cancel: async () => undefined }) });
+}
+
+async function addPool(cidr: string, blockSize: number): Promise<void> {
+  await new PoolService(suite.ctx.store).add({ cidr, name: 'p', blockSize });
+}
+
+/** The block `node` would claim first in an empty pool. */
+async function firstCandidate(node: string): Promise<Cidr> {
+  const pool = viewOf((await suite.ctx.store.snapshot()).pools[0]!.value)!;
+  return findFreeBlock(pool, node, [])!;
+}
+
+/** Another tool (a Calico of another block size) creates a block directly in etcd. */
+async function foreignBlock(cidr: Cidr): Promise<void> {
+  const result = await suite.ctx.store.commit([{ target: { kind: 'block', cidr }, expect: { absent: true }, value: newBlock(cidr, null, 0n) }]);
+  expect(result.succeeded).toBe(true);
+}
+
+/** Every block in etcd, checked pairwise for overlap. */
+async function blocksInEtcd(): Promise<Cidr[]> {
+  const blocks = (await suite.ctx.store.snapshot()).blocks.map((b) => parseCidr(b.value.cidr)).sort((a, b) => (a.base < b.base ? -1 : 1));
+  blocks.slice(1).forEach((block, i) => expect(blocks[i]!.base + cidrSize(blocks[i]!)).toBeLessThanOrEqual(block.base));
+  return blocks;
+}
+
+async function expectClean(): Promise<void> {
+  expect((await new IpamReport(suite.ctx.store).check()).problems).toEqual([]);
+}
+
+describe('block claims against a real etcd', () => {
+  it('serves 40 hosts claiming /30 blocks at once: every request succeeds, each from a block of its own host, none overlapping', async () => {
+    const HOSTS = 40;
+    const PER_HOST = 24;
+    await addPool('10.120.0.0/16', 30);
+    const hosts = Array.from({ length: HOSTS }, (_, i) => host(`claimer-${i}`));
+    await Promise.all(hosts.map((h) => h.start()));
+    const started = performance.now();
+    const outcomes = await Promise.allSettled(hosts.flatMap((h, i) => Array.from({ length: PER_HOST }, () => h.requestAuto({ family: 4 }).then((a) => ({ node: `claimer-${i}`, a })))));
+    const seconds = (performance.now() - started) / 1000;
+    const failures = outcomes.flatMap((o) => (o.status === 'rejected' ? [String(o.reason)] : []));
+    expect(failures.slice(0, 3), `${failures.length} of ${outcomes.length} requests failed in ${seconds.toFixed(1)} s`).toEqual([]);
+    const allocations = outcomes.map((o) => (o as PromiseFulfilledResult<{ node: string; a: Allocation }>).value);
+    expect(new Set(allocations.map(({ a }) => formatIp(a.address))).size).toBe(HOSTS * PER_HOST);
+    const blocks = await blocksInEtcd();
+    expect(blocks).toHaveLength((HOSTS * PER_HOST) / 4);
+    const owners = new Map((await suite.ctx.store.listAffinities()).map((x) => [formatCidr(x.cidr), x.node]));
+    for (const { node, a } of allocations) expect(owners.get(formatCidr(a.block))).toBe(node);
+    await expectClean();
+  });
+
+  it.each([
+    ['a /28 inside it', (c: Cidr) => makeCidr(4, c.base + 16n, 28)],
+    ['a /25 around it (its /24)', (c: Cidr) => makeCidr(4, c.base, 25)],
+    ['a /22 around it (beyond its /24)', (c: Cidr) => makeCidr(4, c.base, 22)],
+  ])('never claims a block that overlaps %s, created by another tool after the cache loaded', async (_, overlapping) => {
+    await addPool('10.121.0.0/16', 26);
+    const service = host('a', unwatched(suite.ctx.store));
+    await service.start();
+    const foreign = overlapping(await firstCandidate('a'));
+    await foreignBlock(foreign);
+    const rounds = suite.ctx.etcd.roundTrips;
+    const got = await service.requestAuto({ family: 4 });
+    expect(cidrsOverlap(got.block, foreign), `${formatCidr(got.block)} overlaps ${formatCidr(foreign)}`).toBe(false);
+    // The guard failed once, and what it reported was enough (no watch here): the next attempt committed.
+    expect(suite.ctx.etcd.roundTrips - rounds).toBe(2);
+    expect(await blocksInEtcd()).toHaveLength(2);
+  });
+
+  it('commits a claim in one round trip when another host created a block in another /24 meanwhile', async () => {
+    await addPool('10.122.0.0/16', 26);
+    const service = host('a', unwatched(suite.ctx.store));
+    await service.start();
+    const candidate = await firstCandidate('a');
+    await foreignBlock(makeCidr(4, candidate.base ^ 0x100n, 26));
+    const rounds = suite.ctx.etcd.roundTrips;
+    const got = await service.requestAuto({ family: 4 });
+    expect(suite.ctx.etcd.roundTrips - rounds).toBe(1);
+    expect(formatCidr(got.block)).toBe(formatCidr(candidate));
+  });
+
+  it('guards IPv6 claims on the whole family, and learns from the failure', async () => {
+    await new PoolService(suite.ctx.store).add({ cidr: 'fd00:7::/64', name: 'v6' });
+    const service = host('a', unwatched(suite.ctx.store));
+    await service.start();
+    const candidate = await firstCandidate('a');
+    await foreignBlock(makeCidr(6, candidate.base ^ (1n << 40n), 122));
+    const rounds = suite.ctx.etcd.roundTrips;
+    const first = await service.requestAuto({ family: 6 });
+    expect(suite.ctx.etcd.roundTrips - rounds).toBe(2);
+    expect(formatCidr(first.block)).toBe(formatCidr(candidate));
+    await expectClean();
+  });
+});
