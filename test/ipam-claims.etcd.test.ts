@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { newBlock } from '../src/domain/allocation-block.js';
-import { Cidr, cidrSize, cidrsOverlap, formatCidr, formatIp, makeCidr, parseCidr } from '../src/domain/cidr.js';
+import { Cidr, cidrSize, cidrsOverlap, formatCidr, formatIp, makeCidr, parseCidr, parseIp } from '../src/domain/cidr.js';
 import type { IpamStore } from '../src/ports/ipam-store.js';
 import { findFreeBlock } from '../src/services/ipam/block-search.js';
 import { Allocation, IpamService } from '../src/services/ipam/ipam-service.js';
@@ -96,6 +96,15 @@ describe('block claims against a real etcd', () => {
     // The guard failed once, and what it reported was enough (no watch here): the next attempt committed.
     expect(suite.ctx.etcd.roundTrips - rounds).toBe(2);
     expect(await blocksInEtcd()).toHaveLength(2);
+  });
+
+  it('refuses an explicit address whose block would overlap a leftover block of another size', async () => {
+    await addPool('10.123.0.0/24', 26);
+    await foreignBlock(parseCidr('10.123.0.8/29'));
+    await expect(host('a').requestExplicit({ address: parseIp('10.123.0.20') })).rejects.toThrow(
+      'IP assignment error: 10.123.0.20 needs block 10.123.0.0/26, which overlaps block 10.123.0.8/29 of another block size',
+    );
+    expect((await blocksInEtcd()).map(formatCidr)).toEqual(['10.123.0.8/29']);
   });
 
   it('commits a claim in one round trip when another host created a block in another /24 meanwhile', async () => {

@@ -588,6 +588,9 @@ export class IpamService {
         continue;
       }
       const cidr = blockContaining(ip, pool.blockSize);
+      // A leftover block of another size next to the address: claiming around it would hand its addresses out twice.
+      const leftover = this.cache.blocksOverlapping(cidr)[0];
+      if (leftover) throw new AddressInUseError(`IP assignment error: ${formatIp(ip)} needs block ${formatCidr(cidr)}, which overlaps block ${formatCidr(leftover.cidr)} of another block size`);
       const ordinal = ordinalOf(cidr, ip);
       const block = allocateOrdinal(newBlock(cidr, hostAffinity(this.node), this.nowNanos()), ordinal, attribute, formatIp(ip));
       if (await this.commitClaim(cidr, block, [attribute])) return job.resolve(this.allocation(cidr, ordinal, attribute, pool));
