@@ -21,7 +21,7 @@ export class IpamCache {
   blocksKnownRevision = '0';
   /**
    * Claim scopes known further than blocksKnownRevision: every block overlapping the scope and created
-   * up to this revision is in the cache. Learnt from failed claim guards, dropped once the watch passes.
+   * up to this revision is in the cache. Learnt from claims' answers, dropped once the watch passes.
    */
   private readonly scopesKnownRevision = new Map<string, bigint>();
   config: IpamConfig = DEFAULT_IPAM_CONFIG;

@@ -75,8 +75,8 @@ function keysInside(scope: Cidr): string {
 
 /**
  * The keys a guard covers. For blocks: every block overlapping the claim scope of `within`, the ones
- * inside it by key prefix and each network containing it by its exact key (up to 24 keys for IPv4
- * blocks of /31 or shorter, so a claim stays within etcd's 128 compares).
+ * inside it by key prefix and each network containing it by its exact key (24 keys for a /24 scope;
+ * with a claim's own compares that stays within etcd's 128 per txn, see MAX_BATCH in IpamService).
  */
 function guardRanges(guard: CreationGuard): RPC.IRangeRequest[] {
   if (guard.kind === 'pool') return [prefixRange(POOL_PREFIX)];
