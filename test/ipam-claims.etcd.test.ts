@@ -98,6 +98,21 @@ describe('block claims against a real etcd', () => {
     expect(await blocksInEtcd()).toHaveLength(2);
   });
 
+  it("claims a /24 block with 100 allocations in one transaction, its guard's compares within etcd's 128", async () => {
+    await addPool('10.124.0.0/16', 24);
+    await new PoolService(suite.ctx.store).add({ cidr: '10.125.0.0/24', name: 'x' });
+    const service = host('a');
+    await service.start();
+    const rounds = suite.ctx.etcd.roundTrips;
+    // The queue is busy with this one, so the 100 wait together and go in one claim.
+    const first = service.requestExplicit({ address: parseIp('10.125.0.1') });
+    const got = await Promise.all(Array.from({ length: 100 }, () => service.requestAuto({ family: 4, poolName: 'p' })));
+    await first;
+    expect(suite.ctx.etcd.roundTrips - rounds).toBe(2);
+    expect(new Set(got.map((a) => formatIp(a.address))).size).toBe(100);
+    expect(new Set(got.map((a) => formatCidr(a.block))).size).toBe(1);
+  });
+
   it('refuses an explicit address whose block would overlap a leftover block of another size', async () => {
     await addPool('10.123.0.0/24', 26);
     await foreignBlock(parseCidr('10.123.0.8/29'));
