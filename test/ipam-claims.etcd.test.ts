@@ -60,9 +60,9 @@ async function expectClean(): Promise<void> {
 }
 
 describe('block claims against a real etcd', () => {
-  it('serves 40 hosts claiming /30 blocks at once: every request succeeds, each from a block of its own host, none overlapping', async () => {
-    const HOSTS = 40;
-    const PER_HOST = 24;
+  it('serves 30 hosts claiming /30 blocks at once: every request succeeds, each from a block of its own host, none overlapping', async () => {
+    const HOSTS = 30;
+    const PER_HOST = 16;
     await addPool('10.120.0.0/16', 30);
     const hosts = Array.from({ length: HOSTS }, (_, i) => host(`claimer-${i}`));
     await Promise.all(hosts.map((h) => h.start()));
@@ -120,6 +120,15 @@ describe('block claims against a real etcd', () => {
       'IP assignment error: 10.123.0.20 needs block 10.123.0.0/26, which overlaps block 10.123.0.8/29 of another block size',
     );
     expect((await blocksInEtcd()).map(formatCidr)).toEqual(['10.123.0.8/29']);
+  });
+
+  it('says how often its attempts lost when it gives up, not that etcd is slow', async () => {
+    await addPool('10.126.0.0/16', 26);
+    // Another writer holds the handle the request names: every claim's compare on it fails.
+    await suite.ctx.store.commit([{ target: { kind: 'handle', id: 'taken' }, expect: { absent: true }, value: { block: {} } }]);
+    await expect(host('a').requestAuto({ family: 4, handleId: 'taken' })).rejects.toThrow(
+      'Max retries hit - excessive concurrent IPAM requests: 100 attempts in a row found the block changed or claimed by another writer first',
+    );
   });
 
   it('commits a claim in one round trip when another host created a block in another /24 meanwhile', async () => {

@@ -30,7 +30,7 @@ import {
   PoolExhaustedError,
 } from '../../domain/errors.js';
 import { AllocationAttribute, AllocationBlock, BlockAffinity, hostAffinity, IpamHandle } from '../../domain/ipam-model.js';
-import type { IpamStore, IpamWatch, IpamWrite, Stored } from '../../ports/ipam-store.js';
+import type { CommitResult, CreationGuard, IpamStore, IpamWatch, IpamWrite, Stored } from '../../ports/ipam-store.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
 import { releaseBlockAffinity } from './affinity-release.js';
 import { findFreeBlock } from './block-search.js';
@@ -125,10 +125,11 @@ interface ReleaseJob extends Job<AllocationInfo | undefined> {
 }
 type AnyJob = AutoJob | ExplicitJob | ReleaseJob;
 
-/** This node's commits that did not apply: lost to another writer's (claims, block updates), or unanswered by etcd. */
-interface LostCommits {
-  claims: number;
-  updates: number;
+/** What became of this node's commits: applied, lost to another writer's (claims, block updates), or unanswered by etcd. */
+interface CommitTally {
+  applied: number;
+  lostClaims: number;
+  lostUpdates: number;
   unanswered: number;
 }
 
@@ -161,7 +162,7 @@ export class IpamService {
   /** Addresses freed as their endpoint was deleted, and when: Docker's ReleaseAddress for them is already done. */
   private readonly releasedWithEndpoint = new Map<string, number>();
   /** Counted as they happen; a request that runs out of time reports those since it came in. */
-  private readonly lost: LostCommits = { claims: 0, updates: 0, unanswered: 0 };
+  private readonly commits: CommitTally = { applied: 0, lostClaims: 0, lostUpdates: 0, unanswered: 0 };
   /** Affinity keys learnt from failed claims (a left-over affinity whose block is gone). */
   private readonly knownAffinities = new Map<string, Stored<BlockAffinity> | null>();
   private readonly resync = new Resync(
@@ -362,7 +363,7 @@ export class IpamService {
 
   private async submit<T>(make: (job: Job<T>) => AnyJob): Promise<T> {
     await this.start();
-    const lostBefore = { ...this.lost };
+    const commitsBefore = { ...this.commits };
     return new Promise<T>((resolve, reject) => {
       const job = make({
         resolve: (value) => {
@@ -380,7 +381,7 @@ export class IpamService {
       const timer = setTimeout(() => {
         if (job.settled) return;
         job.settled = true;
-        reject(this.timedOut(lostBefore));
+        reject(this.timedOut(commitsBefore));
       }, this.requestTimeoutMs);
       this.queue.push(job as unknown as AnyJob);
       void this.drain();
@@ -388,16 +389,35 @@ export class IpamService {
   }
 
   /**
-   * Why a request ran out of time: etcd did not answer, or it did and this node's commits kept losing
-   * to other hosts' (many claiming blocks in the same range at once).
+   * Why a request ran out of time, from what became of this node's commits meanwhile: etcd did not
+   * answer; it did, but they kept losing to other hosts' (many claiming blocks near each other at
+   * once); or they applied, just not this request's yet.
    */
-  private timedOut(before: LostCommits): AppError {
-    const since = (what: keyof LostCommits): number => this.lost[what] - before[what];
+  private timedOut(before: CommitTally): AppError {
+    const since = (what: keyof CommitTally): number => this.commits[what] - before[what];
     const timedOut = `IPAM request timed out after ${this.requestTimeoutMs} ms`;
-    if (since('unanswered') > 0 || since('claims') + since('updates') === 0) return new DatastoreUnavailableError(`${timedOut}: etcd is slow or unreachable`);
-    return new ConflictError(
-      `${timedOut}: etcd answered, but this node's writes kept losing to other hosts' meanwhile (${since('claims')} block claim(s) and ${since('updates')} block update(s) lost: many hosts claiming blocks near each other at once); try again`,
-    );
+    const lost = since('lostClaims') + since('lostUpdates');
+    if (since('unanswered') === 0 && lost > 0) {
+      return new ConflictError(
+        `${timedOut}: etcd answered, but this node's writes kept losing to other hosts' meanwhile (${since('lostClaims')} block claim(s) and ${since('lostUpdates')} block update(s) lost: many hosts claiming blocks near each other at once); try again`,
+      );
+    }
+    if (since('unanswered') === 0 && since('applied') > 0) {
+      return new DatastoreUnavailableError(`${timedOut}: this node's IPAM queue did not get to it in time (${since('applied')} commit(s) applied meanwhile): an overloaded host or etcd`);
+    }
+    return new DatastoreUnavailableError(`${timedOut}: etcd is slow or unreachable`);
+  }
+
+  /** The store's commit, tallied for the errors of requests that time out. */
+  private async commit(writes: IpamWrite[], guard?: CreationGuard): Promise<CommitResult> {
+    try {
+      const result = await this.store.commit(writes, guard);
+      this.commits[result.succeeded ? 'applied' : guard ? 'lostClaims' : 'lostUpdates']++;
+      return result;
+    } catch (error) {
+      if (error instanceof DatastoreUnavailableError) this.commits.unanswered++;
+      throw error;
+    }
   }
 
   private async drain(): Promise<void> {
@@ -546,14 +566,13 @@ export class IpamService {
     // than the revision up to which the cache has them all, so findFreeBlock saw it and `cidr` avoids it.
     const scope = this.store.claimScope(cidr);
     const guard = { kind: 'block' as const, within: scope, revision: this.cache.blocksKnownWithin(scope) };
-    const result = await this.store.commit(writes, guard).catch((error) => this.recoverAmbiguous(error, cidr, attributes));
+    const result = await this.commit(writes, guard).catch((error) => this.recoverAmbiguous(error, cidr, attributes));
     if (result === 'recovered') return true;
     if (result === 'not-applied') return false;
     if (result.succeeded) {
       this.cache.putBlock({ value: block, modRevision: result.revision, createRevision: result.revision });
       this.knownAffinities.delete(affinityKey);
     } else {
-      this.lost.claims++;
       for (const created of result.created) this.cache.putBlock(created as Stored<AllocationBlock>);
       const currentBlock = result.current.get(writes[0]!);
       if (currentBlock) this.cache.putBlock(currentBlock as Stored<AllocationBlock>);
@@ -616,7 +635,7 @@ export class IpamService {
       const drop = isEmpty(block) && block.affinity === null;
       const blockWrite = this.blockWrite(cidr, { modRevision: cached.stored.modRevision }, drop ? null : block);
       const handleWrites = handleReleases(released, cidr, handles);
-      const result = await this.store.commit([blockWrite, ...handleWrites]).catch(async (error) => {
+      const result = await this.commit([blockWrite, ...handleWrites]).catch(async (error) => {
         // Reading the block back shows whether the release landed: if it did, nothing is left to free.
         await this.readBackAfter(error, cidr);
         return undefined;
@@ -628,7 +647,6 @@ export class IpamService {
         for (const job of jobs) job.resolve(released.find((r) => r.ordinal === ordinalOf(cidr, job.request.address)));
         return;
       }
-      this.lost.updates++;
       this.refreshBlock(cidr, result.current.get(blockWrite) as Stored<AllocationBlock> | null, result.revision);
       for (const write of handleWrites) {
         if (write.target.kind === 'handle') handles.set(write.target.id, (result.current.get(write) ?? null) as Stored<IpamHandle> | null);
@@ -646,14 +664,13 @@ export class IpamService {
   /** Commits a block update; on a lost compare-and-swap refreshes the cached block and returns false. */
   private async commitBlock(cidr: Cidr, writes: IpamWrite[], block: AllocationBlock, attributes: AllocationAttribute[]): Promise<boolean> {
     const previous = this.cache.block(cidr)!;
-    const result = await this.store.commit(writes).catch((error) => this.recoverAmbiguous(error, cidr, attributes));
+    const result = await this.commit(writes).catch((error) => this.recoverAmbiguous(error, cidr, attributes));
     if (result === 'recovered') return true;
     if (result === 'not-applied') return false;
     if (result.succeeded) {
       this.cache.putBlock({ value: block, modRevision: result.revision, createRevision: previous.stored.createRevision });
       return true;
     }
-    this.lost.updates++;
     this.refreshBlock(cidr, result.current.get(writes[0]!) as Stored<AllocationBlock> | null, result.revision);
     return false;
   }
@@ -681,7 +698,6 @@ export class IpamService {
    */
   private async readBackAfter(error: unknown, cidr: Cidr): Promise<Stored<AllocationBlock> | null> {
     if (!(error instanceof DatastoreUnavailableError)) throw error;
-    this.lost.unanswered++;
     const current = await this.store.get({ kind: 'block', cidr }).catch(() => undefined);
     if (current === undefined) throw error;
     if (current) this.cache.putBlock(current);
