@@ -132,7 +132,7 @@ async function allocate(hosts: DockerHost[], count: number, inFlight: number): P
     const asked = performance.now();
     const reply = await post(host.pluginSocket('calico-ipam'), 'IpamDriver.RequestAddress', { PoolID: 'CalicoPoolIPv4' }).catch((error: Error) => ({ status: 0, text: error.message }));
     if (reply.status === 200) latencies.push(performance.now() - asked);
-    else failures.push(`${host.node}: ${reply.text.trim()}`);
+    else failures.push(reply.text.trim());
   };
   await Promise.all(
     hosts.map(async (host, i) => {
@@ -148,6 +148,9 @@ async function allocate(hosts: DockerHost[], count: number, inFlight: number): P
   );
   return { latencies, failures };
 }
+
+/** How often each text occurs. */
+const countBy = (texts: string[]): Record<string, number> => texts.reduce<Record<string, number>>((counts, text) => ({ ...counts, [text]: (counts[text] ?? 0) + 1 }), {});
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -193,7 +196,8 @@ async function scale(n: number, etcd: TestEtcd, underlay: Underlay): Promise<obj
       const busyMemory = memory(processes, etcd.pid);
       const afterAllocations = await watchLoad(etcd.endpoint);
       console.error(`${n} hosts: ${latencies.length} allocations in ${round((allocated - busyFrom.at) / 1000)} s, ${owners.size} blocks routed everywhere after ${round((routed - busyFrom.at) / 1000)} s`);
-      if (failures.length) console.error(`${failures.length} allocations failed, e.g. ${failures[0]}`);
+      const failedBecause = countBy(failures.map((text) => text.replace(/\d+/g, 'N')));
+      for (const [reason, count] of Object.entries(failedBecause)) console.error(`${count} allocations failed: ${reason}`);
       const added = (key: keyof WatchLoad): number => held[key] - before[key];
       return {
         hosts: n,
@@ -210,6 +214,7 @@ async function scale(n: number, etcd: TestEtcd, underlay: Underlay): Promise<obj
           inFlightPerHost: Math.min(IN_FLIGHT, Math.ceil(ALLOCATIONS / n)),
           succeeded: latencies.length,
           failed: failures.length,
+          failedBecause,
           wallMs: round(allocated - busyFrom.at, 0),
           latencyMs: { p50: round(percentile(latencies, 50)), p99: round(percentile(latencies, 99)), max: round(Math.max(...latencies)) },
           blocks: owners.size,

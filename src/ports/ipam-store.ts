@@ -33,19 +33,18 @@ export interface IpamWrite {
   value: unknown | null;
 }
 
-/** Holds only if no object of `kind` (and family) was created after `revision`: closes the claim race. */
-export interface CreationGuard {
-  kind: 'block' | 'pool';
-  family?: 4 | 6;
-  revision: string;
-}
+/**
+ * Holds only if no object it covers was created after `revision`: closes the claim race. A pool guard
+ * covers every pool; a block guard every block overlapping `within` (a claim scope, see `claimScope`).
+ */
+export type CreationGuard = { kind: 'pool'; revision: string } | { kind: 'block'; within: Cidr; revision: string };
 
 export interface CommitResult {
   succeeded: boolean;
   revision: string;
   /** On failure: what each written target holds now (null when absent), read in the same round trip. */
   current: Map<IpamWrite, Stored<unknown> | null>;
-  /** On a failed guard: the objects of the guarded kind created after the guard's revision. */
+  /** On a failed guard: the objects it covers created after the guard's revision. */
   created: Stored<unknown>[];
 }
 
@@ -62,6 +61,11 @@ export interface IpamStore {
   get<K extends IpamTarget['kind']>(target: Extract<IpamTarget, { kind: K }>): Promise<Stored<IpamValues[K]> | null>;
   listHandles(): Promise<Map<string, Stored<IpamHandle>>>;
   listAffinities(node?: string): Promise<{ node: string; cidr: Cidr; stored: Stored<BlockAffinity> }[]>;
+  /**
+   * The network a guard for a claim of `block` covers: the store checks every block overlapping it in
+   * the claim's transaction, so claims conflict only with blocks created nearby. Contains `block`.
+   */
+  claimScope(block: Cidr): Cidr;
   /** One etcd transaction: all writes apply, or none do. */
   commit(writes: IpamWrite[], guard?: CreationGuard): Promise<CommitResult>;
 }

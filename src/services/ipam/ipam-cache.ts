@@ -20,8 +20,13 @@ const newer = (incoming: string, cached: string | undefined): boolean => cached 
 export class IpamCache {
   private readonly pools = new Map<string, PoolView>();
   private readonly blocks = new Map<string, CachedBlock>();
-  /** Every block created up to this revision is in the cache: the guard revision for new claims. */
+  /** Every block created up to this revision is in the cache (the snapshot's, then the watch's). */
   blocksKnownRevision = '0';
+  /**
+   * Claim scopes known further than blocksKnownRevision: every block overlapping the scope and created
+   * up to this revision is in the cache. Learnt from claims' answers, dropped once the watch passes.
+   */
+  private readonly scopesKnownRevision = new Map<string, bigint>();
   config: IpamConfig = DEFAULT_IPAM_CONFIG;
   /** Revisions of deletions seen, so a late watch event cannot resurrect a deleted block. */
   private readonly deletedAt = new Map<string, string>();
@@ -34,6 +39,7 @@ export class IpamCache {
     for (const block of view.allBlocks()) this.putBlock(block.stored);
     this.config = view.ipamConfig;
     this.blocksKnownRevision = view.blocksRevision;
+    this.scopesKnownRevision.clear();
   }
 
   /** Follows one change of the view; true when it was about a block. */
@@ -88,8 +94,29 @@ export class IpamCache {
     this.deletedAt.set(key, revision);
   }
 
+  /** The watch has brought every change up to `revision`. */
   learnBlocksUpTo(revision: string): void {
-    if (BigInt(revision) > BigInt(this.blocksKnownRevision)) this.blocksKnownRevision = revision;
+    if (BigInt(revision) <= BigInt(this.blocksKnownRevision)) return;
+    this.blocksKnownRevision = revision;
+    for (const [scope, known] of this.scopesKnownRevision) if (known <= BigInt(revision)) this.scopesKnownRevision.delete(scope);
+  }
+
+  /** Every block overlapping `scope` and created up to this revision is in the cache: the guard revision of a claim there. */
+  blocksKnownWithin(scope: Cidr): string {
+    const known = this.scopesKnownRevision.get(formatCidr(scope));
+    return known !== undefined && known > BigInt(this.blocksKnownRevision) ? String(known) : this.blocksKnownRevision;
+  }
+
+  /**
+   * A claim guarded on `scope` at revision `from` was answered at revision `to`, and the cache holds
+   * what the answer told of the scope: the claimed block if it committed (the guard held, so no other
+   * block of the scope is newer than `from`), or every block of the scope created after `from` if it
+   * failed. If the cache still knew the scope up to `from` (no reload came in between), it now knows
+   * it up to `to`. Only this scope: the answer said nothing of blocks elsewhere.
+   */
+  learnBlocksWithin(scope: Cidr, from: string, to: string): void {
+    const known = BigInt(this.blocksKnownWithin(scope));
+    if (known >= BigInt(from) && BigInt(to) > known) this.scopesKnownRevision.set(formatCidr(scope), BigInt(to));
   }
 
   allPools(): PoolView[] {

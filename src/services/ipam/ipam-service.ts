@@ -30,7 +30,7 @@ import {
   PoolExhaustedError,
 } from '../../domain/errors.js';
 import { AllocationAttribute, AllocationBlock, BlockAffinity, hostAffinity, IpamHandle } from '../../domain/ipam-model.js';
-import type { IpamStore, IpamWrite, Stored } from '../../ports/ipam-store.js';
+import type { CommitResult, CreationGuard, IpamStore, IpamWrite, Stored } from '../../ports/ipam-store.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
 import { releaseBlockAffinity } from './affinity-release.js';
 import { findFreeBlock } from './block-search.js';
@@ -93,7 +93,10 @@ export interface PoolUsage {
   ownedBlocks: number;
 }
 
-/** One txn holds at most this many allocations: etcd's default limit is 128 operations per txn. */
+/**
+ * One txn holds at most this many allocations: etcd's default limit is 128 operations per list of a txn,
+ * and a claim adds the block, its affinity and up to 25 guard compares (see EtcdIpamStore's guardRanges).
+ */
 const MAX_BATCH = 100;
 /** Pause before another attempt at a commit that failed for want of etcd (a member died; an election). */
 const RETRY_AFTER_UNAVAILABLE_MS = 100;
@@ -118,6 +121,14 @@ interface ReleaseJob extends Job<AllocationInfo | undefined> {
   request: ReleaseRequest;
 }
 type AnyJob = AutoJob | ExplicitJob | ReleaseJob;
+
+/** What became of this node's commits: applied, lost to another writer's (claims, block updates), or unanswered by etcd. */
+interface CommitTally {
+  applied: number;
+  lostClaims: number;
+  lostUpdates: number;
+  unanswered: number;
+}
 
 /** Result of one attempt at a write: done, or lost a compare-and-swap (the cache is refreshed; try again). */
 type Attempt<T> = { done: true; value: T } | { done: false };
@@ -150,6 +161,8 @@ export class IpamService {
   private subscribed = false;
   /** This node's affinities left half-way by a crash are settled once, before the first request. */
   private affinitiesSettled: Promise<void> | undefined;
+  /** Counted as they happen; a request that runs out of time reports those since it came in. */
+  private readonly commits: CommitTally = { applied: 0, lostClaims: 0, lostUpdates: 0, unanswered: 0 };
   /** Affinity keys learnt from failed claims (a left-over affinity whose block is gone). */
   private readonly knownAffinities = new Map<string, Stored<BlockAffinity> | null>();
   private readonly sync: DatastoreSyncer;
@@ -310,6 +323,7 @@ export class IpamService {
 
   private async submit<T>(make: (job: Job<T>) => AnyJob): Promise<T> {
     await this.start();
+    const commitsBefore = { ...this.commits };
     return new Promise<T>((resolve, reject) => {
       const job = make({
         resolve: (value) => {
@@ -327,11 +341,43 @@ export class IpamService {
       const timer = setTimeout(() => {
         if (job.settled) return;
         job.settled = true;
-        reject(new DatastoreUnavailableError(`IPAM request timed out after ${this.requestTimeoutMs} ms: etcd is slow or unreachable`));
+        reject(this.timedOut(commitsBefore));
       }, this.requestTimeoutMs);
       this.queue.push(job as unknown as AnyJob);
       void this.drain();
     });
+  }
+
+  /**
+   * Why a request ran out of time, from what became of this node's commits meanwhile: etcd did not
+   * answer; it did, but they kept losing to other hosts' (many claiming blocks near each other at
+   * once); or they applied, just not this request's yet.
+   */
+  private timedOut(before: CommitTally): AppError {
+    const since = (what: keyof CommitTally): number => this.commits[what] - before[what];
+    const timedOut = `IPAM request timed out after ${this.requestTimeoutMs} ms`;
+    const lost = since('lostClaims') + since('lostUpdates');
+    if (since('unanswered') === 0 && lost > 0) {
+      return new ConflictError(
+        `${timedOut}: etcd answered, but this node's writes kept losing to other hosts' meanwhile (${since('lostClaims')} block claim(s) and ${since('lostUpdates')} block update(s) lost: many hosts claiming blocks near each other at once); try again`,
+      );
+    }
+    if (since('unanswered') === 0 && since('applied') > 0) {
+      return new DatastoreUnavailableError(`${timedOut}: this node's IPAM queue did not get to it in time (${since('applied')} commit(s) applied meanwhile): an overloaded host or etcd`);
+    }
+    return new DatastoreUnavailableError(`${timedOut}: etcd is slow or unreachable`);
+  }
+
+  /** The store's commit, tallied for the errors of requests that time out. */
+  private async commit(writes: IpamWrite[], guard?: CreationGuard): Promise<CommitResult> {
+    try {
+      const result = await this.store.commit(writes, guard);
+      this.commits[result.succeeded ? 'applied' : guard ? 'lostClaims' : 'lostUpdates']++;
+      return result;
+    } catch (error) {
+      if (error instanceof DatastoreUnavailableError) this.commits.unanswered++;
+      throw error;
+    }
   }
 
   private async drain(): Promise<void> {
@@ -368,7 +414,7 @@ export class IpamService {
     for (let attempt = 0; ; attempt++) {
       const pending = jobs.filter((j) => !j.settled).slice(0, MAX_BATCH);
       if (pending.length === 0) return;
-      if (attempt >= MAX_ATTEMPTS) throw new ConflictError('Max retries hit - excessive concurrent IPAM requests');
+      if (attempt >= MAX_ATTEMPTS) throw maxRetriesHit();
       const pools = this.eligiblePools(family, poolName);
       const result = await this.assignSomewhere(pools, pending);
       if (result === 'exhausted') throw exhausted(family, pools);
@@ -449,9 +495,9 @@ export class IpamService {
 
   /**
    * Claims a free block for this node and allocates from it, all in one transaction: the block is
-   * created only if its key is absent and no block was created since the cache last saw all of them
-   * (so no overlapping block can slip in), and the affinity is written confirmed in the same commit,
-   * so no pending or orphaned affinity can ever be left behind.
+   * created only if its key is absent and no block near it (in its claim scope) was created since the
+   * cache last saw all of those (so no overlapping block can slip in), and the affinity is written
+   * confirmed in the same commit, so no pending or orphaned affinity can ever be left behind.
    */
   private async claimBlock(pool: PoolView, cidr: Cidr, jobs: AutoJob[]): Promise<Attempt<void>> {
     const empty = newBlock(cidr, hostAffinity(this.node), this.nowNanos());
@@ -475,22 +521,29 @@ export class IpamService {
       value: { state: 'confirmed', deleted: false } satisfies BlockAffinity,
     };
     const writes = [this.blockWrite(cidr, { absent: true }, block), affinityWrite, ...attributes.map((a) => handleCreate(a, cidr))];
-    const guard = { kind: 'block' as const, family: cidr.family, revision: this.cache.blocksKnownRevision };
-    const result = await this.store.commit(writes, guard).catch((error) => this.recoverAmbiguous(error, cidr, attributes));
+    // Guarded on the blocks of its scope only, so claims elsewhere do not void it. Still no overlap:
+    // a block overlapping `cidr` overlaps the scope; the guard holds only if every such block is older
+    // than the revision up to which the cache has them all, so findFreeBlock saw it and `cidr` avoids it.
+    const scope = this.store.claimScope(cidr);
+    const guard = { kind: 'block' as const, within: scope, revision: this.cache.blocksKnownWithin(scope) };
+    const result = await this.commit(writes, guard).catch((error) => this.recoverAmbiguous(error, cidr, attributes));
     if (result === 'recovered') return true;
     if (result === 'not-applied') return false;
     if (result.succeeded) {
       this.cache.putBlock({ value: block, modRevision: result.revision, createRevision: result.revision });
       this.knownAffinities.delete(affinityKey);
-      this.onOwnedBlocksChanged();
-      return true;
+    } else {
+      for (const created of result.created) this.cache.putBlock(created as Stored<AllocationBlock>);
+      const currentBlock = result.current.get(writes[0]!);
+      if (currentBlock) this.cache.putBlock(currentBlock as Stored<AllocationBlock>);
+      this.knownAffinities.set(affinityKey, (result.current.get(affinityWrite) ?? null) as Stored<BlockAffinity> | null);
     }
-    for (const created of result.created) this.cache.putBlock(created as Stored<AllocationBlock>);
-    this.cache.learnBlocksUpTo(result.revision);
-    const currentBlock = result.current.get(writes[0]!);
-    if (currentBlock) this.cache.putBlock(currentBlock as Stored<AllocationBlock>);
-    this.knownAffinities.set(affinityKey, (result.current.get(affinityWrite) ?? null) as Stored<BlockAffinity> | null);
-    return false;
+    // Either way the cache now has the scope's blocks up to the commit's revision: on success the guard
+    // held and the one block created is ours (so this node's next claim nearby does not wait for its
+    // watch); on failure etcd reported the scope's blocks created since the guard's revision.
+    this.cache.learnBlocksWithin(scope, guard.revision, result.revision);
+    if (result.succeeded) this.onOwnedBlocksChanged();
+    return result.succeeded;
   }
 
   // ---- explicit assignment (docker run --ip) ----
@@ -514,11 +567,14 @@ export class IpamService {
         continue;
       }
       const cidr = blockContaining(ip, pool.blockSize);
+      // A leftover block of another size next to the address: claiming around it would hand its addresses out twice.
+      const leftover = this.cache.blocksOverlapping(cidr)[0];
+      if (leftover) throw new AddressInUseError(`IP assignment error: ${formatIp(ip)} needs block ${formatCidr(cidr)}, which overlaps block ${formatCidr(leftover.cidr)} of another block size`);
       const ordinal = ordinalOf(cidr, ip);
       const block = allocateOrdinal(newBlock(cidr, hostAffinity(this.node), this.nowNanos()), ordinal, attribute, formatIp(ip));
       if (await this.commitClaim(cidr, block, [attribute])) return job.resolve(this.allocation(cidr, ordinal, attribute, pool));
     }
-    if (!job.settled) throw new ConflictError('Max retries hit - excessive concurrent IPAM requests');
+    if (!job.settled) throw maxRetriesHit();
   }
 
   // ---- release ----
@@ -539,7 +595,7 @@ export class IpamService {
       const drop = isEmpty(block) && block.affinity === null;
       const blockWrite = this.blockWrite(cidr, { modRevision: cached.stored.modRevision }, drop ? null : block);
       const handleWrites = handleReleases(released, cidr, handles);
-      const result = await this.store.commit([blockWrite, ...handleWrites]).catch(async (error) => {
+      const result = await this.commit([blockWrite, ...handleWrites]).catch(async (error) => {
         // Reading the block back shows whether the release landed: if it did, nothing is left to free.
         await this.readBackAfter(error, cidr);
         return undefined;
@@ -556,7 +612,7 @@ export class IpamService {
         if (write.target.kind === 'handle') handles.set(write.target.id, (result.current.get(write) ?? null) as Stored<IpamHandle> | null);
       }
     }
-    throw new ConflictError('Max retries hit - excessive concurrent IPAM requests');
+    throw maxRetriesHit();
   }
 
   // ---- shared pieces ----
@@ -568,7 +624,7 @@ export class IpamService {
   /** Commits a block update; on a lost compare-and-swap refreshes the cached block and returns false. */
   private async commitBlock(cidr: Cidr, writes: IpamWrite[], block: AllocationBlock, attributes: AllocationAttribute[]): Promise<boolean> {
     const previous = this.cache.block(cidr)!;
-    const result = await this.store.commit(writes).catch((error) => this.recoverAmbiguous(error, cidr, attributes));
+    const result = await this.commit(writes).catch((error) => this.recoverAmbiguous(error, cidr, attributes));
     if (result === 'recovered') return true;
     if (result === 'not-applied') return false;
     if (result.succeeded) {
@@ -659,6 +715,10 @@ function handleReleases(released: AllocationInfo[], cidr: Cidr, known: Map<strin
     writes.push({ target: { kind: 'handle', id }, expect: { modRevision: current.modRevision }, value });
   }
   return writes;
+}
+
+function maxRetriesHit(): ConflictError {
+  return new ConflictError(`Max retries hit - excessive concurrent IPAM requests: ${MAX_ATTEMPTS} attempts in a row found the block changed or claimed by another writer first`);
 }
 
 function poolOf(pools: PoolView[], cidr: Cidr): PoolView | undefined {

@@ -1,5 +1,5 @@
 import type * as RPC from 'etcd3/lib/rpc.js';
-import { parseCidr } from '../../../domain/cidr.js';
+import { Cidr, formatIp, makeCidr, parseCidr } from '../../../domain/cidr.js';
 import type { AllocationBlock, BlockAffinity, IpamConfig, IpamHandle, IpPool } from '../../../domain/ipam-model.js';
 import type {
   CommitResult,
@@ -53,12 +53,42 @@ function compareOne(key: Buffer, expect: Exclude<IpamWrite['expect'], { any: tru
   return { key, target: 'Value', result: 'Equal', value: Buffer.from(encodeValue(expect.value)) };
 }
 
-function guardPrefix(guard: CreationGuard): string {
-  return guard.kind === 'pool' ? POOL_PREFIX : blockPrefix(guard.family);
+/**
+ * IPv4 block keys spell the base as a dotted quad, so the blocks inside a network of whole octets are
+ * one key range (`…/block/10.200.3.` holds those inside 10.200.3.0/24): a claim is guarded on the
+ * network of its block's whole octets. IPv6 keys are compressed text (`fd00:1::40-122`), with no such
+ * ranges: a claim there is guarded on the whole family (Calico's IPv6 blocks are /116–/128, few claims).
+ */
+function claimScopeOf(block: Cidr): Cidr {
+  return block.family === 4 ? makeCidr(4, block.base, 8 * Math.floor(block.prefix / 8)) : makeCidr(6, 0n, 0);
+}
+
+/** The key prefix of the blocks inside a claim scope. */
+function keysInside(scope: Cidr): string {
+  const octets = scope.prefix / 8;
+  if (octets === 0) return blockPrefix(scope.family);
+  const quad = formatIp({ family: 4, value: scope.base }).split('.').slice(0, octets).join('.');
+  return `${blockPrefix(4)}${quad}${octets === 4 ? '-' : '.'}`;
+}
+
+/**
+ * The keys a guard covers. For blocks: every block overlapping the claim scope of `within`, the ones
+ * inside it by key prefix and each network containing it by its exact key (24 keys for a /24 scope;
+ * with a claim's own compares that stays within etcd's 128 per txn, see MAX_BATCH in IpamService).
+ */
+function guardRanges(guard: CreationGuard): RPC.IRangeRequest[] {
+  if (guard.kind === 'pool') return [prefixRange(POOL_PREFIX)];
+  const scope = claimScopeOf(guard.within);
+  const containing = Array.from({ length: scope.prefix }, (_, prefix) => ({ key: Buffer.from(keyOf({ kind: 'block', cidr: makeCidr(scope.family, scope.base, prefix) })) }));
+  return [prefixRange(keysInside(scope)), ...containing];
 }
 
 export class EtcdIpamStore implements IpamStore {
   constructor(private readonly etcd: EtcdClient) {}
+
+  claimScope(block: Cidr): Cidr {
+    return claimScopeOf(block);
+  }
 
   async snapshot(): Promise<IpamSnapshot> {
     const response = await this.etcd.txn({
@@ -101,10 +131,12 @@ export class EtcdIpamStore implements IpamStore {
     const compare = writes.flatMap((w, i) => compareFor(keys[i]!, w.expect));
     const failure: RPC.IRequestOp[] = keys.map((key) => ({ request_range: { key } }));
     if (guard) {
-      const range = prefixRange(guardPrefix(guard));
-      // True when every key in the range was created at or before the guard's revision.
-      compare.push({ ...range, target: 'Create', result: 'Less', create_revision: String(BigInt(guard.revision) + 1n) });
-      failure.push({ request_range: { ...range, min_create_revision: String(BigInt(guard.revision) + 1n) } });
+      const after = String(BigInt(guard.revision) + 1n);
+      for (const range of guardRanges(guard)) {
+        // True when every key in the range was created at or before the guard's revision (an absent key: at 0).
+        compare.push({ ...range, target: 'Create', result: 'Less', create_revision: after });
+        failure.push({ request_range: { ...range, min_create_revision: after } });
+      }
     }
     const success: RPC.IRequestOp[] = writes.map((w, i) =>
       w.value === null
@@ -119,8 +151,9 @@ export class EtcdIpamStore implements IpamStore {
         result.current.set(w, kv ? stored(w.target.kind, kv) : null);
       });
       if (guard) {
-        const kvs = response.responses[writes.length]?.response_range.kvs ?? [];
-        result.created = kvs
+        result.created = response.responses
+          .slice(writes.length)
+          .flatMap((r) => r.response_range.kvs)
           .filter((kv) => guard.kind === 'pool' || blockCidrFromKey(kv.key.toString()))
           .map((kv) => stored(guard.kind, kv));
       }
