@@ -23,7 +23,6 @@ import {
 } from '../../domain/allocation-block.js';
 import {
   AddressInUseError,
-  AppError,
   ConflictError,
   DatastoreUnavailableError,
   InvalidRequestError,
@@ -35,6 +34,9 @@ import { Logger, silentLogger } from '../../ports/logger.js';
 import { releaseBlockAffinity } from './affinity-release.js';
 import { findFreeBlock } from './block-search.js';
 import { CachedBlock, IpamCache } from './ipam-cache.js';
+import { CommitTally } from './commit-tally.js';
+import { handleCreate, handleReleases } from './handle-writes.js';
+import { groupBy, Job, JobQueue, settleAll } from './job-queue.js';
 import { describePool, PoolView } from './pool-view.js';
 import type { SyncSource } from '../../ports/datastore-sync.js';
 import { DatastoreSyncer, SyncListener, ViewChange } from '../sync/datastore-syncer.js';
@@ -103,11 +105,6 @@ const RETRY_AFTER_UNAVAILABLE_MS = 100;
 /** Compare-and-swap attempts before a request gives up, as Calico's datastoreRetries. */
 const MAX_ATTEMPTS = 100;
 
-interface Job<T> {
-  resolve(value: T): void;
-  reject(error: unknown): void;
-  settled: boolean;
-}
 interface AutoJob extends Job<Allocation> {
   type: 'auto';
   request: AutoRequest;
@@ -121,14 +118,6 @@ interface ReleaseJob extends Job<AllocationInfo | undefined> {
   request: ReleaseRequest;
 }
 type AnyJob = AutoJob | ExplicitJob | ReleaseJob;
-
-/** What became of this node's commits: applied, lost to another writer's (claims, block updates), or unanswered by etcd. */
-interface CommitTally {
-  applied: number;
-  lostClaims: number;
-  lostUpdates: number;
-  unanswered: number;
-}
 
 /** Result of one attempt at a write: done, or lost a compare-and-swap (the cache is refreshed; try again). */
 type Attempt<T> = { done: true; value: T } | { done: false };
@@ -148,8 +137,7 @@ export class IpamService {
   private readonly requestTimeoutMs: number;
   private readonly onOwnedBlocksChanged: () => void;
   private readonly observer: IpamObserver | undefined;
-  private queue: AnyJob[] = [];
-  private draining = false;
+  private readonly queue: JobQueue<AnyJob>;
   private readonly listener: SyncListener = {
     loaded: (view) => {
       this.cache.load(view);
@@ -162,7 +150,7 @@ export class IpamService {
   /** This node's affinities left half-way by a crash are settled once, before the first request. */
   private affinitiesSettled: Promise<void> | undefined;
   /** Counted as they happen; a request that runs out of time reports those since it came in. */
-  private readonly commits: CommitTally = { applied: 0, lostClaims: 0, lostUpdates: 0, unanswered: 0 };
+  private readonly commits = new CommitTally();
   /** Affinity keys learnt from failed claims (a left-over affinity whose block is gone). */
   private readonly knownAffinities = new Map<string, Stored<BlockAffinity> | null>();
   private readonly sync: DatastoreSyncer;
@@ -181,6 +169,7 @@ export class IpamService {
     this.log = options.log ?? silentLogger;
     this.now = options.now ?? (() => new Date());
     this.requestTimeoutMs = options.requestTimeoutMs ?? 4500;
+    this.queue = new JobQueue((batch) => this.process(batch), this.requestTimeoutMs);
     this.onOwnedBlocksChanged = options.onOwnedBlocksChanged ?? (() => undefined);
     this.observer = options.observer;
   }
@@ -323,74 +312,19 @@ export class IpamService {
 
   private async submit<T>(make: (job: Job<T>) => AnyJob): Promise<T> {
     await this.start();
-    const commitsBefore = { ...this.commits };
-    return new Promise<T>((resolve, reject) => {
-      const job = make({
-        resolve: (value) => {
-          job.settled = true;
-          clearTimeout(timer);
-          resolve(value);
-        },
-        reject: (error) => {
-          job.settled = true;
-          clearTimeout(timer);
-          reject(error);
-        },
-        settled: false,
-      }) as unknown as Job<T>;
-      const timer = setTimeout(() => {
-        if (job.settled) return;
-        job.settled = true;
-        reject(this.timedOut(commitsBefore));
-      }, this.requestTimeoutMs);
-      this.queue.push(job as unknown as AnyJob);
-      void this.drain();
-    });
-  }
-
-  /**
-   * Why a request ran out of time, from what became of this node's commits meanwhile: etcd did not
-   * answer; it did, but they kept losing to other hosts' (many claiming blocks near each other at
-   * once); or they applied, just not this request's yet.
-   */
-  private timedOut(before: CommitTally): AppError {
-    const since = (what: keyof CommitTally): number => this.commits[what] - before[what];
-    const timedOut = `IPAM request timed out after ${this.requestTimeoutMs} ms`;
-    const lost = since('lostClaims') + since('lostUpdates');
-    if (since('unanswered') === 0 && lost > 0) {
-      return new ConflictError(
-        `${timedOut}: etcd answered, but this node's writes kept losing to other hosts' meanwhile (${since('lostClaims')} block claim(s) and ${since('lostUpdates')} block update(s) lost: many hosts claiming blocks near each other at once); try again`,
-      );
-    }
-    if (since('unanswered') === 0 && since('applied') > 0) {
-      return new DatastoreUnavailableError(`${timedOut}: this node's IPAM queue did not get to it in time (${since('applied')} commit(s) applied meanwhile): an overloaded host or etcd`);
-    }
-    return new DatastoreUnavailableError(`${timedOut}: etcd is slow or unreachable`);
+    const commitsBefore = this.commits.now();
+    return this.queue.submit(make, () => this.commits.timedOut(commitsBefore, this.requestTimeoutMs));
   }
 
   /** The store's commit, tallied for the errors of requests that time out. */
   private async commit(writes: IpamWrite[], guard?: CreationGuard): Promise<CommitResult> {
     try {
       const result = await this.store.commit(writes, guard);
-      this.commits[result.succeeded ? 'applied' : guard ? 'lostClaims' : 'lostUpdates']++;
+      this.commits.count(result.succeeded ? 'applied' : guard ? 'lostClaims' : 'lostUpdates');
       return result;
     } catch (error) {
-      if (error instanceof DatastoreUnavailableError) this.commits.unanswered++;
+      if (error instanceof DatastoreUnavailableError) this.commits.count('unanswered');
       throw error;
-    }
-  }
-
-  private async drain(): Promise<void> {
-    if (this.draining) return;
-    this.draining = true;
-    try {
-      while (this.queue.length > 0) {
-        const batch = this.queue.filter((j) => !j.settled);
-        this.queue = [];
-        await this.process(batch);
-      }
-    } finally {
-      this.draining = false;
     }
   }
 
@@ -682,41 +616,6 @@ export class IpamService {
   }
 }
 
-function handleCreate(attribute: AllocationAttribute, cidr: Cidr): IpamWrite {
-  return {
-    target: { kind: 'handle', id: attribute.handle_id! },
-    expect: { absent: true },
-    value: { block: { [formatCidr(cidr)]: 1 } } satisfies IpamHandle,
-  };
-}
-
-/**
- * Handle updates for freed allocations. A handle we created holds exactly one allocation, so the
- * first attempt expects that value and deletes it; when the handle turns out to be shared or
- * written by another tool, the retry works from the value read back on failure.
- */
-function handleReleases(released: AllocationInfo[], cidr: Cidr, known: Map<string, Stored<IpamHandle> | null>): IpamWrite[] {
-  const counts = new Map<string, number>();
-  for (const r of released) if (r.handleId) counts.set(r.handleId, (counts.get(r.handleId) ?? 0) + 1);
-  const blockKey = formatCidr(cidr);
-  const writes: IpamWrite[] = [];
-  for (const [id, count] of counts) {
-    const current = known.get(id);
-    if (current === null) continue;
-    if (current === undefined) {
-      writes.push({ target: { kind: 'handle', id }, expect: { value: { block: { [blockKey]: count } } }, value: null });
-      continue;
-    }
-    const blocks = { ...current.value.block };
-    const left = (blocks[blockKey] ?? 0) - count;
-    if (left > 0) blocks[blockKey] = left;
-    else delete blocks[blockKey];
-    const value = Object.keys(blocks).length === 0 ? null : { ...current.value, block: blocks };
-    writes.push({ target: { kind: 'handle', id }, expect: { modRevision: current.modRevision }, value });
-  }
-  return writes;
-}
-
 function maxRetriesHit(): ConflictError {
   return new ConflictError(`Max retries hit - excessive concurrent IPAM requests: ${MAX_ATTEMPTS} attempts in a row found the block changed or claimed by another writer first`);
 }
@@ -732,26 +631,4 @@ function exhausted(family: IpFamily, pools: PoolView[]): PoolExhaustedError {
       ? `IP assignment error: IP pool ${names} has no free addresses`
       : `IP assignment error: all IPv${family} pools are exhausted: ${names}`,
   );
-}
-
-function groupBy<T, K>(items: T[], keyOf: (item: T) => K): { key: K; items: T[] }[] {
-  const groups = new Map<string, { key: K; items: T[] }>();
-  for (const item of items) {
-    const key = keyOf(item);
-    const id = typeof key === 'object' && key !== null ? formatCidr(key as unknown as Cidr) : String(key);
-    const group = groups.get(id) ?? { key, items: [] };
-    group.items.push(item);
-    groups.set(id, group);
-  }
-  return [...groups.values()];
-}
-
-/** Runs `work`; any error it throws fails the jobs it has not settled. */
-async function settleAll(jobs: Pick<Job<unknown>, 'settled' | 'reject'>[], work: () => Promise<void>): Promise<void> {
-  try {
-    await work();
-  } catch (error) {
-    const reported = error instanceof AppError ? error : new DatastoreUnavailableError(String(error), error);
-    for (const job of jobs) if (!job.settled) job.reject(reported);
-  }
 }
