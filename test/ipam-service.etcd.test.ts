@@ -4,7 +4,8 @@ import { encodeValue } from '../src/adapters/datastore/etcd/codec.js';
 import { IpamService } from '../src/services/ipam/ipam-service.js';
 import { IpamReport } from '../src/services/ipam/ipam-report.js';
 import { PoolService } from '../src/services/ipam/pool-service.js';
-import { etcdForSuite } from './helpers/ipam.js';
+import { TestEtcd } from './helpers/etcd.js';
+import { etcdForSuite, storeOn } from './helpers/ipam.js';
 
 const suite = etcdForSuite();
 const etcd = suite.etcd;
@@ -176,5 +177,30 @@ describe('IPAM against a real etcd', () => {
     expect(snapshot.pools).toHaveLength(0);
     expect(snapshot.blocks).toHaveLength(0);
     expect(await suite.ctx.store.listAffinities()).toHaveLength(0);
+  });
+});
+
+describe('IPAM against an etcd that takes fewer operations per transaction than a batch needs', () => {
+  it('fails the requests at once, saying what etcd refused, instead of retrying until they time out', async () => {
+    const small = new TestEtcd(undefined, false, undefined, undefined, ['--max-txn-ops', '8']);
+    await small.start();
+    const ctx = storeOn(small.endpoint);
+    try {
+      await new PoolService(ctx.store).add({ cidr: '10.11.0.0/16', name: 'p' });
+      const service = new IpamService(ctx.store, ctx.source, { node: 'n1' });
+      services.push(service);
+      await service.start();
+      const started = Date.now();
+      // 20 at once: one claim with 20 handles, more than 8 operations.
+      const results = await Promise.allSettled(Array.from({ length: 20 }, () => service.requestAuto({ family: 4 })));
+      const errors = results.map((r) => (r.status === 'rejected' ? (r.reason as Error).message : 'allocated'));
+      expect(new Set(errors)).toEqual(new Set([expect.stringMatching(/too many operations.*--max-txn-ops/)]));
+      expect(Date.now() - started).toBeLessThan(2000);
+      // Nothing was written.
+      expect((await ctx.store.snapshot()).blocks).toEqual([]);
+    } finally {
+      ctx.etcd.close();
+      await small.destroy();
+    }
   });
 });

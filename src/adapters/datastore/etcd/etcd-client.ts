@@ -3,7 +3,7 @@ import { Etcd3, GRPCDeadlineExceededError, GRPCUnavailableError, IOptions, Watch
 import { WatchManager } from 'etcd3/lib/watch.js';
 import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, isBrokenCircuitError, noop } from 'cockatiel';
 import type * as RPC from 'etcd3/lib/rpc.js';
-import { DatastoreFullError, DatastoreUnavailableError } from '../../../domain/errors.js';
+import { DatastoreFullError, DatastoreUnavailableError, InvalidRequestError } from '../../../domain/errors.js';
 
 export interface EtcdSettings {
   endpoints: string[];
@@ -193,13 +193,17 @@ export class EtcdClient {
   }
 
   /** Translates a library error into ours, with the endpoint and the reason an operator can act on. */
-  unavailable(operation: string, error: unknown): DatastoreUnavailableError | DatastoreFullError {
+  unavailable(operation: string, error: unknown): DatastoreUnavailableError | DatastoreFullError | InvalidRequestError {
     const reason = reasonOf(error);
     if (reason.includes('database space exceeded')) {
       return new DatastoreFullError(
         `etcd at ${this.where} is full (its space quota is used up; nothing was written): compact and defragment etcd and disarm its NOSPACE alarm, or raise --quota-backend-bytes`,
         error,
       );
+    }
+    if (reason.includes('too many operations in txn request')) {
+      // etcd answered, and will answer the same again: not a fault to wait out.
+      return new InvalidRequestError(`etcd at ${this.where} refused the ${operation}: too many operations in one transaction (nothing was written): raise etcd's --max-txn-ops (its default is 128)`);
     }
     if (isBrokenCircuitError(error)) return new DatastoreUnavailableError(`etcd ${operation} failed: no member of ${this.where} is reachable`, error);
     if (NEVER_CONNECTED.test(reason)) return new DatastoreUnavailableError(`etcd ${operation} at ${this.where} failed: cannot connect (etcd is down or unreachable)`, error);
