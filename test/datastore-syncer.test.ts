@@ -4,6 +4,7 @@ import { MIN_RESYNC_INTERVAL_MS } from '../src/services/resync.js';
 import { DatastoreSyncer, SyncListener, ViewChange } from '../src/services/sync/datastore-syncer.js';
 import type { DatastoreView } from '../src/services/sync/datastore-view.js';
 import { MemorySyncSource } from './helpers/memory-sync-source.js';
+import { until } from './helpers/until.js';
 
 const node = (name: string, address: string): Resource => ({ kind: 'Node', apiVersion: 'projectcalico.org/v3', metadata: { name }, spec: { bgp: { ipv4Address: address } } }) as Resource;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -58,7 +59,7 @@ describe('the datastore syncer (one view per daemon, in memory)', () => {
     source.loseWatch();
     expect(heard.lost).toBe(1);
     expect(sync.inSync()).toBe(false);
-    await until(() => sync.inSync());
+    await until('the view back in sync', () => sync.inSync(), 2000);
     expect(heard.loaded.at(-1)).toEqual(['h1', 'h2']);
     // Lost again and again: reloads are spaced, never in parallel.
     const started = Date.now();
@@ -67,7 +68,7 @@ describe('the datastore syncer (one view per daemon, in memory)', () => {
       source.loseWatch();
       await sleep(20);
     }
-    await until(() => sync.inSync());
+    await until('the view back in sync', () => sync.inSync(), 2000);
     await sleep(MIN_RESYNC_INTERVAL_MS + 100);
     const reloads = source.snapshots - snapshotsBefore;
     expect(reloads).toBeGreaterThanOrEqual(1);
@@ -95,16 +96,8 @@ describe('the datastore syncer (one view per daemon, in memory)', () => {
     await sleep(1200);
     expect(sync.inSync()).toBe(false);
     source.failSnapshots = undefined;
-    await until(() => sync.inSync(), 3000);
+    await until('the view back in sync', () => sync.inSync(), 3000);
     expect(heard.loaded.at(-1)).toEqual(['h1', 'h2']);
     await sync.stop();
   });
 });
-
-async function until(condition: () => boolean, limitMs = 2000): Promise<void> {
-  const deadline = Date.now() + limitMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${limitMs} ms`);
-    await sleep(10);
-  }
-}

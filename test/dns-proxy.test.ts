@@ -6,6 +6,7 @@ import * as packet from 'dns-packet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DnsProxy, FrameReader, framed } from '../src/adapters/dns/dns-proxy.js';
 import { ROOT } from './helpers/daemon.js';
+import { until } from './helpers/until.js';
 
 /**
  * The DNS proxy with real sockets on loopback: a real upstream server (test/helpers/dns-server.mjs) on
@@ -117,7 +118,7 @@ describe('the DNS proxy', () => {
       sender.send(query('nowhere.example', 'A', i % 65536), PROXY_PORT + 1, '127.0.0.1');
       if (i % 50 === 49) await new Promise((r) => setTimeout(r, 10));
     }
-    await until(() => rcodes.length >= 300);
+    await until('300 refusals back', () => rcodes.length >= 300, 5000);
     // Exactly the cap went upstream (none has timed out yet); the rest were refused, each with a reply.
     expect(proxy.counts.forwarded - forwardedBefore).toBe(1024);
     expect(proxy.counts.refused).toBeGreaterThanOrEqual(300);
@@ -136,12 +137,4 @@ describe('the DNS proxy', () => {
 function encodeRawName(name: string): Buffer {
   const parts = name.split('.').map((label) => Buffer.concat([Buffer.from([label.length]), Buffer.from(label)]));
   return Buffer.concat([...parts, Buffer.from([0])]);
-}
-
-async function until(condition: () => boolean, limitMs = 5000): Promise<void> {
-  const deadline = Date.now() + limitMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${limitMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }

@@ -7,6 +7,8 @@ import { TestEtcd } from './etcd.js';
 import type { EtcdContext } from './ipam.js';
 import { Underlay } from './underlay.js';
 
+export { until } from './until.js';
+
 export interface ClusterOptions {
   /** Short: it names the namespaces. */
   name: string;
@@ -31,17 +33,6 @@ export interface Cluster {
 
 /** Routes of a host's (or any namespace's) main table, as `ip route` prints them. */
 export const routesOf = (netns: string): string => spawnSync('ip', ['-n', netns, 'route'], { encoding: 'utf8' }).stdout;
-
-/** Polls `probe` until it holds (or returns a value), failing after `limitMs` with `what`. */
-export async function until<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, limitMs = 20_000): Promise<T> {
-  const deadline = Date.now() + limitMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /**
  * Several hosts for one test file: a real etcd with `pools`, an underlay bridge, and hosts
