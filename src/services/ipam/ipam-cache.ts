@@ -1,5 +1,5 @@
 import { Cidr, cidrContains, cidrsOverlap, formatCidr, IpAddr, IpFamily, parseCidr } from '../../domain/cidr.js';
-import { AllocationBlock, DEFAULT_IPAM_CONFIG, IpamConfig, IpPool } from '../../domain/ipam-model.js';
+import type { AllocationBlock, IpPool } from '../../domain/ipam-model.js';
 import type { SyncedChange } from '../../ports/datastore-sync.js';
 import type { Stored } from '../../ports/ipam-store.js';
 import type { DatastoreView } from '../sync/datastore-view.js';
@@ -13,7 +13,7 @@ export interface CachedBlock {
 const newer = (incoming: string, cached: string | undefined): boolean => cached === undefined || BigInt(incoming) >= BigInt(cached);
 
 /**
- * Pools, IPAM config and every allocation block, from the daemon's view of the datastore and ahead of
+ * Pools and every allocation block, from the daemon's view of the datastore and ahead of
  * it by this node's own writes. It is only a hint: every write made from it is a compare-and-swap, so a
  * stale entry costs a retry, never a duplicate.
  */
@@ -27,7 +27,6 @@ export class IpamCache {
    * up to this revision is in the cache. Learnt from claims' answers, dropped once the watch passes.
    */
   private readonly scopesKnownRevision = new Map<string, bigint>();
-  config: IpamConfig = DEFAULT_IPAM_CONFIG;
   /** Revisions of deletions seen, so a late watch event cannot resurrect a deleted block. */
   private readonly deletedAt = new Map<string, string>();
 
@@ -37,26 +36,24 @@ export class IpamCache {
     this.deletedAt.clear();
     for (const pool of view.list<IpPool>('IPPool')) this.putPool(pool);
     for (const block of view.allBlocks()) this.putBlock(block.stored);
-    this.config = view.ipamConfig;
     this.blocksKnownRevision = view.blocksRevision;
     this.scopesKnownRevision.clear();
   }
 
-  /** Follows one change of the view; true when it was about a block. */
-  apply(change: SyncedChange): boolean {
+  /** Follows one change of the view. */
+  apply(change: SyncedChange): void {
     switch (change.kind) {
       case 'resource':
-        if (change.ref.kind !== 'IPPool') return false;
+        if (change.ref.kind !== 'IPPool') return;
         if (change.value) this.putPool(change.value as IpPool);
         else this.pools.delete(change.ref.name);
-        return false;
+        return;
       case 'ipamConfig':
-        this.config = { ...DEFAULT_IPAM_CONFIG, ...(change.stored?.value ?? {}) };
-        return false;
+        return;
       case 'block':
         if (!change.stored) this.removeBlock(change.cidr, change.revision);
         else if (!this.holds(change.cidr, change.revision)) this.putBlock(change.stored);
-        return true;
+        return;
     }
   }
 

@@ -216,7 +216,8 @@ export class IpamService {
     let owned = false;
     for (const change of changes) {
       const before = change.kind === 'block' && this.cache.block(change.cidr)?.stored.value.affinity === mine;
-      if (!this.cache.apply(change) || change.kind !== 'block') continue;
+      this.cache.apply(change);
+      if (change.kind !== 'block') continue;
       this.cache.learnBlocksUpTo(change.revision);
       if (before !== (this.cache.block(change.cidr)?.stored.value.affinity === mine)) owned = true;
     }
@@ -361,7 +362,7 @@ export class IpamService {
     if (affine) return this.assignInBlock(affine, poolOf(pools, affine.cidr)!, jobs);
     const claim = this.claimCandidate(pools);
     if (claim) return this.claimBlock(claim.pool, claim.cidr, jobs);
-    const borrowed = this.cache.config.strict_affinity ? undefined : this.borrowCandidate(pools);
+    const borrowed = this.sync.view.ipamConfig.strict_affinity ? undefined : this.borrowCandidate(pools);
     if (!borrowed) return 'exhausted';
     const attempt = await this.assignInBlock(borrowed, poolOf(pools, borrowed.cidr)!, jobs);
     // The jobs come in unsettled: those settled now got an address from the borrowed block.
@@ -391,7 +392,7 @@ export class IpamService {
   }
 
   private claimCandidate(pools: PoolView[]): { pool: PoolView; cidr: Cidr } | undefined {
-    const config = this.cache.config;
+    const config = this.sync.view.ipamConfig;
     if (config.auto_allocate_blocks === false) return undefined;
     const mine = hostAffinity(this.node);
     const existing = this.cache.allBlocks();
@@ -491,7 +492,7 @@ export class IpamService {
       const cached = this.cache.blockContaining(ip);
       if (cached) {
         const affinity = cached.stored.value.affinity;
-        if (this.cache.config.strict_affinity && affinity !== hostAffinity(this.node)) {
+        if (this.sync.view.ipamConfig.strict_affinity && affinity !== hostAffinity(this.node)) {
           throw new AddressInUseError(`IP assignment error: ${formatIp(ip)} is in block ${formatCidr(cached.cidr)} owned by ${affinity ?? 'no host'} and strict affinity is on`);
         }
         const ordinal = ordinalOf(cached.cidr, ip);

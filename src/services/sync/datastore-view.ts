@@ -9,6 +9,9 @@ export interface ViewBlock {
   stored: Stored<AllocationBlock>;
 }
 
+/** The IPAM config as stored (absent: Calico's defaults), every field present. */
+const withDefaults = (stored: Stored<IpamConfig> | null): IpamConfig => ({ ...DEFAULT_IPAM_CONFIG, ...(stored?.value ?? {}) });
+
 const nameOf = (ref: { name: string; namespace?: string | undefined }): string => (ref.namespace ? `${ref.namespace}/${ref.name}` : ref.name);
 
 /**
@@ -31,7 +34,7 @@ export class DatastoreView {
     this.blocks.clear();
     for (const resource of snapshot.resources) this.kindMap(resource.kind).set(nameOf(resource.metadata), resource);
     for (const stored of snapshot.blocks) this.putBlock(stored);
-    this.ipamConfig = { ...DEFAULT_IPAM_CONFIG, ...(snapshot.ipamConfig?.value ?? {}) };
+    this.ipamConfig = withDefaults(snapshot.ipamConfig);
     this.revision = snapshot.revision;
     this.blocksRevision = snapshot.revision;
   }
@@ -54,7 +57,7 @@ export class DatastoreView {
         else this.blocks.delete(formatCidr(change.cidr));
         return undefined;
       case 'ipamConfig':
-        this.ipamConfig = { ...DEFAULT_IPAM_CONFIG, ...(change.stored?.value ?? {}) };
+        this.ipamConfig = withDefaults(change.stored);
         return undefined;
     }
   }
