@@ -12,7 +12,7 @@ import { relayEtcdInto } from './helpers/relay.js';
 /**
  * calico-libnetwork as Docker's managed plugin, the way a Docker user gets it: built from this
  * checkout (scripts/build-plugin.sh) on one host, pushed to a real registry, installed with settings
- * on two Docker 26 hosts (each its own dockerd, etcd shared), then networks and containers through it.
+ * on three hosts (each its own dockerd, etcd shared): two run Docker 26, the third Docker 20.10.
  */
 
 const engineRoot = docker26Root();
@@ -23,12 +23,12 @@ const SERVER = '(while true; do echo hello | nc -l -p 8080; done) & sleep 100000
 
 const cluster = clusterForSuite({
   name: 'mp',
-  hosts: 2,
+  hosts: 3,
   subnet: '10.48.0',
   pools: [{ cidr: '10.53.0.0/16', name: 'mp-pool' }],
-  hostOptions: () => ({ engineRoot, daemon: false, dockerdArgs: ['--insecure-registry', registry.host] }),
+  hostOptions: (n) => ({ ...(n < 3 ? { engineRoot } : {}), daemon: false, dockerdArgs: ['--insecure-registry', registry.host] }),
 });
-const hosts = (): [DockerHost, DockerHost] => cluster.hosts as [DockerHost, DockerHost];
+const hosts = (): [DockerHost, DockerHost, DockerHost] => cluster.hosts as [DockerHost, DockerHost, DockerHost];
 
 /** What the plugin of `host` logged: dockerd writes its output, tagged with the plugin's ID. */
 const pluginLog = (host: DockerHost): string =>
@@ -59,7 +59,7 @@ const settings = (host: DockerHost, n: number): string[] => [
   `docker-socket.source=${host.dockerSocket}`,
 ];
 
-describe('managed plugin (docker plugin install) on Docker 26', () => {
+describe('managed plugin (docker plugin install) on Docker 26 and 20.10', () => {
   const relays: ChildProcess[] = [];
 
   beforeAll(async () => {
@@ -104,14 +104,19 @@ describe('managed plugin (docker plugin install) on Docker 26', () => {
     }
   });
 
-  it('networks and containers on two hosts reach each other (ping, TCP), routed by the plugins\' BIRD', async () => {
-    const [h1, h2] = hosts();
+  it('networks and containers on three hosts reach each other (ping, TCP), routed by the plugins\' BIRD', async () => {
+    const [h1, h2, h3] = hosts();
+    expect([h1, h2, h3].map((h) => h.dockerOk(['version', '--format', '{{.Server.Version}}']).split('.')[0])).toEqual(['26', '26', '20']);
     for (const host of hosts()) host.dockerOk(['network', 'create', ...DRIVER, 'mpnet']);
     const a = run(h1, 'mpa', 'mpnet');
     const b = run(h2, 'mpb', 'mpnet');
+    const e = run(h3, 'mpe', 'mpnet');
     expect(a).toMatch(/^10\.53\./);
     await until('mpa pings mpb', () => ping(h1, 'mpa', b), 30_000);
     expect(tcp(h2, 'mpb', a)).toBe(true);
+    // Docker 20.10's host and Docker 26's, both ways.
+    await until('mpe pings mpa', () => ping(h3, 'mpe', a), 30_000);
+    expect(tcp(h1, 'mpa', e)).toBe(true);
     expect(routesOf(h2.netns)).toMatch(/10\.53\.\d+\.\d+\/26 via 10\.48\.0\.1 dev eth0 proto bird/);
     // calicoctl on the host sees the plugin's BIRD through the shared /run/calico.
     expect(h1.calicoctl(['node', 'status']).stdout).toMatch(/Established/);
