@@ -114,7 +114,7 @@ const MANAGED_PLUGIN_LIMITS = [
   'keep BIRD running while the plugin is disabled, upgraded or restarted with dockerd: BGP peers drop this host\'s routes until it is back (the systemd daemon leaves BIRD running)',
   'change its settings while enabled: docker plugin set needs it disabled, and while it is disabled no container on its networks can start or stop',
   'run an etcd of its own: ETCD_ENDPOINTS must name one',
-  'read files of the host but those mounted (Docker\'s socket, /run/calico): no etcd TLS certificates, no calicoctl config file',
+  'read files of the host but those mounted (Docker\'s socket, /run): no etcd TLS certificates, no calicoctl config file',
   'load kernel modules: what it needs must be built in or loaded by the kernel on demand',
 ];
 
