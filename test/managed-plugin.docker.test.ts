@@ -146,10 +146,15 @@ describe('managed plugin (docker plugin install) on Docker 26 and 20.10', () => 
     await until('mpa pings the new mpc', () => ping(h1, 'mpa', c), 30_000);
   });
 
-  it('enabled with no datastore answering, says why in its log, and works once etcd answers', async () => {
+  it('refused with no datastore set; enabled with none answering, says why in its log, and works once etcd answers', async () => {
     const [h1, h2] = hosts();
     h2.dockerOk(['rm', '-f', 'mpb', 'mpc']);
     h2.dockerOk(['plugin', 'disable', '-f', PLUGIN]);
+    // No datastore at all: the plugin says so and exits, and Docker does not enable it.
+    h2.dockerOk(['plugin', 'set', PLUGIN, 'ETCD_ENDPOINTS=']);
+    expect(h2.docker(['plugin', 'enable', PLUGIN]).status).not.toBe(0);
+    expect(pluginLog(h2)).toContain('the managed plugin needs a datastore: docker plugin set <plugin> ETCD_ENDPOINTS=');
+    expect(h2.dockerOk(['plugin', 'inspect', '--format', '{{.Enabled}}', PLUGIN])).toBe('false');
     // Nothing listens on port 2390 of the host yet.
     h2.dockerOk(['plugin', 'set', PLUGIN, 'ETCD_ENDPOINTS=http://127.0.0.1:2390']);
     const before = count(pluginLog(h2), 'dataplane reconciled');
