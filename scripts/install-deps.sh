@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # prometheus: test/metrics.etcd.test.ts runs its own (own port and data dir), never the packaged service.
-packages=(etcd-server etcd-client docker.io iptables ipset iproute2 bird2 busybox-static openssl kmod procps iputils-ping iperf3 prometheus)
+# docker-registry: test/managed-plugin.docker.test.ts pushes the plugin to one of its own, likewise.
+packages=(etcd-server etcd-client docker.io docker-registry iptables ipset iproute2 bird2 busybox-static openssl kmod procps iputils-ping iperf3 prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -131,6 +131,12 @@ describe('which etcd: environment over the file over the default', () => {
     expect(configFrom({ NODENAME: 'n' }).etcdConfigured).toBe(false);
     expect(configFrom({ NODENAME: 'n', ETCD_AUTHORITY: 'e:2379' }).etcdConfigured).toBe(true);
   });
+
+  it('refuses a managed plugin with no datastore set: it has no etcd to run', () => {
+    expect(() => configFrom({ NODENAME: 'n', CALICO_LIBNETWORK_MANAGED_PLUGIN: 'true', ETCD_ENDPOINTS: '' })).toThrow(/managed plugin needs a datastore: docker plugin set <plugin> ETCD_ENDPOINTS=/);
+    expect(configFrom({ NODENAME: 'n', CALICO_LIBNETWORK_MANAGED_PLUGIN: 'true', ETCD_ENDPOINTS: 'http://10.0.0.1:2379' }).managedPlugin).toBe(true);
+    expect(configFrom({ NODENAME: 'n' }).managedPlugin).toBe(false);
+  });
 });
 
 describe("calico/node's variable names (the walkthroughs' calico.env)", () => {

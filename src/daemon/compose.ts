@@ -102,7 +102,20 @@ export function composeDaemon(config: DaemonConfig, log: Logger) {
   });
   const releases = new DockerReleases(ipam);
   const ipamDriver = new DockerIpamDriver(ipam, pools, releases);
-  const dockerWatcher = new DockerWatcher(docker, endpointStore, { node, driverName: DRIVER_NAME, labelEndpoints: config.labelEndpoints }, log.child({ component: 'docker' }));
+  // A managed plugin's networks carry its reference (NAME:TAG), which only Docker knows: learnt after start.
+  const driver: { name: string | undefined } = { name: config.managedPlugin ? undefined : DRIVER_NAME };
+  const dockerWatcher = new DockerWatcher(
+    docker,
+    endpointStore,
+    {
+      node,
+      get driverName() {
+        return driver.name;
+      },
+      labelEndpoints: config.labelEndpoints,
+    },
+    log.child({ component: 'docker' }),
+  );
   const networkDriver = new NetworkDriver(
     endpointStore,
     dataplane,
@@ -138,7 +151,21 @@ export function composeDaemon(config: DaemonConfig, log: Logger) {
       )
     : undefined;
   if (names) dnsProxy = new DnsProxy((question, source) => names.answer(question, source), dnsLog);
-  const reconciler = new EndpointReconciler(endpointStore, dataplane, docker, ipam, { node, driverName: DRIVER_NAME, graceMs: config.gcGraceMs, busyInterfaces: () => networkDriver.busyInterfaces() }, log);
+  const reconciler = new EndpointReconciler(
+    endpointStore,
+    dataplane,
+    docker,
+    ipam,
+    {
+      node,
+      get driverName() {
+        return driver.name;
+      },
+      graceMs: config.gcGraceMs,
+      busyInterfaces: () => networkDriver.busyInterfaces(),
+    },
+    log,
+  );
   const ipamApp = buildDockerPlugin({ implements: ['IpamDriver'], methods: ipamMethods(ipamDriver), logger: log.child({ socket: 'calico-ipam' }), onRequestDone: metrics?.dockerRequest });
   const networkApp = buildDockerPlugin({
     implements: ['NetworkDriver', 'IpamDriver'],
@@ -166,6 +193,8 @@ export function composeDaemon(config: DaemonConfig, log: Logger) {
   return {
     etcd,
     sync,
+    docker,
+    driver,
     resources,
     commands,
     dataplane,

@@ -22,6 +22,8 @@ export interface DaemonConfig {
   /** CALICO_LIBNETWORK_LABEL_ENDPOINTS: containers' Calico labels copied onto their endpoints. */
   labelEndpoints: boolean;
   dockerHost: string | undefined;
+  /** CALICO_LIBNETWORK_MANAGED_PLUGIN: running as Docker's managed plugin (its config.json sets it). */
+  managedPlugin: boolean;
   gcIntervalMs: number;
   gcGraceMs: number;
   /** CALICO_RUN_DIR: BIRD's config and control socket, the daemon's PID file. */
@@ -133,6 +135,9 @@ export function configFrom(processEnv: NodeJS.ProcessEnv, file?: ConfigFile): Da
     { enabled: false, host: '', port: 9091 },
   );
   checkDistinct(health, metrics);
+  const managedPlugin = isTrue(env.CALICO_LIBNETWORK_MANAGED_PLUGIN);
+  // A plugin's root filesystem holds no etcd to run, and a private one would split the cluster anyway.
+  if (managedPlugin && !datastore.configured) throw new Error('the managed plugin needs a datastore: docker plugin set <plugin> ETCD_ENDPOINTS=http://<etcd host>:2379');
   return {
     etcd: datastore.etcd,
     etcdConfigured: datastore.configured,
@@ -149,6 +154,7 @@ export function configFrom(processEnv: NodeJS.ProcessEnv, file?: ConfigFile): Da
     },
     labelEndpoints: isTrue(env.CALICO_LIBNETWORK_LABEL_ENDPOINTS),
     dockerHost: env.DOCKER_HOST,
+    managedPlugin,
     runDir: paths.runDir,
     node: {
       ipv4: addressSetting(env, 'IP', 'autodetect'),

@@ -1,6 +1,7 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { ownPluginId } from '../adapters/docker/managed-plugin.js';
 import { installedVersion } from '../adapters/host/installation.js';
 import { AppError } from '../domain/errors.js';
 import { recordClusterInformation } from '../services/nodes/cluster-information.js';
@@ -38,7 +39,14 @@ export class Daemon {
     writePidFile(config.runDir);
     if (parts.healthServer) listenInBackground(parts.healthServer, config.health, 'health (/liveness, /readiness)', log);
     if (parts.metricsServer) listenInBackground(parts.metricsServer, config.metrics, 'Prometheus metrics (/metrics)', log);
-    parts.dockerWatcher.start();
+    if (config.managedPlugin) {
+      log.warn({ limits: MANAGED_PLUGIN_LIMITS }, `running as a managed Docker plugin, which cannot: ${MANAGED_PLUGIN_LIMITS.join('; ')}`);
+      void learnPluginName(parts, log)
+        .then(() => parts.dockerWatcher.start())
+        .catch((error: unknown) => this.fatal(error as Error));
+    } else {
+      parts.dockerWatcher.start();
+    }
     log.info({ pluginDir: config.pluginDir, etcd: config.etcd.endpoints, embeddedEtcd: Boolean(this.embedded), backend: config.backend }, 'calico-libnetwork serving');
     void startServices(parts, config, log).catch((error: unknown) => this.fatal(error as Error));
     this.gc = setInterval(() => this.collectGarbage(), config.gcIntervalMs);
@@ -100,6 +108,27 @@ async function singleHostEtcd(config: DaemonConfig, log: Logger): Promise<Embedd
     'single-host mode: no datastore configured (ETCD_ENDPOINTS, ETCD_AUTHORITY, CALICO_CONFIG or /etc/calico/calicoctl.cfg), so this host is alone: other hosts will not see it, its networks or its containers',
   );
   return embedded;
+}
+
+/** What running inside Docker's plugin container takes away, said at every start (and in the README). */
+const MANAGED_PLUGIN_LIMITS = [
+  'keep BIRD running while the plugin is disabled, upgraded or restarted with dockerd: BGP peers drop this host\'s routes until it is back (the systemd daemon leaves BIRD running)',
+  'change its settings while enabled: docker plugin set needs it disabled, and while it is disabled no container on its networks can start or stop',
+  'run an etcd of its own: ETCD_ENDPOINTS must name one',
+  'read files of the host but those mounted (Docker\'s socket, /run): no etcd TLS certificates, no calicoctl config file',
+  'load kernel modules: what it needs must be built in or loaded by the kernel on demand',
+];
+
+/**
+ * A managed plugin's networks carry its reference (NAME:TAG), not `calico`. Its ID is in its mounts;
+ * Docker gives the name once its API answers (not while dockerd starts up): until then the Docker
+ * watcher and garbage collection wait.
+ */
+async function learnPluginName(parts: DaemonParts, log: Logger): Promise<void> {
+  const id = ownPluginId();
+  if (!id) throw new Error('CALICO_LIBNETWORK_MANAGED_PLUGIN is set, but /run/docker/plugins is not a managed plugin\'s own directory: unset it outside Docker\'s plugins');
+  parts.driver.name = await untilDone(log, 'Docker\'s API does not tell this plugin\'s name yet; retrying', () => parts.docker.pluginName(id));
+  log.info({ driver: parts.driver.name, plugin: id }, 'managed plugin: its networks are those of this driver');
 }
 
 /** Waits for the datastore, saying plainly which etcd it waits for (and never starting one of its own). */

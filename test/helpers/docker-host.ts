@@ -374,14 +374,28 @@ export class DockerHost {
     if (networks.length) await this.dockerAsync(['network', 'rm', ...networks]);
   }
 
+  /** Stops dockerd as systemd does (SIGTERM, SIGKILL after `limitMs`); returns how long it took to exit. */
+  async stopDockerd(limitMs = 20_000): Promise<number> {
+    const dockerd = this.dockerd;
+    if (!dockerd || dockerd.exitCode !== null || dockerd.signalCode !== null) return 0;
+    const started = Date.now();
+    const exited = new Promise((r) => dockerd.once('exit', r));
+    dockerd.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, limitMs))]);
+    if (dockerd.exitCode === null && dockerd.signalCode === null) dockerd.kill('SIGKILL');
+    return Date.now() - started;
+  }
+
+  /** `systemctl restart docker`: dockerd stopped, then started again on the same data; returns how long the stop took. */
+  async restartDockerd(): Promise<number> {
+    const stopMs = await this.stopDockerd();
+    await this.startDockerd();
+    return stopMs;
+  }
+
   async stop(): Promise<void> {
     await this.clear();
-    if (this.dockerd && this.dockerd.exitCode === null) {
-      const exited = new Promise((r) => this.dockerd!.once('exit', r));
-      this.dockerd.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 20_000))]);
-      if (this.dockerd.exitCode === null) this.dockerd.kill('SIGKILL');
-    }
+    await this.stopDockerd();
     // An embedded etcd is the daemon's child: only a clean stop takes it along.
     await this.stopDaemon(this.etcd === 'embedded' ? 'SIGTERM' : 'SIGKILL');
     // BIRD outlives the daemon on purpose, and containerd's shims outlive dockerd: whatever still runs

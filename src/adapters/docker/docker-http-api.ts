@@ -136,6 +136,16 @@ export class DockerHttpApi implements DockerApi {
     return { version: reply.body.Version, apiVersion: String(reply.body.ApiVersion ?? '') };
   }
 
+  /**
+   * A managed plugin's name, `NAME:TAG` as `docker plugin ls` shows it: the driver name of its
+   * networks. Throws, saying why, when Docker cannot be asked or has no such plugin.
+   */
+  async pluginName(pluginId: string): Promise<string> {
+    const reply = await this.get(`/plugins/${encodeURIComponent(pluginId)}/json`);
+    if (reply.status !== 200 || typeof reply.body?.Name !== 'string') throw new Error(`docker API /plugins/${pluginId}: ${reply.body?.message ?? `status ${reply.status}`}`);
+    return reply.body.Name;
+  }
+
   async knownEndpoints(driver: string): Promise<Set<string> | undefined> {
     // Garbage collection decides on this: a network that cannot be read, even one gone meanwhile, means no answer.
     const networks = await this.networksWithEndpoints(driver, 'fail');

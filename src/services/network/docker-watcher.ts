@@ -18,8 +18,8 @@ const CAS_ATTEMPTS = 10;
 
 export interface DockerWatcherOptions {
   node: string;
-  /** The name Docker knows this plugin's networks by. */
-  driverName: string;
+  /** The name Docker knows this plugin's networks by; undefined until Docker has told it (a managed plugin's). */
+  driverName: string | undefined;
   /** CALICO_LIBNETWORK_LABEL_ENDPOINTS: copy `org.projectcalico.label.<k>=<v>` onto the endpoint as `<k>=<v>`. */
   labelEndpoints: boolean;
 }
@@ -102,7 +102,8 @@ export class DockerWatcher {
   }
 
   private async catchUp(): Promise<void> {
-    const networks = await this.docker.listNetworks(this.options.driverName);
+    const driver = this.options.driverName;
+    const networks = driver === undefined ? undefined : await this.docker.listNetworks(driver);
     if (!networks) return;
     for (const network of networks) this.names.set(network.id, network.name);
     const containers = new Set(networks.flatMap((n) => n.containers));

@@ -11,8 +11,11 @@ import { HOST_INTERFACE_PREFIX } from './network-driver.js';
 
 export interface ReconcilerOptions {
   node: string;
-  /** The name Docker knows this plugin's networks by (`docker network ls --filter driver=…`). */
-  driverName: string;
+  /**
+   * The name Docker knows this plugin's networks by (`docker network ls --filter driver=…`); undefined
+   * until Docker has told it (a managed plugin's), and meanwhile nothing is taken for unknown to Docker.
+   */
+  driverName: string | undefined;
   /** Endpoints and addresses younger than this are never collected: Docker may still be between calls. */
   graceMs: number;
   /**
@@ -94,7 +97,8 @@ export class EndpointReconciler {
    * allocated that no endpoint uses. Does nothing when Docker cannot be asked.
    */
   async collectGarbage(now = Date.now()): Promise<{ endpoints: number; addresses: number; blocks: number }> {
-    const known = await this.docker.knownEndpoints(this.options.driverName);
+    const driver = this.options.driverName;
+    const known = driver === undefined ? undefined : await this.docker.knownEndpoints(driver);
     if (!known) return { endpoints: 0, addresses: 0, blocks: await this.releaseEmptyBlocks(now) };
     let endpointsRemoved = 0;
     const endpoints = await this.localEndpoints();

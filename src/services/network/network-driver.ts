@@ -349,14 +349,16 @@ export class NetworkDriver {
 
   /**
    * The name of a Docker network, which names its profile, shared by the networks of that name on
-   * every host. Docker's events tell it (DockerWatcher); for a network they have not told (another
-   * host's, in global scope) Docker is asked in the background, for a short while. Only when Docker
-   * cannot tell is the network's ID used instead.
+   * every host. Docker's events tell it (DockerWatcher), or the profile it was recorded on (a daemon
+   * started with dockerd, which restores its containers before its API answers); for a network neither
+   * has told (another host's, in global scope) Docker is asked in the background, for a short while.
+   * Only when Docker cannot tell is the network's ID used instead.
    */
   private async networkOf(networkId: string): Promise<string> {
     const known = this.networkNames.get(networkId);
     if (known) return known;
-    const name = (await this.names.networkNameWithin(networkId, NETWORK_NAME_WAIT_MS)) ?? networkId;
+    const recorded = this.names.networkName(networkId) ?? (this.options.createProfiles ? await this.profiles.nameOf(networkId) : undefined);
+    const name = recorded ?? (await this.names.networkNameWithin(networkId, NETWORK_NAME_WAIT_MS)) ?? networkId;
     if (this.options.createProfiles) await this.profiles.join(name, networkId, this.options.node);
     if (name !== networkId) this.networkNames.set(networkId, name);
     return name;

@@ -46,6 +46,15 @@ export class NetworkProfiles {
   }
 
   /**
+   * The profile a host recorded Docker network `networkId` on: its name, known across restarts of the
+   * daemon and of Docker, when Docker's API cannot be asked (dockerd restoring its containers).
+   */
+  async nameOf(networkId: string): Promise<string | undefined> {
+    const holding = (await this.store.listProfiles()).find(({ value }) => Object.values(holdersOf(value)).includes(networkId));
+    return holding?.value.metadata.name;
+  }
+
+  /**
    * `node` removed Docker network `networkId`: forgotten on its profile, which goes when no host holds
    * it. A global-scope network is one network on every host: removed on one, it is gone on all.
    */
