@@ -1,12 +1,10 @@
-import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inUseCount } from '../src/domain/allocation-block.js';
 import { cidrContains, parseCidr, parseIp } from '../src/domain/cidr.js';
 import { clusterForSuite, until } from './helpers/cluster.js';
-import { ROOT } from './helpers/daemon.js';
 import type { DockerHost } from './helpers/docker-host.js';
 import { docker26Root } from './helpers/docker26.js';
+import { publishAndInstallPlugin } from './helpers/managed-plugin.js';
 import { TestRegistry } from './helpers/registry.js';
 
 /**
@@ -71,21 +69,7 @@ const converged = (replicas: number, limitMs = 60_000, service = SERVICE): Promi
 describe('swarm services on a Calico network (managed plugin, Docker 26)', () => {
   beforeAll(async () => {
     await registry.start(cluster.underlay);
-    const [h1] = hosts();
-    const build = spawnSync('bash', [join(ROOT, 'scripts/build-plugin.sh'), PLUGIN], {
-      encoding: 'utf8',
-      env: { ...process.env, DOCKER: join(engineRoot, 'usr/bin/docker'), DOCKER_HOST: `unix://${h1.dockerSocket}` },
-      timeout: 240_000,
-    });
-    if (build.status !== 0) throw new Error(`build-plugin.sh failed (${build.status}): ${build.stderr}${build.stdout}`);
-    h1.dockerOk(['plugin', 'push', PLUGIN]);
-    h1.dockerOk(['plugin', 'rm', PLUGIN]);
-    await Promise.all(
-      hosts().map(async (host, i) => {
-        const installed = await host.dockerAsync(['plugin', 'install', '--grant-all-permissions', PLUGIN, ...settings(host, i + 1)], 180_000);
-        if (installed.status !== 0) throw new Error(`docker plugin install on ${host.node}: ${installed.stderr}`);
-      }),
-    );
+    await publishAndInstallPlugin(PLUGIN, engineRoot, manager(), hosts().map((host, i) => ({ host, settings: settings(host, i + 1) })));
   }, 400_000);
 
   afterAll(async () => {
