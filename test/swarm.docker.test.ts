@@ -1,3 +1,5 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inUseCount } from '../src/domain/allocation-block.js';
 import { cidrContains, parseCidr, parseIp } from '../src/domain/cidr.js';
@@ -74,7 +76,8 @@ describe('swarm services on a Calico network (managed plugin, Docker 26)', () =>
 
   afterAll(async () => {
     const h1 = manager();
-    h1?.docker(['service', 'rm', SERVICE]);
+    h1?.docker(['service', 'rm', SERVICE, 'swvip']);
+    h1?.docker(['stack', 'rm', 'swst']);
     for (const host of cluster.hosts) {
       host.docker(['swarm', 'leave', '--force'], 30_000);
       await host.clear();
@@ -180,6 +183,25 @@ describe('swarm services on a Calico network (managed plugin, Docker 26)', () =>
     expect(ping(from, 'swvip')).toBe(true);
     h1.dockerOk(['service', 'rm', 'swvip']);
     await until('no swvip task left', () => tasks('swvip').length === 0, 30_000);
+    await until('no address left in etcd', async () => (await allocated()) === 0, 30_000);
+  });
+
+  it('docker stack deploy: two services on the network, one resolving the other by its name in the stack; stack rm releases every address', async () => {
+    const h1 = manager();
+    const service = (replicas: number): string =>
+      `    image: busybox:local\n    command: sleep 100000\n    stop_grace_period: 1s\n    networks: [${NET}]\n    deploy: { replicas: ${replicas}, endpoint_mode: dnsrr }\n`;
+    const compose = join(h1.dir, 'stack.yml');
+    writeFileSync(compose, `version: "3.8"\nservices:\n  a:\n${service(2)}  b:\n${service(1)}networks:\n  ${NET}:\n    external: true\n`);
+    h1.dockerOk(['stack', 'deploy', '--resolve-image', 'never', '-c', compose, 'swst']);
+    const a = await converged(2, 60_000, 'swst_a');
+    const [b] = await converged(1, 60_000, 'swst_b');
+    await until('a resolves to both of its tasks from b', () => {
+      const answer = hostOf(b!).docker(['exec', b!.name, 'nslookup', 'a'], 15_000).stdout;
+      return a.every((t) => answer.includes(t.address));
+    }, 30_000);
+    expect(await allocated()).toBe(3);
+    h1.dockerOk(['stack', 'rm', 'swst']);
+    await until('no stack task left', () => tasks('swst_a').length + tasks('swst_b').length === 0, 30_000);
     await until('no address left in etcd', async () => (await allocated()) === 0, 30_000);
   });
 });
