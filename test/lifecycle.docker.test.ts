@@ -162,7 +162,7 @@ describe('nothing leaks for good', () => {
       expect(reply.body.Err, `${method} ${body}`).toMatch(message);
     }
     for (const [method, expected] of [
-      ['NetworkDriver.GetCapabilities', { Scope: 'local', ConnectivityScope: 'local' }],
+      ['NetworkDriver.GetCapabilities', { Scope: 'local', ConnectivityScope: 'global' }],
       ['Plugin.Activate', { Implements: ['NetworkDriver', 'IpamDriver'] }],
       ['NetworkDriver.Leave', {}],
     ] as const) {

@@ -115,8 +115,12 @@ export class NetworkDriver {
     return this.known.size;
   }
 
+  /**
+   * Connectivity is global whatever the data scope: containers on any host reach each other on a
+   * Calico network, and swarm shares service and task names across nodes only on such networks.
+   */
   capabilities(): { Scope: string; ConnectivityScope: string } {
-    return { Scope: this.options.scope, ConnectivityScope: this.options.scope };
+    return { Scope: this.options.scope, ConnectivityScope: 'global' };
   }
 
   async createNetwork(networkId: string, options: Record<string, unknown>, ipv4: IpamData[], ipv6: IpamData[]): Promise<void> {
