@@ -1,11 +1,11 @@
-import { spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clusterForSuite, routesOf, until } from './helpers/cluster.js';
-import { ROOT } from './helpers/daemon.js';
 import type { DockerHost } from './helpers/docker-host.js';
 import { docker26Root } from './helpers/docker26.js';
+import { buildPlugin, publishAndInstall } from './helpers/managed-plugin.js';
+import { oneAtATime } from './helpers/one-at-a-time.js';
 import { TestRegistry } from './helpers/registry.js';
 import { relayEtcdInto } from './helpers/relay.js';
 
@@ -21,6 +21,8 @@ const PLUGIN = `${registry.host}/calico-libnetwork:test`;
 const DRIVER = ['--driver', PLUGIN, '--ipam-driver', PLUGIN];
 const SERVER = '(while true; do echo hello | nc -l -p 8080; done) & sleep 100000';
 
+// Before the hosts start: the other file that builds the plugin waits for this one, and the other way round.
+oneAtATime('managed-plugin');
 const cluster = clusterForSuite({
   name: 'mp',
   hosts: 3,
@@ -64,13 +66,7 @@ describe('managed plugin (docker plugin install) on Docker 26 and 20.10', () => 
 
   beforeAll(async () => {
     await registry.start(cluster.underlay);
-    const [h1] = hosts();
-    const build = spawnSync('bash', [join(ROOT, 'scripts/build-plugin.sh'), PLUGIN], {
-      encoding: 'utf8',
-      env: { ...process.env, DOCKER: join(engineRoot, 'usr/bin/docker'), DOCKER_HOST: `unix://${h1.dockerSocket}` },
-      timeout: 240_000,
-    });
-    if (build.status !== 0) throw new Error(`build-plugin.sh failed (${build.status}): ${build.stderr}${build.stdout}`);
+    buildPlugin(PLUGIN, engineRoot, hosts()[0]!);
   }, 300_000);
 
   afterAll(async () => {
@@ -86,14 +82,7 @@ describe('managed plugin (docker plugin install) on Docker 26 and 20.10', () => 
   it('is built here, pushed to a registry, and installed from it with settings on every host', async () => {
     const [h1] = hosts();
     expect(h1.dockerOk(['plugin', 'inspect', '--format', '{{.Enabled}} {{json .Config.Interface.Types}}', PLUGIN])).toBe('false ["docker.networkdriver/1.0","docker.ipamdriver/1.0"]');
-    h1.dockerOk(['plugin', 'push', PLUGIN]);
-    h1.dockerOk(['plugin', 'rm', PLUGIN]);
-    await Promise.all(
-      hosts().map(async (host, i) => {
-        const installed = await host.dockerAsync(['plugin', 'install', '--grant-all-permissions', PLUGIN, ...settings(host, i + 1)], 180_000);
-        if (installed.status !== 0) throw new Error(`docker plugin install on ${host.node}: ${installed.stderr}`);
-      }),
-    );
+    await publishAndInstall(PLUGIN, h1, hosts().map((host, i) => ({ host, settings: settings(host, i + 1) })));
     for (const host of hosts()) {
       expect(host.dockerOk(['plugin', 'ls', '--format', '{{.Name}} {{.Enabled}}'])).toBe(`${PLUGIN} true`);
       expect(JSON.parse(host.dockerOk(['plugin', 'inspect', '--format', '{{json .Settings.Env}}', PLUGIN]))).toContain(`NODENAME=${host.node}`);

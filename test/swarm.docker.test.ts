@@ -6,7 +6,8 @@ import { cidrContains, parseCidr, parseIp } from '../src/domain/cidr.js';
 import { clusterForSuite, until } from './helpers/cluster.js';
 import type { DockerHost } from './helpers/docker-host.js';
 import { docker26Root } from './helpers/docker26.js';
-import { publishAndInstallPlugin } from './helpers/managed-plugin.js';
+import { buildPlugin, publishAndInstall } from './helpers/managed-plugin.js';
+import { oneAtATime } from './helpers/one-at-a-time.js';
 import { TestRegistry } from './helpers/registry.js';
 
 /**
@@ -23,6 +24,8 @@ const SERVICE = 'swsvc';
 /** busybox's sleep, as PID 1, ignores SIGTERM: without this each task takes Docker's 10 s grace period to stop. */
 const FAST_STOP = ['--stop-grace-period', '1s'];
 
+// Before the hosts start: the other file that builds the plugin waits for this one, and the other way round.
+oneAtATime('managed-plugin');
 const cluster = clusterForSuite({
   name: 'sw',
   hosts: 3,
@@ -71,7 +74,8 @@ const converged = (replicas: number, limitMs = 60_000, service = SERVICE): Promi
 describe('swarm services on a Calico network (managed plugin, Docker 26)', () => {
   beforeAll(async () => {
     await registry.start(cluster.underlay);
-    await publishAndInstallPlugin(PLUGIN, engineRoot, manager(), hosts().map((host, i) => ({ host, settings: settings(host, i + 1) })));
+    buildPlugin(PLUGIN, engineRoot, manager());
+    await publishAndInstall(PLUGIN, manager(), hosts().map((host, i) => ({ host, settings: settings(host, i + 1) })));
   }, 400_000);
 
   afterAll(async () => {
