@@ -173,8 +173,9 @@ describe('managed plugin (docker plugin install) on Docker 26 and 20.10', () => 
     // On this host (BGP across hosts after a plugin's BIRD restart is left to the restart work: it flapped in 2 runs of 5).
     await until('host 1 pings mpr after the restart', () => h1.onHost(['ping', '-c', '1', '-W', '1', again]).status === 0, 30_000);
     // Docker restores containers before its API answers: the network's name came from its profile in etcd.
-    const mpr = (await cluster.endpoints.listEndpoints()).find((e) => e.value.spec.workload === 'mpr');
-    expect(mpr?.value.spec.profiles).toEqual(['mpnet']);
+    // The container's name reaches its endpoint from Docker's events, in the background: wait for it.
+    const mpr = await until('mpr named on its endpoint', async () => (await cluster.endpoints.listEndpoints()).find((e) => e.value.spec.workload === 'mpr'), 20_000);
+    expect(mpr.value.spec.profiles).toEqual(['mpnet']);
     // mpa has no restart policy: stopped with dockerd, its endpoint left through the still-running plugin.
     expect(h1.dockerOk(['inspect', '--format', '{{.State.Running}}', 'mpa'])).toBe('false');
     const h1Endpoints = async (): Promise<string[]> => (await cluster.endpoints.listEndpoints()).filter((e) => e.value.spec.node === h1.node).map((e) => e.value.spec.workload);
