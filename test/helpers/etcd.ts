@@ -4,16 +4,32 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/** A free TCP port on loopback, as the kernel picks it. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** The kernel's range for the local ports of outgoing connections (and of listen on port 0). */
+function ephemeralPorts(): [number, number] {
+  const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+  return [low!, high!];
+}
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
+}
+
+/**
+ * A free TCP port on loopback, below the kernel's ephemeral range: a port the kernel picked for us could be
+ * handed to some outgoing connection before etcd binds it (seen in CI: "bind: address already in use").
+ */
+export async function freePort(): Promise<number> {
+  const [ephemeralLow] = ephemeralPorts();
+  const low = 10000;
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = low + Math.floor(Math.random() * (ephemeralLow - low));
+    if (await bindable(port)) return port;
+  }
+  throw new Error('no free loopback port below the ephemeral range');
 }
 
 export interface EtcdMember {
@@ -64,6 +80,19 @@ export class TestEtcd {
   }
 
   async start(): Promise<void> {
+    const portsOfOurOwn = this.clientPort === 0 && !this.placement;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.startOnce();
+      } catch (err) {
+        // Another test's process may take a port between our check and etcd's bind: pick again.
+        if (!(portsOfOurOwn && attempt < 5 && /address already in use/.test((err as Error).message))) throw err;
+        this.clientPort = 0;
+      }
+    }
+  }
+
+  private async startOnce(): Promise<void> {
     if (this.clientPort === 0) {
       this.clientPort = this.placement ? 2379 : await freePort();
       this.peerPort = this.placement ? 2380 : await freePort();
