@@ -70,6 +70,9 @@ function backendFrom(env: NodeJS.ProcessEnv): DaemonConfig['backend'] {
 
 const isTrue = (value: string | undefined): boolean => /^(true|1|yes)$/i.test(value ?? '');
 
+/** Whether the daemon runs as Docker's managed plugin (its config.json sets this). */
+export const isManagedPlugin = (env: NodeJS.ProcessEnv): boolean => isTrue(env.CALICO_LIBNETWORK_MANAGED_PLUGIN);
+
 function positiveInteger(env: NodeJS.ProcessEnv, name: string, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
   const text = env[name];
   if (text === undefined || text === '') return fallback;
@@ -135,7 +138,7 @@ export function configFrom(processEnv: NodeJS.ProcessEnv, file?: ConfigFile): Da
     { enabled: false, host: '', port: 9091 },
   );
   checkDistinct(health, metrics);
-  const managedPlugin = isTrue(env.CALICO_LIBNETWORK_MANAGED_PLUGIN);
+  const managedPlugin = isManagedPlugin(env);
   // A plugin's root filesystem holds no etcd to run, and a private one would split the cluster anyway.
   if (managedPlugin && !datastore.configured) throw new Error('the managed plugin needs a datastore: docker plugin set <plugin> ETCD_ENDPOINTS=http://<etcd host>:2379');
   return {

@@ -112,7 +112,7 @@ async function singleHostEtcd(config: DaemonConfig, log: Logger): Promise<Embedd
 
 /** What running inside Docker's plugin container takes away, said at every start (and in the README). */
 const MANAGED_PLUGIN_LIMITS = [
-  'keep BIRD running while the plugin is disabled, upgraded or restarted with dockerd: BGP peers drop this host\'s routes until it is back (the systemd daemon leaves BIRD running)',
+  'keep BIRD running while the plugin is disabled, upgraded or restarted with dockerd (without --live-restore): BIRD stops with it, and its peers keep this host\'s routes by graceful restart for 120 s, no longer (the systemd daemon leaves BIRD running)',
   'change its settings while enabled: docker plugin set needs it disabled, and while it is disabled no container on its networks can start or stop',
   'run an etcd of its own: ETCD_ENDPOINTS must name one',
   'read files of the host but those mounted (Docker\'s socket, /run): no etcd TLS certificates, no calicoctl config file',

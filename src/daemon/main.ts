@@ -2,14 +2,21 @@
 import { pino } from 'pino';
 import { silenceGrpcTlsWarning } from '../adapters/datastore/etcd/grpc-warnings.js';
 import { readConfigFile } from '../config/config-file.js';
-import { configFrom, DaemonConfig } from './config.js';
+import { configFrom, DaemonConfig, isManagedPlugin } from './config.js';
 import { Daemon } from './daemon.js';
+import { serveSettingsRefusal } from './settings-refusal.js';
 
 silenceGrpcTlsWarning();
 
 /** The daemon's process: its configuration and logger, the signals that stop it, and its exit. */
 async function main(): Promise<void> {
-  const config = daemonConfig();
+  let config: DaemonConfig;
+  try {
+    config = daemonConfig();
+  } catch (error) {
+    if (!isManagedPlugin(process.env)) throw error;
+    return refuseRequests((error as Error).message);
+  }
   const log = pino({ level: config.logLevel, base: { node: config.nodeName } });
   const daemon = new Daemon(config, log, (error) => {
     // A node that cannot be what it says (another node holds its address) must not run at all.
@@ -22,8 +29,23 @@ async function main(): Promise<void> {
     log.info({ signal }, 'shutting down');
     void daemon.stop().finally(() => process.exit(0));
   };
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGINT', () => shutdown('SIGINT'));
+  onStopSignals(shutdown);
+}
+
+function onStopSignals(stop: (signal: string) => void): void {
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** A managed plugin with wrong settings: exiting would have Docker start it again and again, so it stays and says why. */
+async function refuseRequests(reason: string): Promise<void> {
+  const log = pino({ level: 'info' });
+  process.stderr.write(`calico-libnetwork: ${reason}\n`);
+  const close = await serveSettingsRefusal(reason, process.env, log);
+  onStopSignals((signal) => {
+    log.info({ signal }, 'shutting down');
+    void close().finally(() => process.exit(0));
+  });
 }
 
 /** The environment, and the calicoctl config file it names (CALICO_CONFIG) or the default one if present. */

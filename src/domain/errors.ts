@@ -12,7 +12,8 @@ export type ErrorCode =
   | 'E_DATASTORE_UNAVAILABLE'
   | 'E_DATASTORE_FULL'
   | 'E_IN_USE'
-  | 'E_DATAPLANE';
+  | 'E_DATAPLANE'
+  | 'E_SETTINGS';
 
 export class AppError extends Error {
   readonly code: ErrorCode;
@@ -91,5 +92,12 @@ export class DataplaneError extends AppError {
     readonly detail: string,
   ) {
     super('E_DATAPLANE', `${op} failed: ${errno}${detail ? ` (${detail})` : ''}`);
+  }
+}
+
+/** The daemon's own settings are wrong (a managed plugin enabled without a datastore): nothing works until they are mended. */
+export class SettingsError extends AppError {
+  constructor(message: string) {
+    super('E_SETTINGS', message);
   }
 }

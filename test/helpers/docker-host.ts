@@ -41,7 +41,7 @@ function run(command: string, args: string[], options: { input?: string; timeout
 
 const readLog = (path: string): string => (existsSync(path) ? readFileSync(path, 'utf8') : '');
 
-const BUSYBOX_TOOLS = ['sh', 'ip', 'ping', 'nc', 'sleep', 'cat', 'true', 'echo', 'ifconfig', 'route', 'ls', 'timeout', 'nslookup'];
+const BUSYBOX_TOOLS = ['sh', 'ip', 'ping', 'nc', 'sleep', 'cat', 'true', 'echo', 'ifconfig', 'route', 'ls', 'timeout', 'nslookup', 'killall'];
 
 /** A link from the host into a shared underlay: the host's "eth0", with its address. */
 export interface UnderlayLink {
