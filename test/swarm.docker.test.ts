@@ -36,7 +36,15 @@ const cluster = clusterForSuite({
 const hosts = (): [DockerHost, DockerHost, DockerHost] => cluster.hosts as [DockerHost, DockerHost, DockerHost];
 const manager = (): DockerHost => hosts()[0];
 
-const settings = (host: DockerHost, n: number): string[] => ['ETCD_ENDPOINTS=http://127.0.0.1:2379', `NODENAME=${host.node}`, `IP=10.49.0.${n}`, `docker-socket.source=${host.dockerSocket}`];
+const settings = (host: DockerHost, n: number): string[] => [
+  'ETCD_ENDPOINTS=http://127.0.0.1:2379',
+  `NODENAME=${host.node}`,
+  `IP=10.49.0.${n}`,
+  // Tasks' org.projectcalico.label.* container labels onto their endpoints, for policy by label.
+  'CALICO_LIBNETWORK_LABEL_ENDPOINTS=true',
+  `docker-socket.source=${host.dockerSocket}`,
+];
+const POLICY_SERVICES = ['swdb', 'swweb', 'swother'];
 
 /** Addresses Calico has allocated, per block: its CIDR and the host it is affine to. */
 async function blocks(): Promise<{ cidr: string; node: string; used: number }[]> {
@@ -80,7 +88,7 @@ describe('swarm services on a Calico network (managed plugin, Docker 26)', () =>
 
   afterAll(async () => {
     const h1 = manager();
-    h1?.docker(['service', 'rm', SERVICE, 'swvip']);
+    h1?.docker(['service', 'rm', SERVICE, 'swvip', ...POLICY_SERVICES]);
     h1?.docker(['stack', 'rm', 'swst']);
     for (const host of cluster.hosts) {
       host.docker(['swarm', 'leave', '--force'], 30_000);
@@ -98,6 +106,9 @@ describe('swarm services on a Calico network (managed plugin, Docker 26)', () =>
     const token = h1.dockerOk(['swarm', 'join-token', '-q', 'worker']);
     for (const worker of [h2, h3]) worker.dockerOk(['swarm', 'join', '--advertise-addr', worker.address, '--token', token, `${h1.address}:2377`]);
     await until('three nodes ready', () => h1.dockerOk(['node', 'ls', '--format', '{{.Status}}']).split('\n').filter((s) => s === 'Ready').length === 3, 30_000);
+    // Two managers and a worker: host 2 is promoted (a later test creates services from it).
+    h1.dockerOk(['node', 'promote', h2.dockerOk(['info', '--format', '{{.Swarm.NodeID}}'])]);
+    await until('host 2 a manager', () => h2.docker(['info', '--format', '{{.Swarm.ControlAvailable}}']).stdout.trim() === 'true', 30_000);
 
     // Without --config-from swarm's node-local networks would use Docker's default IPAM on each node.
     for (const host of hosts()) host.dockerOk(['network', 'create', '--config-only', '--ipam-driver', PLUGIN, `${NET}-cfg`]);
@@ -208,4 +219,27 @@ describe('swarm services on a Calico network (managed plugin, Docker 26)', () =>
     await until('no stack task left', () => tasks('swst_a').length + tasks('swst_b').length === 0, 30_000);
     await until('no address left in etcd', async () => (await allocated()) === 0, 30_000);
   });
+
+  it('policy between services, by their tasks\' labels: only web reaches db (across hosts); other still reaches web; services made on the second manager', async () => {
+    const [, h2] = hosts();
+    const create = (name: string, role: string): void =>
+      void h2.dockerOk(['service', 'create', '--detach', '--no-resolve-image', '--name', name, '--replicas', '2', '--endpoint-mode', 'dnsrr', '--network', NET, '--container-label', `org.projectcalico.label.role=${role}`, ...FAST_STOP, 'busybox:local', 'sleep', '100000']);
+    create('swdb', 'db');
+    create('swweb', 'web');
+    create('swother', 'other');
+    const [db, web, other] = await Promise.all([converged(2, 60_000, 'swdb'), converged(2, 60_000, 'swweb'), converged(2, 60_000, 'swother')]);
+    const policy = 'apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: db-from-web}\nspec:\n  selector: role == "db"\n  types: [Ingress]\n  ingress:\n  - action: Allow\n    source: {selector: role == "web"}\n';
+    const applied = h2.calicoctl(['apply', '-f', '-'], policy);
+    expect(applied.status, applied.stderr).toBe(0);
+    // Every pair across hosts where there is one (tasks spread, so there is).
+    const pairs = (from: Task[], to: Task[]): [Task, Task][] => from.flatMap((f) => to.filter((t) => t.node !== f.node).map((t) => [f, t] as [Task, Task]));
+    for (const [from, to] of pairs(web, db)) await until(`${from.name} (web) reaches ${to.name} (db)`, () => ping(from, to.address), 30_000);
+    for (const [from, to] of pairs(other, db)) await until(`${from.name} (other) no longer reaches ${to.name} (db)`, () => !ping(from, to.address), 30_000);
+    for (const [from, to] of pairs(other, web)) expect(ping(from, to.address), `${from.name} (other) reaches ${to.name} (web)`).toBe(true);
+    expect(pairs(other, db).length).toBeGreaterThan(0);
+    h2.calicoctl(['delete', 'globalnetworkpolicy', 'db-from-web']);
+    for (const [from, to] of pairs(other, db)) await until(`${from.name} (other) reaches ${to.name} (db) again`, () => ping(from, to.address), 30_000);
+    h2.dockerOk(['service', 'rm', ...POLICY_SERVICES]);
+    await until('no address left in etcd', async () => (await allocated()) === 0, 60_000);
+  }, 240_000);
 });
