@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { silenceGrpcTlsWarning } from '../adapters/datastore/etcd/grpc-warnings.js';
 import { readConfigFile } from '../config/config-file.js';
 import { configFrom, DaemonConfig, isManagedPlugin } from './config.js';
@@ -25,27 +25,24 @@ async function main(): Promise<void> {
     process.exit(1);
   });
   await daemon.start();
-  const shutdown = (signal: string): void => {
-    log.info({ signal }, 'shutting down');
-    void daemon.stop().finally(() => process.exit(0));
-  };
-  onStopSignals(shutdown);
+  exitOnStopSignals(log, () => daemon.stop());
 }
 
-function onStopSignals(stop: (signal: string) => void): void {
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+/** SIGTERM or SIGINT: said in the log, `stop` awaited, then a clean exit. */
+function exitOnStopSignals(log: Logger, stop: () => Promise<void>): void {
+  const shutdown = (signal: string): void => {
+    log.info({ signal }, 'shutting down');
+    void stop().finally(() => process.exit(0));
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
 }
 
 /** A managed plugin with wrong settings: exiting would have Docker start it again and again, so it stays and says why. */
 async function refuseRequests(reason: string): Promise<void> {
   const log = pino({ level: 'info' });
   process.stderr.write(`calico-libnetwork: ${reason}\n`);
-  const close = await serveSettingsRefusal(reason, process.env, log);
-  onStopSignals((signal) => {
-    log.info({ signal }, 'shutting down');
-    void close().finally(() => process.exit(0));
-  });
+  exitOnStopSignals(log, await serveSettingsRefusal(reason, process.env, log));
 }
 
 /** The environment, and the calicoctl config file it names (CALICO_CONFIG) or the default one if present. */
