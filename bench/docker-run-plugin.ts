@@ -12,7 +12,7 @@ import { docker26Root } from '../test/helpers/docker26.js';
 import { TestEtcd } from '../test/helpers/etcd.js';
 import { storeOn } from '../test/helpers/ipam.js';
 import { buildPlugin } from '../test/helpers/managed-plugin.js';
-import { ratioInterval, timedRun } from './docker-runs.js';
+import { interleavedRuns, ratioInterval, RunWay } from './docker-runs.js';
 import { guarded, percentile, round, saveReport } from './measure.js';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 30);
@@ -20,12 +20,6 @@ const POOL = '10.124.0.0/16';
 const PLUGIN = 'calico-bench:latest';
 /** No BGP, no node address: the two hosts share nothing but etcd, and only `docker run` is timed. */
 const QUIET = { CALICO_NETWORKING_BACKEND: 'none', IP: 'none', CALICO_LIBNETWORK_LOG_LEVEL: 'info' };
-
-interface Way {
-  label: string;
-  host: DockerHost;
-  network: string;
-}
 
 async function main(): Promise<void> {
   const etcd = new TestEtcd();
@@ -51,25 +45,13 @@ async function main(): Promise<void> {
     pluginHost.dockerOk(['plugin', 'enable', PLUGIN]);
     daemonHost.dockerOk(['network', 'create', '--driver', 'calico', '--ipam-driver', 'calico-ipam', 'daemon-net']);
     pluginHost.dockerOk(['network', 'create', '--driver', PLUGIN, '--ipam-driver', PLUGIN, 'plugin-net']);
-    const ways: Way[] = [
+    const ways: RunWay[] = [
       { label: 'daemon', host: daemonHost, network: 'daemon-net' },
       { label: 'daemon host bridge', host: daemonHost, network: 'bridge' },
       { label: 'plugin', host: pluginHost, network: 'plugin-net' },
       { label: 'plugin host bridge', host: pluginHost, network: 'bridge' },
     ];
-    for (let i = 0; i < 3; i++) ways.forEach((way) => timedRun(way.host, way.network));
-    const samples = new Map<string, number[]>(ways.map((way) => [way.label, []]));
-    let dropped = 0;
-    for (let i = 0; samples.get('plugin')!.length < ROUNDS && i < ROUNDS * 2; i++) {
-      // Rotate which goes first, so none always runs on a warmer machine.
-      const rotated = [...ways.slice(i % ways.length), ...ways.slice(0, i % ways.length)];
-      const times = rotated.map((way) => [way.label, timedRun(way.host, way.network)] as const);
-      if (times.some(([, t]) => t === undefined)) {
-        dropped++;
-        continue;
-      }
-      for (const [label, time] of times) samples.get(label)!.push(time!);
-    }
+    const { samples, dropped } = interleavedRuns(ways, ROUNDS);
     const median = (label: string): number => percentile(samples.get(label)!, 50);
     const result = {
       docker: daemonHost.dockerOk(['version', '--format', '{{.Server.Version}}']),

@@ -15,7 +15,7 @@ import { DockerHost, HostEtcd } from '../test/helpers/docker-host.js';
 import { TestEtcd } from '../test/helpers/etcd.js';
 import { storeOn } from '../test/helpers/ipam.js';
 import { percentile } from './measure.js';
-import { ratioInterval, timedRun } from './docker-runs.js';
+import { interleavedRuns, ratioInterval } from './docker-runs.js';
 
 const PAIRS = Number(process.env.PAIRS ?? 30);
 const ETCD_MODE = process.env.BENCH_ETCD === 'relay' ? 'relay' : 'embedded';
@@ -56,19 +56,7 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 1000));
     host.dockerOk(['network', 'create', '--driver', 'noop', '--ipam-driver', 'noop', 'noop-net']);
     const networks = ['bench-net', 'bridge', 'noop-net', 'user-bridge'];
-    for (let i = 0; i < 3; i++) networks.forEach((network) => timedRun(host, network));
-    const samples = new Map<string, number[]>(networks.map((network) => [network, []]));
-    let dropped = 0;
-    for (let i = 0; samples.get('bench-net')!.length < PAIRS && i < PAIRS * 2; i++) {
-      // Rotate which goes first, so none always runs on a warmer engine.
-      const rotated = [...networks.slice(i % networks.length), ...networks.slice(0, i % networks.length)];
-      const times = new Map(rotated.map((network) => [network, timedRun(host, network)]));
-      if ([...times.values()].some((t) => t === undefined)) {
-        dropped++;
-        continue;
-      }
-      for (const [network, time] of times) samples.get(network)!.push(time!);
-    }
+    const { samples, dropped } = interleavedRuns(networks.map((network) => ({ label: network, host, network })), PAIRS);
     const calico = samples.get('bench-net')!;
     const bridge = samples.get('bridge')!;
     const noop = samples.get('noop-net')!;

@@ -1,7 +1,7 @@
 import type { DockerHost } from '../test/helpers/docker-host.js';
 import { percentile } from './measure.js';
 
-/** What bench/docker-run and bench/docker-run-plugin share: one timed `docker run`, and a ratio's interval. */
+/** What bench/docker-run and bench/docker-run-plugin share: timed `docker run`s in interleaved rounds, and a ratio's interval. */
 
 /**
  * 95 % interval of median(a) / median(b) over rounds resampled with replacement (a round keeps its
@@ -32,3 +32,31 @@ export function timedRun(host: DockerHost, network: string): number | undefined 
   return undefined;
 }
 
+
+/** A way to run a container: a label, the engine, the network. */
+export interface RunWay {
+  label: string;
+  host: DockerHost;
+  network: string;
+}
+
+/**
+ * `rounds` rounds of one timed run per way (after three warm-up rounds), each round starting with the
+ * next way, so none always runs on a warmer engine. A round where the engine failed a run is dropped
+ * and counted (at most `rounds` of them). Samples by label.
+ */
+export function interleavedRuns(ways: RunWay[], rounds: number): { samples: Map<string, number[]>; dropped: number } {
+  for (let i = 0; i < 3; i++) ways.forEach((way) => timedRun(way.host, way.network));
+  const samples = new Map<string, number[]>(ways.map((way) => [way.label, []]));
+  let dropped = 0;
+  for (let i = 0; samples.get(ways[0]!.label)!.length < rounds && i < rounds * 2; i++) {
+    const rotated = [...ways.slice(i % ways.length), ...ways.slice(0, i % ways.length)];
+    const times = rotated.map((way) => [way.label, timedRun(way.host, way.network)] as const);
+    if (times.some(([, t]) => t === undefined)) {
+      dropped++;
+      continue;
+    }
+    for (const [label, time] of times) samples.get(label)!.push(time!);
+  }
+  return { samples, dropped };
+}
