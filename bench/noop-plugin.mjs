@@ -5,8 +5,9 @@
 import { createServer } from 'node:http';
 import { mkdirSync, rmSync } from 'node:fs';
 import { NetlinkDataplane } from '../dist/src/adapters/dataplane/netlink/netlink-dataplane.js';
+import { CommandHelper } from '../dist/src/adapters/dataplane/command-helper.js';
 
-const dataplane = new NetlinkDataplane();
+const dataplane = new NetlinkDataplane(new CommandHelper().run);
 let next = 1;
 const handlers = {
   'Plugin.Activate': () => ({ Implements: ['NetworkDriver', 'IpamDriver'] }),

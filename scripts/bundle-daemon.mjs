@@ -10,15 +10,10 @@
 //   every loaded script stays in V8's heap, twice as large when a comment holds a non-ASCII
 //   character. main.js.map maps it all back to src/*.ts for `node --enable-source-maps`; licence
 //   comments go to main.js.LEGAL.txt.
-// - The netlink worker gets a bundle of its own beside main.js: NetlinkDataplane starts
-//   './netlink-worker.js' from the directory of the file that holds it, in the bundle main.js's.
 import { build } from 'esbuild';
 
 await build({
-  entryPoints: {
-    main: 'dist/src/daemon/main.js',
-    'netlink-worker': 'dist/src/adapters/dataplane/netlink/netlink-worker.js',
-  },
+  entryPoints: { main: 'dist/src/daemon/main.js' },
   outdir: 'dist/src/daemon',
   allowOverwrite: true,
   bundle: true,

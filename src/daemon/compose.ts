@@ -61,9 +61,9 @@ export function composeDaemon(config: DaemonConfig, log: Logger) {
   const resources = new EtcdResourceStore(etcd);
   const endpointStore = new EtcdEndpointStore(etcd);
   const sync = new DatastoreSyncer(new EtcdSyncSource(etcd), log.child({ component: 'datastore' }), metrics?.resyncStarted);
-  const dataplane = new NetlinkDataplane();
   const commands = new CommandHelper();
   const run = metrics ? metrics.countedCommands(commands.run) : commands.run;
+  const dataplane = new NetlinkDataplane(run);
   const docker = new DockerHttpApi(dockerTarget(config.dockerHost));
   const hostNetwork = new KernelHostNetwork(dataplane);
   const pools = new PoolService(store, log);

@@ -74,9 +74,10 @@ export class Daemon {
       await parts.tunnels.stop();
       await parts.sync.stop();
       await parts.bird.detach();
+      // The dataplane's veth deletions under way run through the command helper: they end first.
+      await parts.dataplane.close();
       parts.commands.close();
       parts.etcd.close();
-      await parts.dataplane.close();
     }
     await this.embedded?.stop();
     rmSync(join(this.config.runDir, DAEMON_PID_FILE), { force: true });

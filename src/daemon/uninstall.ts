@@ -1,5 +1,6 @@
 import { BirdSpeaker } from '../adapters/bird/bird-speaker.js';
 import { CommandHelper } from '../adapters/dataplane/command-helper.js';
+import { runCommand } from '../adapters/dataplane/command.js';
 import { IptablesPolicyDataplane } from '../adapters/dataplane/iptables/policy-dataplane.js';
 import { NetlinkDataplane } from '../adapters/dataplane/netlink/netlink-dataplane.js';
 import { EtcdClient } from '../adapters/datastore/etcd/etcd-client.js';
@@ -21,7 +22,7 @@ export async function uninstall(config: DaemonConfig, say: (line: string) => voi
   await new BirdSpeaker({ runDir: config.runDir, run: helper.run }).shutdown();
   helper.close();
   say('Removed the iptables chains, hooks and ipsets of calico-libnetwork and stopped BIRD.');
-  const dataplane = new NetlinkDataplane();
+  const dataplane = new NetlinkDataplane(runCommand);
   try {
     await dataplane.applyTunnels({ neighbors: [], fdb: [], routes: [], unavailable: [] }, { resync: true });
     const etcd = new EtcdClient({ ...config.etcd, callTimeoutMs: 3000 });

@@ -8,7 +8,7 @@ import { EndpointReconciler } from '../../dist/src/services/network/endpoint-rec
 import { formatCidr, formatIp, parseCidr, parseIp } from '../../dist/src/domain/cidr.js';
 import { execFileSync } from 'node:child_process';
 
-const dataplane = new NetlinkDataplane();
+const dataplane = new NetlinkDataplane(new CommandHelper().run);
 const scenario = process.argv[2];
 const out = {};
 try {
@@ -49,6 +49,15 @@ try {
     lag.disable();
     out.ticks = ticks;
     out.maxLagMs = lag.max / 1e6;
+  } else if (scenario === 'recreate') {
+    // Docker reuses an endpoint's name after a failed Join is rolled back: the new veth is asked for
+    // while the old one's deletion (a process of its own) is still under way.
+    await dataplane.createVeth('calire1', 'tempre1');
+    const deleted = dataplane.deleteLink('calire1');
+    out.again = dataplane.deleteLink('calire1') === deleted;
+    out.recreated = (await dataplane.createVeth('calire1', 'tempre1')).hostMac !== undefined;
+    out.deleted = await deleted;
+    out.links = (await dataplane.listLinks('calire')).map((l) => l.name);
   } else if (scenario === 'exit-unclosed') {
     // A daemon that exits on an error does not close its dataplane first.
     await dataplane.listLinks('');
