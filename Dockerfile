@@ -27,4 +27,4 @@ COPY --from=build /app/dist ./dist
 COPY package.json ./
 RUN ln -s /app/dist/src/cli/main.js /usr/local/bin/calicoctl && chmod +x /app/dist/src/cli/main.js /app/dist/src/daemon/main.js
 # Node.js flags: DAEMON_NODE_FLAGS in src/adapters/host/installation.ts says why.
-ENTRYPOINT ["node", "--max-semi-space-size=1", "/app/dist/src/daemon/main.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=1", "--no-concurrent-recompilation", "/app/dist/src/daemon/main.js"]

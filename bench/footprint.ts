@@ -12,7 +12,9 @@
  * socket (its CPU until it answers, its idle RSS, its request latency).
  *
  * Not part of the test run: `npm run bench:footprint`. Knobs: RUNS (default 5), REQUESTS (default
- * 300), NODE_FLAGS (node's flags for the daemon, to try others; default: the shipped ones, DAEMON_NODE_FLAGS).
+ * 300), NODE_FLAGS (node's flags for the daemon, to try others; default: the shipped ones, DAEMON_NODE_FLAGS),
+ * COMPARE (another build's daemon entry, e.g. a worktree's dist/src/daemon/main.js: run in the same
+ * rounds, interleaved with this one, and reported beside it with the ratio).
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -28,6 +30,8 @@ const RUNS = Number(process.env.RUNS ?? 5);
 const REQUESTS = Number(process.env.REQUESTS ?? 300);
 /** The daemon's node flags: the shipped ones, or NODE_FLAGS ('' for none). */
 const NODE_FLAGS = process.env.NODE_FLAGS === undefined ? DAEMON_NODE_FLAGS : process.env.NODE_FLAGS.split(' ').filter(Boolean);
+/** The daemons measured, one of each per round: this build's, and COMPARE's when given. */
+const ENTRIES = [DAEMON, ...(process.env.COMPARE ? [process.env.COMPARE] : [])];
 /** Long enough for the policy writer's tidy-up (2 s after a change) and a garbage collection to pass. */
 const SETTLE_MS = 5000;
 
@@ -37,6 +41,8 @@ interface Proc {
   rssMb: number;
   /** Of which mapped from files (the node binary's code, shared libraries), shared with other processes running them. */
   fileMb: number;
+  /** Its pages no other process maps (smaps_rollup's Private_Clean + Private_Dirty): what the host gets back when it ends. */
+  privateMb: number;
 }
 
 function statusField(pid: number, field: string): string | undefined {
@@ -44,6 +50,16 @@ function statusField(pid: number, field: string): string | undefined {
     return new RegExp(`^${field}:\\s+(.*)$`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
   } catch {
     return undefined;
+  }
+}
+
+function privateMb(pid: number): number {
+  try {
+    const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(rollup)?.[1] ?? 0);
+    return round((kb('Private_Clean') + kb('Private_Dirty')) / 1024);
+  } catch {
+    return 0;
   }
 }
 
@@ -60,7 +76,7 @@ function processTree(pid: number): Proc[] {
     const name = statusField(p, 'Name') ?? '?';
     if (name === 'bird' || name === 'bird6') return;
     const mb = (field: string): number => round(Number(statusField(p, field)?.split(' ')[0] ?? 0) / 1024);
-    tree.push({ pid: p, name, rssMb: mb('VmRSS'), fileMb: mb('RssFile') });
+    tree.push({ pid: p, name, rssMb: mb('VmRSS'), fileMb: mb('RssFile'), privateMb: privateMb(p) });
     for (const child of parents.get(p) ?? []) visit(child);
   };
   visit(pid);
@@ -139,7 +155,7 @@ async function floor(dir: string): Promise<Run> {
   }
 }
 
-async function daemon(dir: string, etcd: string, run: number): Promise<Run> {
+async function daemon(dir: string, etcd: string, run: number, entry: string): Promise<Run> {
   const work = join(dir, `daemon-${run}`);
   const logFile = join(work, 'daemon.log');
   const pluginDir = join(work, 'plugins');
@@ -147,7 +163,7 @@ async function daemon(dir: string, etcd: string, run: number): Promise<Run> {
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
   const fd = openSync(logFile, 'a');
-  const child = spawn(process.execPath, [...NODE_FLAGS, DAEMON], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, entry], {
     env: {
       PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
       NODENAME: 'footprint',
@@ -193,7 +209,11 @@ function summary(runs: Run[]) {
     cpuToServingS: median(runs.map((r) => r.cpuToServingS)),
     cpuToReconciledS: median(runs.map((r) => r.cpuToReconciledS)),
     idleRssMb: median(runs.map((r) => r.totalRssMb)),
-    processes: names.map((name, i) => ({ name, rssMb: median(runs.map((r) => r.processes[i]?.rssMb ?? 0)), fileMb: median(runs.map((r) => r.processes[i]?.fileMb ?? 0)) })),
+    privateMb: median(runs.map((r) => r.processes.reduce((s, p) => s + p.privateMb, 0))),
+    processes: names.map((name, i) => {
+      const field = (key: 'rssMb' | 'fileMb' | 'privateMb'): number => median(runs.map((r) => r.processes[i]?.[key] ?? 0));
+      return { name, rssMb: field('rssMb'), fileMb: field('fileMb'), privateMb: field('privateMb') };
+    }),
     requestMs: { p50: median(runs.map((r) => r.requestMs.p50)), p99: median(runs.map((r) => r.requestMs.p99)) },
     cpuPerRequestMs: median(runs.map((r) => r.cpuPerRequestMs)),
   };
@@ -205,21 +225,29 @@ async function main(): Promise<void> {
   await etcd.start();
   try {
     const floors: Run[] = [];
-    const daemons: Run[] = [];
+    const daemons: Run[][] = ENTRIES.map(() => []);
     for (let run = 1; run <= RUNS; run++) {
       floors.push(await floor(dir));
-      daemons.push(await daemon(dir, etcd.endpoint, run));
+      for (const [i, entry] of ENTRIES.entries()) daemons[i]!.push(await daemon(dir, etcd.endpoint, run, entry));
     }
     const bare = summary(floors);
-    const ours = summary(daemons);
+    const measured = daemons.map(summary);
     const ratio = (a: number, b: number): number => round(a / b, 2);
     console.log(`runs: ${RUNS}, medians, node flags: ${NODE_FLAGS.join(' ') || 'none'}`);
-    console.log(`idle RSS:            daemon ${ours.idleRssMb} MB (${ours.processes.map((p) => `${p.name} ${p.rssMb} of which files ${p.fileMb}`).join(', ')}), bare node ${bare.idleRssMb} MB, x${ratio(ours.idleRssMb, bare.idleRssMb)}`);
-    console.log(`CPU until serving:   daemon ${ours.cpuToServingS} s, bare node ${bare.cpuToServingS} s, x${ratio(ours.cpuToServingS, bare.cpuToServingS)}`);
-    console.log(`CPU until reconciled: daemon ${ours.cpuToReconciledS} s`);
-    console.log(`request latency:     RequestAddress+ReleaseAddress p50 ${ours.requestMs.p50} ms, p99 ${ours.requestMs.p99} ms; bare node round trip p50 ${bare.requestMs.p50} ms, p99 ${bare.requestMs.p99} ms`);
-    console.log(`CPU per request:     daemon ${ours.cpuPerRequestMs} ms (RequestAddress+ReleaseAddress), bare node ${bare.cpuPerRequestMs} ms`);
-    saveReport('footprint', { runs: RUNS, nodeFlags: NODE_FLAGS, daemon: ours, floor: bare, perRun: daemons });
+    for (const [i, ours] of measured.entries()) {
+      console.log(`daemon ${ENTRIES[i]}`);
+      console.log(`idle RSS:            daemon ${ours.idleRssMb} MB (${ours.processes.map((p) => `${p.name} ${p.rssMb} of which files ${p.fileMb}`).join(', ')}), bare node ${bare.idleRssMb} MB, x${ratio(ours.idleRssMb, bare.idleRssMb)}`);
+      console.log(`private (not shared): daemon ${ours.privateMb} MB (${ours.processes.map((p) => `${p.name} ${p.privateMb}`).join(', ')}), bare node ${bare.privateMb} MB`);
+      console.log(`CPU until serving:   daemon ${ours.cpuToServingS} s, bare node ${bare.cpuToServingS} s, x${ratio(ours.cpuToServingS, bare.cpuToServingS)}`);
+      console.log(`CPU until reconciled: daemon ${ours.cpuToReconciledS} s`);
+      console.log(`request latency:     RequestAddress+ReleaseAddress p50 ${ours.requestMs.p50} ms, p99 ${ours.requestMs.p99} ms; bare node round trip p50 ${bare.requestMs.p50} ms, p99 ${bare.requestMs.p99} ms`);
+      console.log(`CPU per request:     daemon ${ours.cpuPerRequestMs} ms (RequestAddress+ReleaseAddress), bare node ${bare.cpuPerRequestMs} ms`);
+    }
+    if (measured.length === 2) {
+      const [ours, other] = measured as [ReturnType<typeof summary>, ReturnType<typeof summary>];
+      console.log(`this build / COMPARE: idle RSS x${ratio(ours.idleRssMb, other.idleRssMb)}, private x${ratio(ours.privateMb, other.privateMb)}, CPU until serving x${ratio(ours.cpuToServingS, other.cpuToServingS)}, request p50 x${ratio(ours.requestMs.p50, other.requestMs.p50)}`);
+    }
+    saveReport('footprint', { runs: RUNS, nodeFlags: NODE_FLAGS, entries: ENTRIES, daemons: measured, floor: bare, perRun: daemons });
   } finally {
     await etcd.destroy();
     rmSync(dir, { recursive: true, force: true });

@@ -5,4 +5,4 @@ if ! mount -o remount,rw,bind /proc/sys /proc/sys 2>/dev/null && ! mount -o remo
   echo "calico-libnetwork: /proc/sys is read-only and could not be made writable: containers' veths will lack proxy ARP" >&2
 fi
 # Node.js flags: DAEMON_NODE_FLAGS in src/adapters/host/installation.ts says why.
-exec /usr/bin/node --max-semi-space-size=1 /app/dist/src/daemon/main.js
+exec /usr/bin/node --max-semi-space-size=1 --no-concurrent-recompilation /app/dist/src/daemon/main.js

@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 # Node.js flags: DAEMON_NODE_FLAGS in src/adapters/host/installation.ts says why.
-exec node --max-semi-space-size=1 dist/src/daemon/main.js
+exec node --max-semi-space-size=1 --no-concurrent-recompilation dist/src/daemon/main.js

@@ -5,6 +5,7 @@ import { checkLibnetworkEnabled, withCalicoNodeNames } from '../src/config/calic
 import { ConfigError, datastoreFrom, parseConfigFile } from '../src/config/datastore-config.js';
 import { configFrom } from '../src/daemon/config.js';
 import { systemdEnvironmentFile, unitText } from '../src/adapters/host/daemon-supervisor.js';
+import { DAEMON_NODE_FLAGS } from '../src/adapters/host/installation.js';
 import { nodeRunSettings, nodeShowsSettings } from '../src/services/nodes/node-run.js';
 import type { CalicoNode } from '../src/domain/resources.js';
 
@@ -239,7 +240,19 @@ describe('calicoctl node run: the daemon settings', () => {
     expect(readAsSystemd(systemdEnvironmentFile(settings))).toEqual(settings);
     const unit = unitText(readFileSync(join(import.meta.dirname, '../systemd/calico-libnetwork.service'), 'utf8'), '/tmp/x/calico.env');
     expect(unit).toMatch(/^EnvironmentFile=-\/tmp\/x\/calico\.env$/m);
-    expect(unit).toMatch(new RegExp(`^ExecStart=${process.execPath} --max-semi-space-size=1 \\S+/dist/src/daemon/main\\.js$`, 'm'));
+    expect(unit).toMatch(new RegExp(`^ExecStart=${process.execPath} ${DAEMON_NODE_FLAGS.join(' ')} \\S+/dist/src/daemon/main\\.js$`, 'm'));
     expect(unit).toMatch(/^KillMode=process$/m);
+  });
+
+  it('every shipped way of starting the daemon gives Node.js the same flags', () => {
+    const read = (path: string): string => readFileSync(join(import.meta.dirname, '..', path), 'utf8');
+    const startLines = {
+      unit: /^ExecStart=\S+ (.*) \S+main\.js$/m.exec(read('systemd/calico-libnetwork.service'))?.[1],
+      runScript: /^exec node (.*) dist\/src\/daemon\/main\.js$/m.exec(read('scripts/run.sh'))?.[1],
+      plugin: /^exec \S+node (.*) \S+main\.js$/m.exec(read('managed-plugin/entrypoint.sh'))?.[1],
+      image: /^ENTRYPOINT \["node", (.*), "[^"]+main\.js"\]$/m.exec(read('Dockerfile'))?.[1]?.replace(/"/g, '').split(', ').join(' '),
+    };
+    const flags = DAEMON_NODE_FLAGS.join(' ');
+    expect(startLines).toEqual({ unit: flags, runScript: flags, plugin: flags, image: flags });
   });
 });

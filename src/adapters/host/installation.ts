@@ -14,11 +14,14 @@ export const INSTALL_ROOT = findRoot(import.meta.dirname);
 /** The daemon of this installation, as `calicoctl node run` starts it. */
 export const DAEMON_MAIN = join(INSTALL_ROOT, 'dist/src/daemon/main.js');
 /**
- * Node.js flags of the daemon (also in systemd/calico-libnetwork.service, the Dockerfile and
- * scripts/run.sh): a young generation of 1 MB instead of up to 16 MB keeps ~20 MB less resident
- * while idle, at no cost measured in start-up CPU or request latency (bench/footprint).
+ * Node.js flags of the daemon (also in systemd/calico-libnetwork.service, the Dockerfile,
+ * scripts/run.sh and managed-plugin/entrypoint.sh), each keeping memory resident while idle at no
+ * cost measured in start-up CPU, request latency or bench/policy (bench/footprint, README):
+ * - a young generation of 1 MB instead of up to 16 MB: ~20 MB;
+ * - V8's optimising compiler on the daemon's own thread instead of a background one, whose memory
+ *   allocator arenas stay large once it is done: ~5 MB.
  */
-export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=1'];
+export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=1', '--no-concurrent-recompilation'];
 /** The systemd unit shipped with this installation. */
 export const SYSTEMD_UNIT_TEMPLATE = join(INSTALL_ROOT, 'systemd/calico-libnetwork.service');
 
