@@ -15,6 +15,12 @@ const PORT_PREFIX = 'org.projectcalico.port.';
 const PORT_NAME = /^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$/;
 const RECONNECT_MS = 1000;
 const CAS_ATTEMPTS = 10;
+/**
+ * Pauses before asking Docker again about a container it did not answer for. Docker answers an
+ * inspect only once the container's start is over, and the start includes our Join: on a busy host
+ * that took longer than the API's timeout, and the endpoint then never learnt its labels.
+ */
+const INSPECT_RETRY_MS = [500, 1000, 2000, 4000, 8000];
 
 export interface DockerWatcherOptions {
   node: string;
@@ -125,10 +131,7 @@ export class DockerWatcher {
   private inspect(containerId: string): Promise<void> {
     const previous = this.inspecting.get(containerId) ?? Promise.resolve();
     const next = previous.then(async () => {
-      const container = await this.docker.inspectContainer(containerId).catch((error: Error) => {
-        this.log.warn({ err: error, container: containerId }, 'could not inspect a container');
-        return undefined;
-      });
+      const container = await this.inspectPatiently(containerId);
       if (!container) return;
       for (const [networkName, network] of Object.entries(container.networks)) {
         if (!network.endpointId) continue;
@@ -140,6 +143,22 @@ export class DockerWatcher {
     });
     this.inspecting.set(containerId, settled);
     return settled;
+  }
+
+  /** The container as Docker describes it, asked again while Docker cannot answer; undefined when it is gone or Docker never answered. */
+  private async inspectPatiently(containerId: string): Promise<ContainerInfo | undefined> {
+    for (const pause of [...INSPECT_RETRY_MS, undefined]) {
+      try {
+        return await this.docker.inspectContainer(containerId);
+      } catch (error) {
+        if (pause === undefined || this.stopped) {
+          this.log.warn({ err: error, container: containerId }, 'could not inspect a container');
+          return undefined;
+        }
+        await new Promise((resolve) => setTimeout(resolve, pause).unref());
+      }
+    }
+    return undefined;
   }
 
   private async record(container: ContainerInfo, networkName: string, network: ContainerInfo['networks'][string]): Promise<void> {
