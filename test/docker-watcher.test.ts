@@ -56,6 +56,17 @@ function fakeEndpoints() {
   return store as typeof store & EndpointStore;
 }
 
+/** Runs `body` with a watcher of `docker` started (labels copied), and stops it after. */
+async function watching(docker: DockerApi, endpoints: EndpointStore, body: () => Promise<void>): Promise<void> {
+  const watcher = new DockerWatcher(docker, endpoints, { node: NODE, driverName: 'calico', labelEndpoints: true });
+  watcher.start();
+  try {
+    await body();
+  } finally {
+    watcher.stop();
+  }
+}
+
 describe('DockerWatcher (Docker and the datastore in memory)', () => {
   it('asks again about a container Docker did not answer for in time, and labels its endpoint then', async () => {
     let asked = 0;
@@ -66,17 +77,13 @@ describe('DockerWatcher (Docker and the datastore in memory)', () => {
       return container;
     });
     const endpoints = fakeEndpoints();
-    const watcher = new DockerWatcher(docker, endpoints, { node: NODE, driverName: 'calico', labelEndpoints: true });
-    watcher.start();
-    try {
+    await watching(docker, endpoints, async () => {
       connect();
       const labelled = await until('the endpoint to carry the container labels', () => endpoints.current().metadata.labels.role === 'db', 5000);
       expect(labelled).toBe(true);
       expect(asked).toBe(2);
       expect(endpoints.current().spec.workload).toBe('swdb.1.abc');
-    } finally {
-      watcher.stop();
-    }
+    });
   });
 
   it('gives up on a container that is gone (Docker says so) without asking again', async () => {
@@ -86,15 +93,11 @@ describe('DockerWatcher (Docker and the datastore in memory)', () => {
       return undefined;
     });
     const endpoints = fakeEndpoints();
-    const watcher = new DockerWatcher(docker, endpoints, { node: NODE, driverName: 'calico', labelEndpoints: true });
-    watcher.start();
-    try {
+    await watching(docker, endpoints, async () => {
       connect();
       await new Promise((r) => setTimeout(r, 700));
       expect(asked).toBe(1);
       expect(endpoints.current()).toEqual(stored);
-    } finally {
-      watcher.stop();
-    }
+    });
   });
 });
