@@ -10,8 +10,8 @@ import type { CommandRunner } from '../command.js';
 
 const { createRtNetlink, ifla, rt } = nl;
 
-/** `ip`'s words for a link that is not there. */
-const NO_SUCH_LINK = /Cannot find device|does not exist/;
+/** `ip`'s words for a link that is not there (iproute2's, and busybox's where a plugin's PATH finds it first). */
+const NO_SUCH_LINK = /Cannot find device|can't find device|does not exist/;
 
 /**
  * The host kernel through rtnetlink (npm `netlink`) and /proc/sys. The kernel does rtnetlink work
