@@ -5,7 +5,9 @@
 # Node.js, BIRD, iptables, ipset, iproute2 and busybox, each binary with the shared libraries ldd
 # lists), plus managed-plugin/config.json. Push it from there (docker plugin push) to install it elsewhere.
 #   bash scripts/build-plugin.sh [NAME[:TAG]]      (default calico-libnetwork:latest)
-# DOCKER names the docker CLI to use (default: docker on PATH).
+# DOCKER names the docker CLI to use (default: docker on PATH). NO_BUILD=1 takes dist/ as it is
+# instead of running `npm run build` first (the tests do: a build rewrites dist/ in place, under the
+# other tests that are loading it at the same time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name=${1:-calico-libnetwork:latest}
@@ -15,7 +17,7 @@ for tool in node bird birdc iptables ipset ip busybox ldd ldconfig; do
   command -v "$tool" >/dev/null || { echo "build-plugin: $tool is missing here (bash scripts/install-deps.sh installs it)" >&2; exit 1; }
 done
 
-npm run build --silent
+[ "${NO_BUILD:-}" = 1 ] || npm run build --silent
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 root=$work/rootfs
