@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -22,7 +22,11 @@ afterAll(() => rmSync(logDir, { recursive: true, force: true }));
 /** calicoctl as a user types it on the host: no ETCD_* in the environment, the datastore from `-c`. */
 function calicoctl(host: DockerHost, args: string[]): Run {
   const [command, ...rest] = host.enter([process.execPath, CALICOCTL, ...args]);
-  const env = [`NODENAME=${host.node}`, `DOCKER_HOST=unix://${host.dockerSocket}`, `CALICO_LOG_DIR=${join(logDir, host.node)}`, 'CALICO_SERVICE_MANAGER=background', `CALICO_DEFAULT_CONFIG_FILE=${join(logDir, 'none.cfg')}`];
+  // TMPDIR: the daemon's command helper keeps its files there, and the host's stop kills that shell
+  // before it can remove them; the test's own directory goes with the test.
+  const tmp = join(logDir, host.node, 'tmp');
+  mkdirSync(tmp, { recursive: true });
+  const env = [`NODENAME=${host.node}`, `DOCKER_HOST=unix://${host.dockerSocket}`, `TMPDIR=${tmp}`, `CALICO_LOG_DIR=${join(logDir, host.node)}`, 'CALICO_SERVICE_MANAGER=background', `CALICO_DEFAULT_CONFIG_FILE=${join(logDir, 'none.cfg')}`];
   const result = spawnSync('env', ['-i', `PATH=${process.env.PATH}`, ...env, command!, ...rest], { encoding: 'utf8', timeout: 120_000 });
   return { status: result.status ?? -1, stdout: result.stdout ?? '', stderr: result.stderr ?? '' };
 }

@@ -2,6 +2,7 @@ import { ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:chi
 import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DAEMON_NODE_FLAGS } from '../../src/adapters/host/installation.js';
 import { CALICOCTL, DAEMON } from './daemon.js';
 import { relayEtcdInto } from './relay.js';
 import { TestEtcd } from './etcd.js';
@@ -84,6 +85,12 @@ export interface HostOptions {
 export class DockerHost {
   readonly netns: string;
   readonly dir = mkdtempSync(join(tmpdir(), 'calico-dockerhost-'));
+  /**
+   * The TMPDIR of the daemons this host runs (started here or by `calicoctl node run`): stop() kills
+   * everything in the namespace at once, the daemon's command helper too, before that shell could
+   * remove its directory; this one goes with the host's.
+   */
+  private readonly tmp = join(this.dir, 'tmp');
   private holder: ChildProcess | undefined;
   private dockerd: ChildProcess | undefined;
   daemon: ChildProcess | undefined;
@@ -210,7 +217,8 @@ export class DockerHost {
     const [command, ...rest] = this.enter([process.execPath, CALICOCTL, ...args]);
     const env = `ETCD_ENDPOINTS=${this.etcdEndpoint}`;
     const extra = Object.entries(extraEnv).map(([name, value]) => `${name}=${value}`);
-    return run('env', [env, `NODENAME=${this.node}`, `DOCKER_HOST=unix://${this.dockerSocket}`, `CALICO_DEFAULT_CONFIG_FILE=${join(this.dir, 'no-calicoctl.cfg')}`, ...extra, command!, ...rest], {
+    mkdirSync(this.tmp, { recursive: true });
+    return run('env', [env, `TMPDIR=${this.tmp}`, `NODENAME=${this.node}`, `DOCKER_HOST=unix://${this.dockerSocket}`, `CALICO_DEFAULT_CONFIG_FILE=${join(this.dir, 'no-calicoctl.cfg')}`, ...extra, command!, ...rest], {
       ...(input !== undefined ? { input } : {}),
       timeout: 120_000,
     });
@@ -266,10 +274,13 @@ export class DockerHost {
     const logFile = join(this.dir, 'daemon.log');
     writeFileSync(logFile, '');
     const logFd = openSync(logFile, 'a');
-    const [command, ...args] = this.enter([process.execPath, DAEMON]);
+    mkdirSync(this.tmp, { recursive: true });
+    // With the flags it is shipped with.
+    const [command, ...args] = this.enter([process.execPath, ...DAEMON_NODE_FLAGS, DAEMON]);
     const daemon = spawn(command!, args, {
       env: {
         PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+        TMPDIR: this.tmp,
         ...(this.etcd === 'embedded' ? { CALICO_ETCD_DATA_DIR: join(this.dir, 'etcd') } : { ETCD_ENDPOINTS: this.etcdEndpoint, NO_DEFAULT_POOLS: 'true' }),
         NODENAME: this.node,
         DOCKER_HOST: `unix://${this.dockerSocket}`,
