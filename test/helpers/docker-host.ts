@@ -90,7 +90,7 @@ export class DockerHost {
    * everything in the namespace at once, the daemon's command helper too, before that shell could
    * remove its directory; this one goes with the host's.
    */
-  private readonly tmp = join(this.dir, 'tmp');
+  private readonly tmp = mkdtempSync(join(this.dir, 'tmp-'));
   private holder: ChildProcess | undefined;
   private dockerd: ChildProcess | undefined;
   daemon: ChildProcess | undefined;
@@ -217,7 +217,6 @@ export class DockerHost {
     const [command, ...rest] = this.enter([process.execPath, CALICOCTL, ...args]);
     const env = `ETCD_ENDPOINTS=${this.etcdEndpoint}`;
     const extra = Object.entries(extraEnv).map(([name, value]) => `${name}=${value}`);
-    mkdirSync(this.tmp, { recursive: true });
     return run('env', [env, `TMPDIR=${this.tmp}`, `NODENAME=${this.node}`, `DOCKER_HOST=unix://${this.dockerSocket}`, `CALICO_DEFAULT_CONFIG_FILE=${join(this.dir, 'no-calicoctl.cfg')}`, ...extra, command!, ...rest], {
       ...(input !== undefined ? { input } : {}),
       timeout: 120_000,
@@ -274,7 +273,6 @@ export class DockerHost {
     const logFile = join(this.dir, 'daemon.log');
     writeFileSync(logFile, '');
     const logFd = openSync(logFile, 'a');
-    mkdirSync(this.tmp, { recursive: true });
     // With the flags it is shipped with.
     const [command, ...args] = this.enter([process.execPath, ...DAEMON_NODE_FLAGS, DAEMON]);
     const daemon = spawn(command!, args, {
