@@ -47,9 +47,10 @@ describe('netlink dataplane, in a namespace of its own', () => {
     const result = scenario('event-loop');
     expect(result.ok, result.error).toBe(true);
     // Eight deletions take the kernel well over 50 ms; none of it may stall the daemon's requests: a
-    // 1 ms timer keeps firing throughout (on the loop's own thread it fired a handful of times at most).
+    // 1 ms timer keeps firing throughout. On the loop's own thread it fired about once per deletion;
+    // on a loaded machine it fires every few ms at best, so the bound is in deletions, not in time.
     expect(result.deleteMs).toBeGreaterThan(50);
-    expect(result.ticks, `max event loop delay ${result.maxLagMs} ms`).toBeGreaterThan(result.deleteMs / 4);
+    expect(result.ticks, `max event loop delay ${result.maxLagMs} ms`).toBeGreaterThan(3 * result.deletions);
   });
 
   it('creates a veth under the name of one still being deleted only once that deletion is done', () => {

@@ -48,6 +48,7 @@ try {
     clearInterval(ticker);
     lag.disable();
     out.ticks = ticks;
+    out.deletions = names.length;
     out.maxLagMs = lag.max / 1e6;
   } else if (scenario === 'recreate') {
     // Docker reuses an endpoint's name after a failed Join is rolled back: the new veth is asked for
