@@ -107,8 +107,8 @@ async function main(): Promise<void> {
     return async (i: number) => {
       const r = await raw.txn({
         compare: [
-          { key: Buffer.from('/bench/block'), target: 'Mod', result: 'Equal', mod_revision: revision },
-          { key: Buffer.from(`/bench/handle/${value.length}/${i}`), target: 'Version', result: 'Equal', version: 0 },
+          { key: Buffer.from('/bench/block'), target: 'MOD', result: 'EQUAL', mod_revision: revision },
+          { key: Buffer.from(`/bench/handle/${value.length}/${i}`), target: 'VERSION', result: 'EQUAL', version: 0 },
         ],
         success: [{ request_put: { key: Buffer.from('/bench/block'), value } }, { request_put: { key: Buffer.from(`/bench/handle/${value.length}/${i}`), value: Buffer.from('{"block":{"10.0.0.0/26":1}}') } }],
       });

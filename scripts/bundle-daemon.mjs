@@ -3,8 +3,7 @@
 // file at every start instead of several hundred (bench/footprint measures what that saves).
 // - tsc's files stay as they are for the tests and calicoctl; only the daemon's entry is replaced,
 //   at the path every start uses (systemd unit, Dockerfile, `calicoctl node run`, scripts/run.sh).
-// - Two packages stay outside: etcd3 reads its .proto files from beside its own code (and brings
-//   gRPC with it), netlink is a native addon.
+// - netlink stays outside: it is a native addon.
 // - Packages that are CommonJS call `require`: the banner gives the ES module bundle one.
 // - Whitespace and comments go (names stay, so stack traces name their functions): the source of
 //   every loaded script stays in V8's heap, twice as large when a comment holds a non-ASCII
@@ -17,7 +16,7 @@ await build({
   outdir: 'dist/src/daemon',
   allowOverwrite: true,
   bundle: true,
-  external: ['etcd3', 'netlink'],
+  external: ['netlink'],
   platform: 'node',
   format: 'esm',
   target: 'node20',

@@ -226,7 +226,7 @@ describe('workload endpoints and node status', () => {
       metadata: { name: 'node1-libnetwork-libnetwork-abc', namespace: 'libnetwork', labels: {} },
       spec: { orchestrator: 'libnetwork', workload: 'libnetwork', node: 'node1', endpoint: 'abc', interfaceName: 'caliabc', ipNetworks: ['10.60.0.1/32'], mac: 'ee:ee:ee:ee:ee:ee', profiles: ['web'] },
     };
-    await suite.ctx.etcd.raw.put('/calico/resources/v3/projectcalico.org/workloadendpoints/libnetwork/node1-libnetwork-libnetwork-abc').value(JSON.stringify(wep));
+    await suite.ctx.etcd.put('/calico/resources/v3/projectcalico.org/workloadendpoints/libnetwork/node1-libnetwork-libnetwork-abc', JSON.stringify(wep));
     expect(await ok(['get', 'workloadendpoints'])).toBe('WORKLOAD     NODE    NETWORKS       INTERFACE   \nlibnetwork   node1   10.60.0.1/32   caliabc     \n\n');
     expect(await ok(['get', 'weps', '-A', '-o', 'wide'])).toMatch(/^NAMESPACE    NAME +WORKLOAD +NODE +NETWORKS +INTERFACE +PROFILES +NATS +\nlibnetwork   node1-libnetwork-libnetwork-abc +libnetwork +node1 +10\.60\.0\.1\/32 +caliabc +web +\n\n$/);
     expect(await ctl(['create', '-f', '-'], JSON.stringify(wep))).toMatchObject({ status: 1, stderr: expect.stringContaining('operation create is not supported on WorkloadEndpoint') });

@@ -338,7 +338,7 @@ describe("etcd's space quota exceeded", () => {
       await d.ready();
       // Fill etcd until it refuses: its NOSPACE alarm is then raised.
       let full = false;
-      for (let i = 0; i < 100 && !full; i++) full = await client.raw.put(`/filler/${i}`).value(Buffer.alloc(512 * 1024, 1)).then(() => false, (error: Error) => /space exceeded/.test(error.message));
+      for (let i = 0; i < 100 && !full; i++) full = await client.put(`/filler/${i}`, Buffer.alloc(512 * 1024, 1)).then(() => false, (error: Error) => /is full \(its space quota is used up/.test(error.message));
       expect(full).toBe(true);
       const started = Date.now();
       const reply = await requestAddress(d);

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { EtcdClient } from '../src/adapters/datastore/etcd/etcd-client.js';
+import { EtcdClient, type WatchTarget } from '../src/adapters/datastore/etcd/etcd-client.js';
 import { EtcdResourceStore } from '../src/adapters/datastore/etcd/etcd-resource-store.js';
 import { until } from './helpers/cluster.js';
 import { TestDaemon } from './helpers/daemon.js';
@@ -75,14 +75,15 @@ describe("EtcdClient's watch problem (the datastore reporter)", () => {
     const client = new EtcdClient({ endpoints: [suite.etcd.endpoint], callTimeoutMs: 1000 });
     try {
       const revision = (await client.range({ key: Buffer.from('/calico/') })).header.revision;
-      const kept = await client.watch({ prefix: '/calico/kept/' }, revision);
-      const cancelled = await client.watch({ key: '/calico/cancelled' }, revision);
+      const watch = (target: WatchTarget) => client.watchGroup([target], revision, () => undefined, () => undefined);
+      const kept = await watch({ prefix: '/calico/kept/' });
+      const cancelled = await watch({ key: '/calico/cancelled' });
       expect(client.watchProblem()).toBeUndefined();
       etcdStopped = true;
       await suite.etcd.stop();
       await until('the watches to disconnect', () => client.watchProblem(), 5000);
       expect(client.watchProblem()).toMatch(/^etcd watch at http:\/\/127\.0\.0\.1:\d+ disconnected: /);
-      // Cancelled while disconnected (the library says nothing then): it must not stay a problem.
+      // Cancelled while disconnected: it must not stay a problem.
       await cancelled.cancel();
       await suite.etcd.start();
       etcdStopped = false;

@@ -37,13 +37,13 @@ const gateway = (byAddress = false) => ({
 
 async function apply(...resources: { key: string; value: object }[]): Promise<void> {
   for (const r of resources) {
-    await etcdRetrying(() => cluster.ctx.etcd.raw.put(r.key).value(JSON.stringify(r.value)));
+    await etcdRetrying(() => cluster.ctx.etcd.put(r.key, JSON.stringify(r.value)));
     if (!written.includes(r.key)) written.push(r.key);
   }
 }
 
 async function remove(key: string): Promise<void> {
-  await etcdRetrying(() => cluster.ctx.etcd.raw.delete().key(key));
+  await etcdRetrying(() => cluster.ctx.etcd.deleteRange({ key: Buffer.from(key) }));
   written.splice(written.indexOf(key), 1);
 }
 
@@ -95,7 +95,7 @@ afterAll(() => {
 });
 
 afterEach(async () => {
-  for (const key of written.splice(0)) await etcdRetrying(() => cluster.ctx.etcd.raw.delete().key(key));
+  for (const key of written.splice(0)) await etcdRetrying(() => cluster.ctx.etcd.deleteRange({ key: Buffer.from(key) }));
   await until('host endpoint gone', () => connects(2, address(1), 8000) && published(2, 8080), 10_000);
 });
 

@@ -1,9 +1,6 @@
 #!/usr/bin/env node
 import { processStdin } from './context.js';
 import { runCalicoctl } from './program.js';
-import { silenceGrpcTlsWarning } from '../adapters/datastore/etcd/grpc-warnings.js';
-
-silenceGrpcTlsWarning();
 
 process.exitCode = await runCalicoctl(process.argv.slice(2), {
   env: process.env,

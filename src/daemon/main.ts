@@ -1,12 +1,9 @@
 #!/usr/bin/env node
 import { pino, type Logger } from 'pino';
-import { silenceGrpcTlsWarning } from '../adapters/datastore/etcd/grpc-warnings.js';
 import { readConfigFile } from '../config/config-file.js';
 import { configFrom, DaemonConfig, isManagedPlugin } from './config.js';
 import { Daemon } from './daemon.js';
 import { serveSettingsRefusal } from './settings-refusal.js';
-
-silenceGrpcTlsWarning();
 
 /** The daemon's process: its configuration and logger, the signals that stop it, and its exit. */
 async function main(): Promise<void> {

@@ -1,9 +1,22 @@
 import { readFileSync } from 'node:fs';
-import { Etcd3, GRPCDeadlineExceededError, GRPCUnavailableError, IOptions, Watcher } from 'etcd3';
-import { WatchManager } from 'etcd3/lib/watch.js';
-import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, isBrokenCircuitError, noop } from 'cockatiel';
-import type * as RPC from 'etcd3/lib/rpc.js';
+import type { Agent, ClientRequest, IncomingMessage } from 'node:http';
 import { DatastoreFullError, DatastoreUnavailableError, InvalidRequestError } from '../../../domain/errors.js';
+import {
+  decodeDeleteRange,
+  decodeRange,
+  decodeTxn,
+  encodeRequest,
+  type DeleteRangeRequest,
+  type DeleteRangeResponse,
+  type RangeRequest,
+  type RangeResponse,
+  type TxnRequest,
+  type TxnResponse,
+  type WatchEvent,
+} from './etcd-rpc.js';
+import { WatchStream, type WatchTarget } from './etcd-watch.js';
+
+export type { WatchTarget } from './etcd-watch.js';
 
 export interface EtcdSettings {
   endpoints: string[];
@@ -19,7 +32,7 @@ export interface EtcdSettings {
   callTimeoutMs?: number;
 }
 
-/** How long a member that failed a call is skipped before one call tries it again. */
+/** How long a member that failed a call is skipped before a call tries it again. */
 const MEMBER_RETRY_AFTER_MS = 1000;
 /**
  * How long a call that is safe to repeat keeps being tried (on another member, or once an election is
@@ -28,171 +41,152 @@ const MEMBER_RETRY_AFTER_MS = 1000;
 const RETRY_BUDGET_MS = 3000;
 /** The first pause between attempts; each next one is twice as long. */
 const FIRST_RETRY_DELAY_MS = 100;
+/** Calls in flight to one member at most (HTTP/1.1: one connection each); more wait their turn. */
+const MAX_CONNECTIONS_PER_MEMBER = 32;
+/** gRPC's code for "unavailable" and "deadline exceeded", as etcd's gateway reports them. */
+const UNAVAILABLE = 14;
+const DEADLINE_EXCEEDED = 4;
 
 /**
- * The member itself is unreachable (refused, dropped, or silent until the deadline), as opposed to a
- * reachable member saying `etcdserver: ...` (no leader yet, quota): only the former should send calls elsewhere.
+ * A failed round trip. `unreachable`: the member itself did not answer (refused, reset, or silent
+ * until the deadline), as opposed to a member that answered with an error (`etcdserver: no leader`,
+ * a full quota). `unsent`: the request cannot have reached etcd, so even a write may be sent again.
  */
-const memberUnreachable = (error: Error): boolean =>
-  (error instanceof GRPCUnavailableError || error instanceof GRPCDeadlineExceededError) && !/etcdserver:/.test(error.message);
+export class EtcdCallError extends Error {
+  constructor(
+    message: string,
+    readonly unreachable: boolean,
+    readonly unsent: boolean,
+    readonly code?: number,
+  ) {
+    super(message);
+  }
+}
 
-/** gRPC's words for a call that found no connection to send it on. */
-const NEVER_CONNECTED = /No connection established|ECONNREFUSED/;
-
-/**
- * Whether a failed call can be sent again without the risk of applying a write twice: reads always;
- * writes only when they never left this process (no connection, or every member's breaker open).
- */
-const safeToRetry = (operation: string, error: unknown): boolean =>
-  isBrokenCircuitError(error) ||
-  ((error instanceof GRPCUnavailableError || error instanceof GRPCDeadlineExceededError) &&
-    (operation === 'range' || NEVER_CONNECTED.test(error.message)));
-
-/**
- * etcd can still send a message for a watch this process has just dropped (cancelled here, or ended
- * by etcd). etcd3 then throws "Failed to find watcher for IWatchResponse" from its stream handler,
- * where no caller can catch it, and the daemon dies. A message for no watch is for nobody: dropped.
- */
-type WatchDispatch = { watchers: { id: string | null }[]; handleResponse(response: RPC.IWatchResponse): void };
-const dispatch = WatchManager.prototype as unknown as WatchDispatch;
-const dispatchToWatcher = dispatch.handleResponse;
-dispatch.handleResponse = function (this: WatchDispatch, response: RPC.IWatchResponse) {
-  if (this.watchers.some((w) => w.id === response.watch_id)) dispatchToWatcher.call(this, response);
-};
-
-/** What a watch follows: every key under a prefix, or one key. */
-export type WatchTarget = { prefix: string } | { key: string };
+/** An etcd member, and until when it is skipped after failing a call. */
+export interface Member {
+  url: string;
+  skipUntil: number;
+  /** Its auth token, when etcd has authentication on (simple tokens are only valid on the member that issued them). */
+  token?: Promise<string>;
+}
 
 /** Told of every round trip (metrics): its operation, how long it took, and whether it failed. */
 export type EtcdCallObserver = (operation: string, seconds: number, failed: boolean) => void;
 
+type Http = typeof import('node:http');
+type Wire = Record<string, any>;
+
 /**
- * The one place that talks gRPC to etcd: builds the client from Calico's ETCD_* settings, puts a
- * deadline on every call, skips a dead member and retries what is safe to retry, counts round trips,
- * knows whether its watches are connected, and turns every library error into DatastoreUnavailableError
- * (or DatastoreFullError when etcd's space quota is used up).
+ * Whether a failed call can be sent again without the risk of applying a write twice: reads always;
+ * writes only when they never left this process. A token etcd no longer knows was refused outright.
+ */
+const safeToRetry = (operation: string, error: unknown): boolean =>
+  error instanceof EtcdCallError &&
+  (error.unsent || isAuthExpired(error) || (operation === 'range' && (error.unreachable || error.code === UNAVAILABLE || error.code === DEADLINE_EXCEEDED)));
+
+const isAuthExpired = (error: unknown): boolean => error instanceof Error && /invalid auth token|auth token is expired/.test(error.message);
+
+/** Node's words for a connection that never got to etcd. */
+const NEVER_CONNECTED = /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|no member of .* is reachable/;
+
+/**
+ * The one place that talks to etcd, over its v3 JSON gateway (HTTP/1.1 on the client port; no gRPC
+ * stack in the daemon): builds the client from Calico's ETCD_* settings, puts a deadline on every
+ * call, skips a dead member and retries what is safe to retry, counts round trips, follows watches
+ * (etcd-watch.ts) and knows whether they are connected, and turns every failure into
+ * DatastoreUnavailableError (or DatastoreFullError when etcd's space quota is used up).
  */
 export class EtcdClient {
-  readonly raw: Etcd3;
   /** Unary calls made so far (range, txn, ...): the unit the benchmarks count. */
   roundTrips = 0;
   private readonly where: string;
-  /** Watches whose stream is down (etcd unreachable), with the error that took it down. */
-  private readonly disconnected = new Map<Watcher, Error>();
+  private readonly members: Member[];
+  private current: Member;
+  private readonly timeoutMs: number;
+  private readonly transport: Promise<{ http: Http; calls: Agent; streams: Agent }>;
+  private readonly watches = new Set<WatchStream>();
 
   constructor(
     readonly settings: EtcdSettings,
     private readonly onCall?: EtcdCallObserver,
   ) {
     this.where = settings.endpoints.join(',');
-    const timeout = settings.callTimeoutMs ?? 2000;
-    // With several members, one that fails a call is skipped for a while: the library then picks
-    // another instead of sending a third of all calls to a dead member. One member: nothing to skip to.
-    const memberBreaker = () =>
-      settings.endpoints.length > 1 ? circuitBreaker(handleWhen(memberUnreachable), { halfOpenAfter: MEMBER_RETRY_AFTER_MS, breaker: new ConsecutiveBreaker(1) }) : noop;
-    const options: IOptions = {
-      hosts: settings.endpoints,
-      dialTimeout: timeout,
-      defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + timeout }),
-      // Retries are ours (see call): only those that cannot apply a write twice. Conflicts are the services'.
-      faultHandling: { host: memberBreaker, global: noop, watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }) as never },
-      grpcOptions: {
-        // Reconnect fast once etcd is back, instead of gRPC's default backoff of up to two minutes.
-        'grpc.initial_reconnect_backoff_ms': 200,
-        'grpc.max_reconnect_backoff_ms': 1000,
-        'grpc.keepalive_time_ms': 10000,
-        'grpc.keepalive_timeout_ms': 3000,
-      },
-    };
-    if (settings.caCertFile || settings.certFile || settings.keyFile || settings.endpoints.some((e) => e.startsWith('https:'))) {
-      options.credentials = {
-        rootCertificate: settings.caCertFile ? readFileSync(settings.caCertFile) : (undefined as unknown as Buffer),
-        ...(settings.certFile ? { certChain: readFileSync(settings.certFile) } : {}),
-        ...(settings.keyFile ? { privateKey: readFileSync(settings.keyFile) } : {}),
-      };
-    }
-    if (settings.username) options.auth = { username: settings.username, password: settings.password ?? '' };
-    this.raw = new Etcd3(options);
+    this.members = settings.endpoints.map((url) => ({ url: url.replace(/\/+$/, ''), skipUntil: 0 }));
+    this.current = this.members[0]!;
+    this.timeoutMs = settings.callTimeoutMs ?? 2000;
+    this.transport = this.makeTransport();
+    // A failed TLS setup (an unreadable certificate) is reported by the first call, not as an unhandled rejection.
+    this.transport.catch(() => undefined);
   }
 
-  async range(request: RPC.IRangeRequest): Promise<RPC.IRangeResponse> {
-    return this.call('range', () => this.raw.kv.range(request));
+  range(request: RangeRequest): Promise<RangeResponse> {
+    return this.call('range', '/v3/kv/range', request, decodeRange);
   }
 
-  async txn(request: RPC.ITxnRequest): Promise<RPC.ITxnResponse> {
-    return this.call('txn', () => this.raw.kv.txn(request));
+  txn(request: TxnRequest): Promise<TxnResponse> {
+    return this.call('txn', '/v3/kv/txn', request, decodeTxn);
   }
 
-  async deleteRange(request: RPC.IDeleteRangeRequest): Promise<RPC.IDeleteRangeResponse> {
-    return this.call('delete', () => this.raw.kv.deleteRange(request));
+  deleteRange(request: DeleteRangeRequest): Promise<DeleteRangeResponse> {
+    return this.call('delete', '/v3/kv/deleterange', request, decodeDeleteRange);
+  }
+
+  /** A write for tools and tests: puts one key, whatever it holds. */
+  async put(key: string, value: string | Buffer): Promise<void> {
+    await this.txn({ success: [{ request_put: { key: Buffer.from(key), value: Buffer.from(value) } }] });
   }
 
   /**
-   * Watches a key prefix (or one key) from `startRevision`. While etcd is away the library reconnects
-   * and resumes by itself; meanwhile the watch counts in `watchProblem`.
-   */
-  async watch(target: WatchTarget, startRevision: string): Promise<Watcher> {
-    const builder = this.raw.watch().startRevision(startRevision);
-    const watcher = await ('prefix' in target ? builder.prefix(target.prefix) : builder.key(target.key)).create();
-    watcher.on('disconnected', (error: Error) => this.disconnected.set(watcher, error));
-    watcher.on('connected', () => this.disconnected.delete(watcher));
-    // Ended by etcd (its revision compacted): the library has dropped it. Cancelling it then would ask
-    // etcd to cancel an unknown watch, wait for an answer that never comes, or crash on an unexpected one.
-    let endedByEtcd = false;
-    watcher.on('error', () => {
-      endedByEtcd = true;
-      this.disconnected.delete(watcher);
-    });
-    // A watch cancelled while disconnected ends without an 'end' event: forget it on cancel.
-    const cancel = watcher.cancel.bind(watcher);
-    watcher.cancel = () => {
-      this.disconnected.delete(watcher);
-      return endedByEtcd ? Promise.resolve() : cancel();
-    };
-    return watcher;
-  }
-
-  /**
-   * Watches several prefixes or keys from `startRevision` as one. The events of each message go to
-   * `onEvents` together; the
-   * first watch that etcd ends (its revision compacted away while it was disconnected) calls `onLost`,
-   * once for the group, so one compaction costs one resync, not one per prefix. The caller cancels the
-   * group as it resyncs (etcd ends the others of a compacted group by itself).
+   * Watches several prefixes or keys from `startRevision` as one stream. The events of each message
+   * go to `onEvents`. While etcd is away the stream reconnects by itself (to another member when
+   * there is one) and resumes where each watch was, counting meanwhile in `watchProblem`. When etcd
+   * ends a watch (its revision compacted away while disconnected), `onLost` is called once for the
+   * group and the group stops: the caller resyncs. Resolves once etcd has the watches.
    */
   async watchGroup(
     targets: WatchTarget[],
     startRevision: string,
-    onEvents: (events: RPC.IEvent[]) => void,
+    onEvents: (events: WatchEvent[]) => void,
     onLost: (error: DatastoreUnavailableError) => void,
   ): Promise<{ cancel(): Promise<void> }> {
-    let lost = false;
-    const watchers = await Promise.all(
-      targets.map(async (target) => {
-        const watcher = await this.watch(target, startRevision);
-        watcher.on('data', (response: RPC.IWatchResponse) => response.events.length > 0 && onEvents(response.events));
-        watcher.on('error', (error: Error) => {
-          if (lost) return;
-          lost = true;
-          const what = 'prefix' in target ? target.prefix : target.key;
-          onLost(new DatastoreUnavailableError(`etcd watch of ${what} ended by etcd (revision compacted, or cancelled): ${error.message}`, error));
-        });
-        return watcher;
-      }),
-    );
-    return { cancel: async () => void (await Promise.all(watchers.map((w) => w.cancel()))) };
+    const stream = new WatchStream(targets, startRevision, {
+      onEvents,
+      onLost: (reason) => {
+        this.watches.delete(stream);
+        onLost(new DatastoreUnavailableError(`etcd watch at ${this.where} ended by etcd (${reason})`));
+      },
+      open: (body) => this.openWatch(body),
+      ping: (member) => this.post(member, '/v3/maintenance/status', '{}').then(() => undefined),
+      failed: (member, error) => this.noteFailure(member, error),
+    });
+    this.watches.add(stream);
+    const cancel = async (): Promise<void> => {
+      this.watches.delete(stream);
+      stream.stop();
+    };
+    try {
+      await stream.start();
+    } catch (error) {
+      await cancel();
+      throw this.unavailable('watch', error);
+    }
+    return { cancel };
   }
 
   /** Why a watch is not receiving changes now (etcd unreachable), or undefined when every watch is connected. */
   watchProblem(): string | undefined {
-    const [error] = this.disconnected.values();
-    return error && `etcd watch at ${this.where} disconnected: ${reasonOf(error)}`;
+    for (const stream of this.watches) if (stream.problem) return `etcd watch at ${this.where} disconnected: ${reasonOf(stream.problem)}`;
+    return undefined;
   }
 
   close(): void {
-    this.raw.close();
+    for (const stream of this.watches) stream.stop();
+    this.watches.clear();
+    this.transport.then(({ calls, streams }) => (calls.destroy(), streams.destroy()), () => undefined);
   }
 
-  /** Translates a library error into ours, with the endpoint and the reason an operator can act on. */
+  /** Translates a failure into ours, with the endpoint and the reason an operator can act on. */
   unavailable(operation: string, error: unknown): DatastoreUnavailableError | DatastoreFullError | InvalidRequestError {
     const reason = reasonOf(error);
     if (reason.includes('database space exceeded')) {
@@ -205,30 +199,157 @@ export class EtcdClient {
       // etcd answered, and will answer the same again: not a fault to wait out.
       return new InvalidRequestError(`etcd at ${this.where} refused the ${operation}: too many operations in one transaction (nothing was written): raise etcd's --max-txn-ops (its default is 128)`);
     }
-    if (isBrokenCircuitError(error)) return new DatastoreUnavailableError(`etcd ${operation} failed: no member of ${this.where} is reachable`, error);
+    if (/no member of .* is reachable/.test(reason)) return new DatastoreUnavailableError(`etcd ${operation} failed: ${reason}`, error);
     if (NEVER_CONNECTED.test(reason)) return new DatastoreUnavailableError(`etcd ${operation} at ${this.where} failed: cannot connect (etcd is down or unreachable)`, error);
     return new DatastoreUnavailableError(`etcd ${operation} at ${this.where} failed: ${reason}`, error);
   }
 
-  private async call<T>(operation: string, run: () => Promise<T>): Promise<T> {
+  private async call<T>(operation: string, path: string, request: object, decode: (wire: Wire) => T): Promise<T> {
+    const body = encodeRequest(request);
     const giveUpAt = Date.now() + RETRY_BUDGET_MS;
     for (let delay = FIRST_RETRY_DELAY_MS; ; delay *= 2) {
       this.roundTrips++;
-      const started = this.onCall && performance.now();
-      const observe = (failed: boolean): void => this.onCall?.(operation, (performance.now() - started!) / 1000, failed);
+      const started = performance.now();
+      const observe = (failed: boolean): void => this.onCall?.(operation, (performance.now() - started) / 1000, failed);
       try {
-        const result = await run();
+        const result = decode(await this.roundTrip(path, body));
         observe(false);
         return result;
       } catch (error) {
         observe(true);
         if (Date.now() + delay > giveUpAt || !safeToRetry(operation, error)) throw this.unavailable(operation, error);
-        // A moment for an election to finish or a breaker to open, then another member.
+        // A moment for an election to finish or a member to be skipped, then another member.
         await new Promise((r) => setTimeout(r, delay));
       }
     }
   }
+
+  private async roundTrip(path: string, body: string): Promise<Wire> {
+    const member = this.pick();
+    return this.post(member, path, body).catch((error: unknown) => {
+      this.noteFailure(member, error);
+      throw error;
+    });
+  }
+
+  /** The member calls go to: the same one while it works, so that one dead member costs one failure. */
+  private pick(): Member {
+    const now = Date.now();
+    if (this.current.skipUntil <= now) return this.current;
+    const next = this.members.find((m) => m.skipUntil <= now);
+    if (!next) throw new EtcdCallError(`no member of ${this.where} is reachable`, true, true);
+    this.current = next;
+    return next;
+  }
+
+  private noteFailure(member: Member, error: unknown): void {
+    if (isAuthExpired(error)) member.token = undefined;
+    // With one member there is nothing to skip to.
+    if (error instanceof EtcdCallError && error.unreachable && this.members.length > 1) member.skipUntil = Date.now() + MEMBER_RETRY_AFTER_MS;
+  }
+
+  /** One POST to a member, answered within the deadline, its JSON answer or its error. */
+  private async post(member: Member, path: string, body: string, authenticate = true): Promise<Wire> {
+    const request = await this.send(member, path, body, 'calls', authenticate);
+    return new Promise((resolve, reject) => {
+      // Whether the request may have reached etcd: only then could a write have been applied.
+      let connected = false;
+      const timer = setTimeout(() => request.destroy(new EtcdCallError(`no answer in ${this.timeoutMs} ms (deadline exceeded)`, true, !connected)), this.timeoutMs);
+      request.on('socket', (socket) => (socket.connecting ? socket.once('connect', () => (connected = true)) : (connected = true)));
+      request.on('error', (error) => {
+        clearTimeout(timer);
+        reject(error instanceof EtcdCallError ? error : new EtcdCallError(socketReason(error), true, !connected));
+      });
+      request.on('response', (response) =>
+        readJson(response).then(
+          (wire) => (clearTimeout(timer), response.statusCode === 200 ? resolve(wire) : reject(serverError(wire, response.statusCode))),
+          (error: Error) => (clearTimeout(timer), reject(new EtcdCallError(error.message, true, false))),
+        ),
+      );
+      request.end(body);
+    });
+  }
+
+  /** Opens a watch stream on a member: its request, and its response once etcd answers (within the deadline). */
+  private async openWatch(body: string): Promise<{ member: Member; request: ClientRequest; response: IncomingMessage }> {
+    const member = this.pick();
+    const request = await this.send(member, '/v3/watch', body, 'streams', true);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => request.destroy(new EtcdCallError(`no answer in ${this.timeoutMs} ms`, true, true)), this.timeoutMs);
+      request.once('error', (error) => {
+        clearTimeout(timer);
+        const failure = error instanceof EtcdCallError ? error : new EtcdCallError(socketReason(error), true, true);
+        this.noteFailure(member, failure);
+        reject(failure);
+      });
+      request.on('response', (response) => {
+        clearTimeout(timer);
+        if (response.statusCode === 200) return resolve({ member, request, response });
+        void readJson(response).then((wire) => reject(serverError(wire, response.statusCode)), reject);
+      });
+      request.end(body);
+    });
+  }
+
+  private async send(member: Member, path: string, body: string, agent: 'calls' | 'streams', authenticate: boolean): Promise<ClientRequest> {
+    const transport = await this.transport;
+    const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
+    if (authenticate && this.settings.username) headers.authorization = await this.tokenFor(member);
+    return transport.http.request(`${member.url}${path}`, { method: 'POST', agent: transport[agent], headers });
+  }
+
+  private tokenFor(member: Member): Promise<string> {
+    member.token ??= this.post(member, '/v3/auth/authenticate', JSON.stringify({ name: this.settings.username, password: this.settings.password ?? '' }), false).then(
+      (wire) => String(wire.token ?? ''),
+      (error: unknown) => {
+        member.token = undefined;
+        throw error;
+      },
+    );
+    return member.token;
+  }
+
+  /** node:http, or node:https with Calico's ETCD_*_FILE settings (loaded only then: TLS is not free). */
+  private async makeTransport(): Promise<{ http: Http; calls: Agent; streams: Agent }> {
+    const { settings } = this;
+    const tls = Boolean(settings.caCertFile || settings.certFile || settings.keyFile) || settings.endpoints.some((e) => e.startsWith('https:'));
+    if (!tls) {
+      const http = await import('node:http');
+      return { http, calls: new http.Agent({ keepAlive: true, maxSockets: MAX_CONNECTIONS_PER_MEMBER }), streams: new http.Agent() };
+    }
+    const https = await import('node:https');
+    const files = {
+      ...(settings.caCertFile ? { ca: readFileSync(settings.caCertFile) } : {}),
+      ...(settings.certFile ? { cert: readFileSync(settings.certFile) } : {}),
+      ...(settings.keyFile ? { key: readFileSync(settings.keyFile) } : {}),
+    };
+    return {
+      http: https as unknown as Http,
+      calls: new https.Agent({ keepAlive: true, maxSockets: MAX_CONNECTIONS_PER_MEMBER, ...files }),
+      streams: new https.Agent(files),
+    };
+  }
 }
 
-/** A gRPC error's message without its `14 UNAVAILABLE: ` prefix. */
-const reasonOf = (error: unknown): string => (error instanceof Error ? error.message.replace(/^\d+ [A-Z_]+: /, '') : String(error));
+async function readJson(response: IncomingMessage): Promise<Wire> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of response) chunks.push(chunk as Buffer);
+  const text = Buffer.concat(chunks).toString();
+  try {
+    return JSON.parse(text) as Wire;
+  } catch {
+    throw new Error(`etcd answered HTTP ${response.statusCode} with something that is not JSON: ${text.slice(0, 200)}`);
+  }
+}
+
+/** An error etcd answered with: `{"error": "...", "code": 14}` (gRPC's codes) and an HTTP status. */
+function serverError(wire: Wire, status: number | undefined): EtcdCallError {
+  const message = String(wire.message ?? wire.error ?? `HTTP ${status}`);
+  return new EtcdCallError(message, false, false, typeof wire.code === 'number' ? wire.code : undefined);
+}
+
+/** Node's words for a connection lost mid-call, in an operator's. */
+const socketReason = (error: Error): string =>
+  /socket hang up|ECONNRESET/.test(error.message) ? `the connection closed before etcd answered (etcd stopped or restarted?): ${error.message}` : error.message;
+
+const reasonOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));

@@ -1,4 +1,4 @@
-import type * as RPC from 'etcd3/lib/rpc.js';
+import type * as RPC from './etcd-rpc.js';
 import type { Profile, WorkloadEndpoint } from '../../../domain/endpoint-model.js';
 import type { EndpointStore } from '../../../ports/endpoint-store.js';
 import type { Stored } from '../../../ports/ipam-store.js';
@@ -8,7 +8,7 @@ import { prefixEnd } from './keys.js';
 export const ENDPOINT_PREFIX = '/calico/resources/v3/projectcalico.org/workloadendpoints/libnetwork/';
 export const PROFILE_PREFIX = '/calico/resources/v3/projectcalico.org/profiles/';
 
-function stored<T>(kv: RPC.IKeyValue): Stored<T> {
+function stored<T>(kv: RPC.KeyValue): Stored<T> {
   return { value: JSON.parse(kv.value.toString()) as T, modRevision: kv.mod_revision, createRevision: kv.create_revision };
 }
 
@@ -24,7 +24,7 @@ export class EtcdEndpointStore implements EndpointStore {
   private async create(key: string, value: unknown): Promise<boolean> {
     const k = Buffer.from(key);
     const result = await this.etcd.txn({
-      compare: [{ key: k, target: 'Version', result: 'Equal', version: 0 }],
+      compare: [{ key: k, target: 'VERSION', result: 'EQUAL', version: 0 }],
       success: [{ request_put: { key: k, value: Buffer.from(JSON.stringify(value)) } }],
     });
     return result.succeeded;
@@ -33,7 +33,7 @@ export class EtcdEndpointStore implements EndpointStore {
   private async update(key: string, value: unknown, revision: string): Promise<boolean> {
     const k = Buffer.from(key);
     const result = await this.etcd.txn({
-      compare: [{ key: k, target: 'Mod', result: 'Equal', mod_revision: revision }],
+      compare: [{ key: k, target: 'MOD', result: 'EQUAL', mod_revision: revision }],
       success: [{ request_put: { key: k, value: Buffer.from(JSON.stringify(value)) } }],
     });
     return result.succeeded;
@@ -91,7 +91,7 @@ export class EtcdEndpointStore implements EndpointStore {
   async deleteProfileAt(name: string, revision: string): Promise<boolean> {
     const key = Buffer.from(PROFILE_PREFIX + name);
     const result = await this.etcd.txn({
-      compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: revision }],
+      compare: [{ key, target: 'MOD', result: 'EQUAL', mod_revision: revision }],
       success: [{ request_delete_range: { key } }],
     });
     return result.succeeded;

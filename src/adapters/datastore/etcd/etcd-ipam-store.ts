@@ -1,4 +1,4 @@
-import type * as RPC from 'etcd3/lib/rpc.js';
+import type * as RPC from './etcd-rpc.js';
 import { Cidr, formatIp, makeCidr, parseCidr } from '../../../domain/cidr.js';
 import type { AllocationBlock, BlockAffinity, IpamConfig, IpamHandle, IpPool } from '../../../domain/ipam-model.js';
 import type {
@@ -25,7 +25,7 @@ import {
   prefixEnd,
 } from './keys.js';
 
-const prefixRange = (prefix: string): RPC.IRangeRequest => ({ key: Buffer.from(prefix), range_end: prefixEnd(prefix) });
+const prefixRange = (prefix: string): RPC.RangeRequest => ({ key: Buffer.from(prefix), range_end: prefixEnd(prefix) });
 
 function decode(kind: IpamTarget['kind'], text: string): unknown {
   switch (kind) {
@@ -38,19 +38,19 @@ function decode(kind: IpamTarget['kind'], text: string): unknown {
   }
 }
 
-function stored<T>(kind: IpamTarget['kind'], kv: RPC.IKeyValue): Stored<T> {
+function stored<T>(kind: IpamTarget['kind'], kv: RPC.KeyValue): Stored<T> {
   return { value: decode(kind, kv.value.toString()) as T, modRevision: kv.mod_revision, createRevision: kv.create_revision };
 }
 
-function compareFor(key: Buffer, expect: IpamWrite['expect']): RPC.ICompare[] {
+function compareFor(key: Buffer, expect: IpamWrite['expect']): RPC.Compare[] {
   if ('any' in expect) return [];
   return [compareOne(key, expect)];
 }
 
-function compareOne(key: Buffer, expect: Exclude<IpamWrite['expect'], { any: true }>): RPC.ICompare {
-  if ('absent' in expect) return { key, target: 'Version', result: 'Equal', version: 0 };
-  if ('modRevision' in expect) return { key, target: 'Mod', result: 'Equal', mod_revision: expect.modRevision };
-  return { key, target: 'Value', result: 'Equal', value: Buffer.from(encodeValue(expect.value)) };
+function compareOne(key: Buffer, expect: Exclude<IpamWrite['expect'], { any: true }>): RPC.Compare {
+  if ('absent' in expect) return { key, target: 'VERSION', result: 'EQUAL', version: 0 };
+  if ('modRevision' in expect) return { key, target: 'MOD', result: 'EQUAL', mod_revision: expect.modRevision };
+  return { key, target: 'VALUE', result: 'EQUAL', value: Buffer.from(encodeValue(expect.value)) };
 }
 
 /**
@@ -76,7 +76,7 @@ function keysInside(scope: Cidr): string {
  * inside it by key prefix and each network containing it by its exact key (24 keys for a /24 scope;
  * with a claim's own compares that stays within etcd's 128 per txn, see MAX_BATCH in IpamService).
  */
-function guardRanges(guard: CreationGuard): RPC.IRangeRequest[] {
+function guardRanges(guard: CreationGuard): RPC.RangeRequest[] {
   if (guard.kind === 'pool') return [prefixRange(POOL_PREFIX)];
   const scope = claimScopeOf(guard.within);
   const containing = Array.from({ length: scope.prefix }, (_, prefix) => ({ key: Buffer.from(keyOf({ kind: 'block', cidr: makeCidr(scope.family, scope.base, prefix) })) }));
@@ -129,16 +129,16 @@ export class EtcdIpamStore implements IpamStore {
   async commit(writes: IpamWrite[], guard?: CreationGuard): Promise<CommitResult> {
     const keys = writes.map((w) => Buffer.from(keyOf(w.target)));
     const compare = writes.flatMap((w, i) => compareFor(keys[i]!, w.expect));
-    const failure: RPC.IRequestOp[] = keys.map((key) => ({ request_range: { key } }));
+    const failure: RPC.RequestOp[] = keys.map((key) => ({ request_range: { key } }));
     if (guard) {
       const after = String(BigInt(guard.revision) + 1n);
       for (const range of guardRanges(guard)) {
         // True when every key in the range was created at or before the guard's revision (an absent key: at 0).
-        compare.push({ ...range, target: 'Create', result: 'Less', create_revision: after });
+        compare.push({ ...range, target: 'CREATE', result: 'LESS', create_revision: after });
         failure.push({ request_range: { ...range, min_create_revision: after } });
       }
     }
-    const success: RPC.IRequestOp[] = writes.map((w, i) =>
+    const success: RPC.RequestOp[] = writes.map((w, i) =>
       w.value === null
         ? { request_delete_range: { key: keys[i]! } }
         : { request_put: { key: keys[i]!, value: Buffer.from(encodeValue(w.value)) } },

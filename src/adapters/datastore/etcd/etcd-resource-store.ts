@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type * as RPC from 'etcd3/lib/rpc.js';
+import type * as RPC from './etcd-rpc.js';
 import { AlreadyExistsError, ConflictError, InvalidRequestError, NotFoundError } from '../../../domain/errors.js';
 import { kindInfo, KindInfo, KINDS, Resource, resourceId } from '../../../domain/resources.js';
 import type { ResourceRef, ResourceSnapshot, ResourceStore } from '../../../ports/resource-store.js';
@@ -43,7 +43,7 @@ function encode(resource: Resource): Buffer {
  * A stored value as a resource with its resourceVersion; undefined for a value that is not a JSON
  * object (written by another tool): skipped, never fatal.
  */
-export function decodeResource(kv: RPC.IKeyValue): Resource | undefined {
+export function decodeResource(kv: RPC.KeyValue): Resource | undefined {
   try {
     const value = JSON.parse(kv.value.toString()) as Resource;
     if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
@@ -56,7 +56,7 @@ export function decodeResource(kv: RPC.IKeyValue): Resource | undefined {
 }
 
 /** The resource a key holds, if the key is one of a known kind and its value can be read. */
-export const resourceOf = (kv: RPC.IKeyValue): Resource | undefined => (refFromKey(kv.key.toString()) ? decodeResource(kv) : undefined);
+export const resourceOf = (kv: RPC.KeyValue): Resource | undefined => (refFromKey(kv.key.toString()) ? decodeResource(kv) : undefined);
 
 const notFound = (ref: ResourceRef): NotFoundError => new NotFoundError(`resource does not exist: ${resourceId(ref.kind, ref.name, ref.namespace)} with error: <nil>`);
 
@@ -96,7 +96,7 @@ export class EtcdResourceStore implements ResourceStore {
     };
     const key = Buffer.from(resourceKey(ref));
     const result = await this.etcd.txn({
-      compare: [{ key, target: 'Version', result: 'Equal', version: 0 }],
+      compare: [{ key, target: 'VERSION', result: 'EQUAL', version: 0 }],
       success: [{ request_put: { key, value: encode(created) } }],
     });
     if (!result.succeeded) throw new AlreadyExistsError(`resource already exists: ${resourceId(ref.kind, ref.name, ref.namespace)}`);
@@ -109,7 +109,7 @@ export class EtcdResourceStore implements ResourceStore {
     if (!revision) throw new InvalidRequestError(`error with field Metadata.ResourceVersion = '' (field must be set for an Update request)`);
     const key = Buffer.from(resourceKey(ref));
     const result = await this.etcd.txn({
-      compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: revision }],
+      compare: [{ key, target: 'MOD', result: 'EQUAL', mod_revision: revision }],
       success: [{ request_put: { key, value: encode(resource) } }],
       failure: [{ request_range: { key } }],
     });
@@ -123,7 +123,7 @@ export class EtcdResourceStore implements ResourceStore {
   async delete<R extends Resource>(ref: ResourceRef, resourceVersion?: string): Promise<R> {
     const key = Buffer.from(resourceKey(ref));
     const result = await this.etcd.txn({
-      compare: resourceVersion ? [{ key, target: 'Mod', result: 'Equal', mod_revision: resourceVersion }] : [],
+      compare: resourceVersion ? [{ key, target: 'MOD', result: 'EQUAL', mod_revision: resourceVersion }] : [],
       success: [{ request_delete_range: { key, prev_kv: true } }],
       failure: [{ request_range: { key } }],
     });

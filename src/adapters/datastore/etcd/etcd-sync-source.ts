@@ -1,4 +1,4 @@
-import type * as RPC from 'etcd3/lib/rpc.js';
+import type * as RPC from './etcd-rpc.js';
 import type { AllocationBlock, IpamConfig } from '../../../domain/ipam-model.js';
 import type { Resource } from '../../../domain/resources.js';
 import type { SyncedChange, SyncSnapshot, SyncSource } from '../../../ports/datastore-sync.js';
@@ -8,11 +8,11 @@ import type { EtcdClient } from './etcd-client.js';
 import { decodeResource, refFromKey, RESOURCE_ROOT, resourceOf } from './etcd-resource-store.js';
 import { blockCidrFromKey, blockPrefix, CONFIG_KEY, prefixEnd } from './keys.js';
 
-const prefixRange = (prefix: string): RPC.IRangeRequest => ({ key: Buffer.from(prefix), range_end: prefixEnd(prefix) });
-const storedOf = <T>(kv: RPC.IKeyValue, value: T): Stored<T> => ({ value, modRevision: kv.mod_revision, createRevision: kv.create_revision });
+const prefixRange = (prefix: string): RPC.RangeRequest => ({ key: Buffer.from(prefix), range_end: prefixEnd(prefix) });
+const storedOf = <T>(kv: RPC.KeyValue, value: T): Stored<T> => ({ value, modRevision: kv.mod_revision, createRevision: kv.create_revision });
 
 /** A block another tool wrote that cannot be read is left out of the view (IPAM reports it if it meets it). */
-function block(kv: RPC.IKeyValue): Stored<AllocationBlock> | undefined {
+function block(kv: RPC.KeyValue): Stored<AllocationBlock> | undefined {
   try {
     return blockCidrFromKey(kv.key.toString()) ? storedOf(kv, decodeBlock(kv.value.toString())) : undefined;
   } catch {
@@ -20,7 +20,7 @@ function block(kv: RPC.IKeyValue): Stored<AllocationBlock> | undefined {
   }
 }
 
-function ipamConfig(kv: RPC.IKeyValue): Stored<IpamConfig> | null {
+function ipamConfig(kv: RPC.KeyValue): Stored<IpamConfig> | null {
   try {
     return storedOf(kv, decodeJson<IpamConfig>(kv.value.toString(), {} as IpamConfig));
   } catch {
@@ -28,10 +28,10 @@ function ipamConfig(kv: RPC.IKeyValue): Stored<IpamConfig> | null {
   }
 }
 
-function toChange(event: RPC.IEvent): SyncedChange | undefined {
+function toChange(event: RPC.WatchEvent): SyncedChange | undefined {
   const { kv } = event;
   const key = kv.key.toString();
-  const deleted = event.type === 'Delete';
+  const deleted = event.type === 'DELETE';
   const revision = kv.mod_revision;
   if (key === CONFIG_KEY) return { kind: 'ipamConfig', stored: deleted ? null : ipamConfig(kv), revision };
   const cidr = blockCidrFromKey(key);
@@ -64,7 +64,7 @@ export class EtcdSyncSource implements SyncSource {
 
   watch(revision: string, onChanges: (changes: SyncedChange[]) => void, onLost: (error: Error) => void): Promise<{ cancel(): Promise<void> }> {
     const targets = [{ prefix: RESOURCE_ROOT }, { prefix: blockPrefix() }, { key: CONFIG_KEY }];
-    const onEvents = (events: RPC.IEvent[]): void => {
+    const onEvents = (events: RPC.WatchEvent[]): void => {
       const changes = events.map(toChange).filter((c): c is SyncedChange => c !== undefined);
       if (changes.length > 0) onChanges(changes);
     };
