@@ -9,7 +9,30 @@
 //   every loaded script stays in V8's heap, twice as large when a comment holds a non-ASCII
 //   character. main.js.map maps it all back to src/*.ts for `node --enable-source-maps`; licence
 //   comments go to main.js.LEGAL.txt.
+// - Fastify's server module loads node:https and node:http2 at once, for servers the daemon never
+//   makes (its sockets are plain HTTP/1.1): ~2.7 MB resident. They are loaded when first used instead.
+//   The build fails if Fastify's source no longer reads as expected.
+import { readFile } from 'node:fs/promises';
 import { build } from 'esbuild';
+
+const LAZY_MODULES = ['https', 'http2'];
+
+/** Fastify's `const https = require('node:https')` becomes an object that requires it on first use. */
+const lazyFastifyServerModules = {
+  name: 'lazy-fastify-server-modules',
+  setup(bundle) {
+    bundle.onLoad({ filter: /[\\/]fastify[\\/]lib[\\/]server\.js$/ }, async (args) => {
+      let contents = await readFile(args.path, 'utf8');
+      for (const name of LAZY_MODULES) {
+        const eager = `const ${name} = require('node:${name}')`;
+        if (!contents.includes(eager)) throw new Error(`${args.path} no longer has "${eager}": update scripts/bundle-daemon.mjs`);
+        const lazy = `const ${name} = new Proxy({}, { get: (_, key) => require('node:${name}')[key] })`;
+        contents = contents.replace(eager, lazy);
+      }
+      return { contents, loader: 'js' };
+    });
+  },
+};
 
 await build({
   entryPoints: { main: 'dist/src/daemon/main.js' },
@@ -25,4 +48,5 @@ await build({
   legalComments: 'linked',
   sourcemap: true,
   logLevel: 'warning',
+  plugins: [lazyFastifyServerModules],
 });

@@ -1,6 +1,10 @@
 import AjvCompiler from '@fastify/ajv-compiler';
+import SerializerSelector from '@fastify/fast-json-stringify-compiler';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { ActivateResponse, ErrorResponse } from '../plugin-spec/common.js';
 import { IPAM_METHODS } from '../plugin-spec/ipam.js';
 import { NETWORK_METHODS } from '../plugin-spec/network.js';
 import { buildDockerPlugin } from '../src/plugin/docker-plugin.js';
@@ -49,7 +53,71 @@ const RIGHT: Record<string, fc.Arbitrary<unknown>> = {
 const field = (name: string) => fc.oneof({ arbitrary: RIGHT[name]!, weight: 4 }, { arbitrary: anyField, weight: 1 });
 const body = fc.oneof({ arbitrary: fc.record(Object.fromEntries(Object.keys(RIGHT).map((f) => [f, field(f)])), { requiredKeys: [] }), weight: 9 }, { arbitrary: fc.jsonValue(), weight: 1 });
 
+type Schema = Record<string, any>;
+/** Values a response schema admits (the kinds of schema Docker's replies use), now and then with a field it does not list. */
+function valuesOf(schema: Schema): fc.Arbitrary<unknown> {
+  if (schema.anyOf) return fc.oneof(...(schema.anyOf as Schema[]).map(valuesOf));
+  if ('const' in schema) return fc.constant(schema.const);
+  switch (schema.type) {
+    case 'null':
+      return fc.constant(null);
+    case 'string':
+      return fc.string();
+    case 'number':
+    case 'integer':
+      return fc.integer();
+    case 'boolean':
+      return fc.boolean();
+    case 'array':
+      return fc.array(valuesOf(schema.items), { maxLength: 3 });
+    case 'object': {
+      const listed = fc.record(Object.fromEntries(Object.entries(schema.properties ?? {}).map(([k, v]) => [k, valuesOf(v as Schema)])), { requiredKeys: schema.required ?? [] });
+      const open = schema.patternProperties ? Object.values(schema.patternProperties)[0] : isSchema(schema.additionalProperties) ? schema.additionalProperties : undefined;
+      const extra = open ? fc.dictionary(fc.string(), valuesOf(open as Schema), { maxKeys: 3 }) : fc.dictionary(fc.constantFrom('Extra', 'Other'), fc.string(), { maxKeys: 1 });
+      return fc.tuple(listed, extra).map(([known, more]) => ({ ...more, ...known }));
+    }
+    default:
+      return fc.jsonValue();
+  }
+}
+const isSchema = (value: unknown): value is Schema => typeof value === 'object' && value !== null && !Array.isArray(value);
+const responses: [string, Schema][] = [
+  ['Plugin.Activate', ActivateResponse],
+  ['error', ErrorResponse],
+  ...Object.entries(METHODS).map(([method, spec]) => [method, spec.response] as [string, Schema]),
+];
+
 describe('the plugin apps\' schema compilers', () => {
+  it('serialise every reply as fast-json-stringify does with the schemas as written', () => {
+    for (const [method, schema] of responses) {
+      const serializerRoute = { schema, method: 'POST', url: `/${method}`, httpStatus: '200' };
+      const mine = pluginCompilers.buildSerializer({}, {})(serializerRoute as never);
+      const reference = SerializerSelector()({}, {})(serializerRoute as never);
+      fc.assert(
+        fc.property(valuesOf(schema), (reply) => {
+          expect([method, mine(reply)]).toEqual([method, reference(reply)]);
+        }),
+        { numRuns: 200 },
+      );
+    }
+  });
+
+  it('serialise every reply without loading Ajv (it is loaded only to explain a refused body)', () => {
+    const script = `
+      import { createRequire } from 'node:module';
+      import { pluginCompilers } from './dist/src/plugin/schema-compilers.js';
+      import { IPAM_METHODS } from './dist/plugin-spec/ipam.js';
+      import { NETWORK_METHODS } from './dist/plugin-spec/network.js';
+      import { ActivateResponse, ErrorResponse } from './dist/plugin-spec/common.js';
+      const schemas = [ActivateResponse, ErrorResponse, ...Object.values({ ...IPAM_METHODS, ...NETWORK_METHODS }).map((m) => m.response)];
+      for (const schema of schemas) pluginCompilers.buildSerializer({}, {})({ schema, method: 'POST', url: '/x', httpStatus: '200' });
+      const loaded = Object.keys(createRequire(import.meta.url).cache).filter((path) => path.includes('/node_modules/ajv/'));
+      console.log(JSON.stringify({ serialisers: schemas.length, ajvModules: loaded.length }));`;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', cwd: join(import.meta.dirname, '..') });
+    expect(run.stderr).toBe('');
+    expect(JSON.parse(run.stdout)).toEqual({ serialisers: responses.length, ajvModules: 0 });
+  });
+
   it('accept and refuse exactly the bodies Fastify\'s own Ajv validator does, with its errors', () => {
     for (const [method, spec] of withBody) {
       const mine = ours(method, spec.request!);

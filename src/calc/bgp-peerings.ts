@@ -1,6 +1,7 @@
 import { formatIp, IpAddr, IpFamily, parseIp } from '../domain/cidr.js';
 import { BgpConfigurationSpec, BgpPeer, CalicoNode, DEFAULT_AS_NUMBER, MAX_AS_NUMBER } from '../domain/resources.js';
 import { parseSelector, Selector } from './selector.js';
+import { byText } from '../domain/text-order.js';
 
 /**
  * Which BGP sessions this node runs, from the Nodes, the BGPPeers and BGPConfiguration `default`, as
@@ -145,7 +146,7 @@ export function computePeerings(input: PeeringInput): PeeringResult {
   const localNodesOf = (peer: BgpPeer): CalicoNode[] =>
     input.nodes.filter((n) => (peer.spec?.node ? n.metadata.name === peer.spec.node : peer.spec?.nodeSelector ? selects(peer.spec.nodeSelector, n, peer) : true));
   const keep = (peer: BgpPeer): boolean => peer.spec?.keepOriginalNextHop === true;
-  const peers = [...input.peers].sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+  const peers = [...input.peers].sort((a, b) => byText(a.metadata.name, b.metadata.name));
 
   if (input.config.nodeToNodeMeshEnabled !== false) for (const target of nodeTargets(others)) add('Mesh', target);
   for (const peer of peers.filter(isGlobal)) for (const target of targetsOf(peer)) add('Global', target, keep(peer));

@@ -1,5 +1,6 @@
 import { formatCidr, formatIp, parseCidr, parseIp } from '../domain/cidr.js';
 import { DEFAULT_FAILSAFE_INBOUND, DEFAULT_FAILSAFE_OUTBOUND, FailsafePort, HostEndpoint } from '../domain/policy-model.js';
+import { byText } from '../domain/text-order.js';
 
 /**
  * Host endpoints, pure: which of this host's interfaces each HostEndpoint polices (Felix's
@@ -49,7 +50,7 @@ export function resolveHostEndpoints(endpoints: HostEndpoint[], node: string, in
   for (const endpoint of local) {
     if (endpoint.spec.interfaceName) continue;
     const expected = endpoint.spec.expectedIPs ?? [];
-    for (const iface of [...interfaces].sort((a, b) => a.name.localeCompare(b.name))) {
+    for (const iface of [...interfaces].sort((a, b) => byText(a.name, b.name))) {
       if (byInterface.has(iface.name) || iface.name.startsWith(workloadPrefix) || !INTERFACE_NAME.test(iface.name)) continue;
       if (iface.addresses.some((address) => expected.some((ip) => sameIp(ip, address)))) byInterface.set(iface.name, endpoint);
     }

@@ -7,6 +7,7 @@ import { DispatchEntry, dispatchTree } from './dispatch.js';
 import { applicableTiers, hostTiers, namespaced, NAMESPACE_LABEL, orderedTiers, PolicyView, TierView } from './tiers.js';
 import type { EndpointPort, FailsafePort, GlobalNetworkPolicy, HostEndpoint, NetworkPolicy, NetworkSet, Tier } from '../domain/policy-model.js';
 import { failsafeList, failsafeRules, FailsafeRule, hostEndpointAddresses, HostInterfaceInfo, resolveHostEndpoints, WILDCARD_SUFFIX } from './host-endpoints.js';
+import { byText } from '../domain/text-order.js';
 
 /**
  * Profiles, endpoints and pools in; the iptables chains and ipsets that enforce them out. Pure: no
@@ -123,8 +124,6 @@ export const MASQ_POOLS = (family: IpFamily): string => `cali${family}-masq-ipam
 export const ALL_POOLS = (family: IpFamily): string => `cali${family}-all-ipam-pools`;
 
 const familyOf = (cidr: string): IpFamily => (cidr.includes(':') ? 6 : 4);
-/** Plain code-unit order: names here are ASCII, and localeCompare cost more than the sorting itself. */
-const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 const hostAddress = (cidr: string): string => {
   const slash = cidr.indexOf('/');
   return slash < 0 ? cidr : cidr.slice(0, slash);
@@ -596,7 +595,7 @@ function renderPolicies(chains: Chains, used: UsedPolicies, current: Map<string,
  * endpoint names goes to the wildcard endpoint's chain, if any, but loopback and workloads.
  */
 function hostDispatch(flag: '-i' | '-o', entries: { iface: string | undefined; chain: string }[]): string[] {
-  const named = entries.filter((e) => e.iface !== undefined).sort((a, b) => a.iface!.localeCompare(b.iface!));
+  const named = entries.filter((e) => e.iface !== undefined).sort((a, b) => byText(a.iface!, b.iface!));
   const wildcard = entries.find((e) => e.iface === undefined);
   return [...named.map((e) => `${flag} ${e.iface} -g ${e.chain}`), ...(wildcard ? [`${flag} lo -j RETURN`, `${flag} ${WORKLOAD_PREFIX}+ -j RETURN`, `-g ${wildcard.chain}`] : [])];
 }

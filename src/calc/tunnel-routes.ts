@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { Cidr, cidrContains, formatCidr, formatIp, IpAddr, parseCidr, parseIp } from '../domain/cidr.js';
 import type { AllocationBlock, IpPool } from '../domain/ipam-model.js';
 import type { CalicoNode } from '../domain/resources.js';
+import { byText, naturalOrder } from '../domain/text-order.js';
 
 /**
  * What the daemon programs for pools in VXLAN or IPIP mode, from the datastore alone (no BGP), as
@@ -98,7 +99,6 @@ function view(node: CalicoNode): NodeView | undefined {
 }
 
 const hostOf = (block: AllocationBlock): string | undefined => (block.affinity?.startsWith('host:') ? block.affinity.slice('host:'.length) : undefined);
-const CIDR_ORDER = new Intl.Collator('en', { numeric: true });
 
 /** What routing needs of a block: its CIDR, its owner, and the addresses other nodes use in it. */
 interface BlockSummary {
@@ -178,7 +178,7 @@ export function planTunnels(input: TunnelInput): TunnelPlan {
     if (v) others.set(v.name, v);
   }
   if (plan.vxlan) {
-    for (const other of [...others.values()].sort((a, b) => a.name.localeCompare(b.name))) {
+    for (const other of [...others.values()].sort((a, b) => byText(a.name, b.name))) {
       if (!other.vtep) continue;
       plan.neighbors.push({ ip: other.vtep.ip, mac: other.vtep.mac });
       plan.fdb.push({ mac: other.vtep.mac, dst: formatIp(other.ip) });
@@ -207,6 +207,6 @@ export function planTunnels(input: TunnelInput): TunnelPlan {
       if (route) routes.set(route.cidr, route);
     }
   }
-  plan.routes = [...routes.values()].sort((a, b) => CIDR_ORDER.compare(a.cidr, b.cidr));
+  plan.routes = [...routes.values()].sort((a, b) => naturalOrder(a.cidr, b.cidr));
   return plan;
 }

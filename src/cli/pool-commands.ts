@@ -5,6 +5,7 @@ import { PoolService } from '../services/ipam/pool-service.js';
 import { IpamReport } from '../services/ipam/ipam-report.js';
 import type { CliContext } from './context.js';
 import { renderTable } from './table.js';
+import { byText } from '../domain/text-order.js';
 
 const percent = (part: number | bigint, whole: bigint): string => (whole === 0n ? '0%' : `${(Number(part) * 100) / Number(whole) < 1 && Number(part) > 0 ? '<1' : Math.round((Number(part) * 100) / Number(whole))}%`);
 
@@ -44,7 +45,7 @@ export function addPoolCommands(program: Command, context: () => CliContext): vo
       const ctx = context();
       const usage = await new IpamReport(ctx.store).usage();
       const rows = usage.pools
-        .sort((a, b) => a.pool.cidr.family - b.pool.cidr.family || a.pool.name.localeCompare(b.pool.name))
+        .sort((a, b) => a.pool.cidr.family - b.pool.cidr.family || byText(a.pool.name, b.pool.name))
         .map(({ pool: p, total, inUse }) => [
           p.name,
           formatCidr(p.cidr),

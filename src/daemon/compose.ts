@@ -37,7 +37,7 @@ import { everyObserver } from '../services/apply-loop.js';
 import { HealthAggregator, notReady, READY } from '../services/health.js';
 import { DatastoreSyncer } from '../services/sync/datastore-syncer.js';
 import type { DaemonConfig } from './config.js';
-import { DaemonMetrics } from './metrics.js';
+import type { DaemonMetrics } from './metrics.js';
 import { healthServer, metricsServer } from './observability-http.js';
 
 /** The name Docker knows the network driver by: the socket file's name. */
@@ -51,10 +51,8 @@ const BIRD_PROBE_MS = 1500;
  * middle, the two plugin apps Docker talks to, and the health and metrics servers. Nothing runs until
  * main starts it.
  */
-export function composeDaemon(config: DaemonConfig, log: Logger) {
+export function composeDaemon(config: DaemonConfig, log: Logger, metrics?: DaemonMetrics) {
   const health = new HealthAggregator();
-  // Without metrics nothing is wrapped or counted: the parts get no observer at all.
-  const metrics = config.metrics.enabled ? new DaemonMetrics() : undefined;
   const observeLoop = (agent: string) => everyObserver([health.applyLoop(agent), metrics?.applyLoop(agent)]);
   const etcd = new EtcdClient(config.etcd, metrics?.etcdCall);
   const store = new EtcdIpamStore(etcd);

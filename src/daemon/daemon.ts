@@ -32,7 +32,9 @@ export class Daemon {
   async start(): Promise<void> {
     const { config, log } = this;
     this.embedded = config.etcdConfigured ? undefined : await singleHostEtcd(config, log);
-    const parts = composeDaemon(config, log);
+    // Without metrics nothing is wrapped or counted, and prom-client is not even loaded (~3 MB).
+    const metrics = config.metrics.enabled ? new (await import('./metrics.js')).DaemonMetrics() : undefined;
+    const parts = composeDaemon(config, log, metrics);
     this.parts = parts;
     await listenOnSocket(parts.ipamApp, `${config.pluginDir}/calico-ipam.sock`);
     await listenOnSocket(parts.networkApp, `${config.pluginDir}/calico.sock`);

@@ -4,6 +4,7 @@ import type { SyncedChange } from '../../ports/datastore-sync.js';
 import type { Stored } from '../../ports/ipam-store.js';
 import type { DatastoreView } from '../sync/datastore-view.js';
 import { PoolView, viewOf } from './pool-view.js';
+import { byText } from '../../domain/text-order.js';
 
 export interface CachedBlock {
   cidr: Cidr;
@@ -117,7 +118,7 @@ export class IpamCache {
   }
 
   allPools(): PoolView[] {
-    return [...this.pools.values()].sort((a, b) => a.name.localeCompare(b.name));
+    return [...this.pools.values()].sort((a, b) => byText(a.name, b.name));
   }
 
   pool(name: string): PoolView | undefined {

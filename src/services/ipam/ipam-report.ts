@@ -3,6 +3,7 @@ import { Cidr, cidrContains, cidrSize, cidrsOverlap, formatCidr, formatIp, IpAdd
 import { hostAffinity, IpamHandle } from '../../domain/ipam-model.js';
 import type { IpamSnapshot, IpamStore, Stored } from '../../ports/ipam-store.js';
 import { PoolView, viewOf } from './pool-view.js';
+import { byText } from '../../domain/text-order.js';
 
 export interface BlockUsage {
   cidr: string;
@@ -54,7 +55,7 @@ export class IpamReport {
         total: cidrSize(pool.cidr),
         inUse: blocks.filter((b) => b.pool === pool.name).reduce((sum, b) => sum + b.inUse, 0),
       })),
-      blocks: blocks.sort((a, b) => (a.affinity ?? '').localeCompare(b.affinity ?? '') || a.cidr.localeCompare(b.cidr)),
+      blocks: blocks.sort((a, b) => byText(a.affinity ?? '', b.affinity ?? '') || byText(a.cidr, b.cidr)),
     };
   }
 

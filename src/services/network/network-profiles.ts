@@ -3,6 +3,7 @@ import { ConflictError } from '../../domain/errors.js';
 import type { EndpointStore } from '../../ports/endpoint-store.js';
 import type { Stored } from '../../ports/ipam-store.js';
 import { Logger, silentLogger } from '../../ports/logger.js';
+import { byText } from '../../domain/text-order.js';
 
 /** On a network's profile: which node holds which Docker network of that name (`{"host1":"<ID>"}`). */
 export const NETWORKS_ANNOTATION = 'libnetwork.projectcalico.org/networks';
@@ -18,7 +19,7 @@ export function holdersOf(profile: Profile): Record<string, string> {
 }
 
 function withHolders(profile: Profile, holders: Record<string, string>): Profile {
-  const sorted = Object.fromEntries(Object.entries(holders).sort(([a], [b]) => a.localeCompare(b)));
+  const sorted = Object.fromEntries(Object.entries(holders).sort(([a], [b]) => byText(a, b)));
   return { ...profile, metadata: { ...profile.metadata, annotations: { ...profile.metadata.annotations, [NETWORKS_ANNOTATION]: JSON.stringify(sorted) } } };
 }
 

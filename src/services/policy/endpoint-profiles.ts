@@ -4,6 +4,7 @@ import type { DockerApi } from '../../ports/docker-api.js';
 import type { EndpointStore } from '../../ports/endpoint-store.js';
 import { displayName, ProfileService } from './profile-service.js';
 import { validateName } from './seed-rules.js';
+import { byText } from '../../domain/text-order.js';
 
 const MAX_ATTEMPTS = 20;
 
@@ -41,7 +42,7 @@ export class EndpointProfiles {
     return (await this.store.listEndpoints())
       .map((s) => s.value)
       .filter(passes)
-      .sort((a, b) => key(a).localeCompare(key(b)));
+      .sort((a, b) => byText(key(a), key(b)));
   }
 
   /** The stored name of the one endpoint whose ID is `id` or starts with it (among those passing `filter`). */
@@ -99,7 +100,7 @@ export class EndpointProfiles {
     if (!found) throw new NotFoundError(`Container ${container} was not found.`);
     const calico = new Set((await this.store.listEndpoints()).map((e) => e.value.spec.endpoint));
     const ids = Object.entries(found.networks)
-      .sort(([a], [b]) => a.localeCompare(b))
+      .sort(([a], [b]) => byText(a, b))
       .map(([, n]) => n.endpointId)
       .filter((id) => calico.has(id));
     if (ids.length === 0) throw new NotFoundError(`No endpoint was found for ${container}`);

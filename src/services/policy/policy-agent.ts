@@ -11,6 +11,7 @@ import { ApplyLoop, type ApplyLoopObserver } from '../apply-loop.js';
 import type { DatastoreView } from '../sync/datastore-view.js';
 import type { DatastoreSyncer, ViewChange } from '../sync/datastore-syncer.js';
 import { followDatastore, Following } from '../sync/follow-datastore.js';
+import { byText } from '../../domain/text-order.js';
 
 /**
  * Changes arriving together (in one tick) are applied together, at once: a lone change is programmed
@@ -113,7 +114,7 @@ export class PolicyAgent {
   private async readInterfaces(): Promise<boolean> {
     if (!this.options.interfaces || !this.hasLocalHostEndpoints()) return false;
     try {
-      const interfaces = (await this.options.interfaces()).map((i) => ({ name: i.name, addresses: [...i.addresses].sort() })).sort((a, b) => a.name.localeCompare(b.name));
+      const interfaces = (await this.options.interfaces()).map((i) => ({ name: i.name, addresses: [...i.addresses].sort() })).sort((a, b) => byText(a.name, b.name));
       const key = JSON.stringify(interfaces);
       if (key === this.interfacesKey) return false;
       this.interfaces = interfaces;

@@ -3,6 +3,7 @@ import { ConflictError, InUseError, InvalidRequestError, NotFoundError } from '.
 import type { DockerApi } from '../../ports/docker-api.js';
 import type { EndpointStore } from '../../ports/endpoint-store.js';
 import { checkSelectors, fromV3, SeedRule, SeedRules, toV3, validateName } from './seed-rules.js';
+import { byText } from '../../domain/text-order.js';
 
 export type Direction = 'inbound' | 'outbound';
 const MAX_ATTEMPTS = 20;
@@ -32,7 +33,7 @@ export class ProfileService {
   }
 
   async list(): Promise<Profile[]> {
-    return (await this.store.listProfiles()).map((p) => p.value).sort((a, b) => displayName(a).localeCompare(displayName(b)));
+    return (await this.store.listProfiles()).map((p) => p.value).sort((a, b) => byText(displayName(a), displayName(b)));
   }
 
   async get(name: string): Promise<Profile> {

@@ -8,6 +8,7 @@ import type { NodeRemoval } from '../nodes/node-removal.js';
 import { mergePatch } from './merge-patch.js';
 import { decodeResource } from './resource-schema.js';
 import { validateResource } from './resource-validation.js';
+import { byText } from '../../domain/text-order.js';
 
 const MAX_ATTEMPTS = 5;
 /** Written by the network driver, never by hand. */
@@ -64,7 +65,7 @@ export class ResourceService {
     if (kind === 'Tier' && !snapshot.resources.some((r) => r.metadata.name === DEFAULT_TIER)) snapshot.resources.push(defaultTier());
     const items = snapshot.resources
       .filter((r) => namespace === undefined || r.metadata.namespace === namespace)
-      .sort((a, b) => (a.metadata.namespace ?? '').localeCompare(b.metadata.namespace ?? '') || a.metadata.name.localeCompare(b.metadata.name));
+      .sort((a, b) => byText(a.metadata.namespace ?? '', b.metadata.namespace ?? '') || byText(a.metadata.name, b.metadata.name));
     return { revision: snapshot.revision, items };
   }
 

@@ -3,6 +3,7 @@ import { AlreadyExistsError, ConflictError, NotFoundError } from '../../domain/e
 import { API_VERSION, BgpConfiguration, BgpPeer, DEFAULT_AS_NUMBER, DEFAULT_BGP_CONFIGURATION, parseAsNumber } from '../../domain/resources.js';
 import type { ResourceStore } from '../../ports/resource-store.js';
 import { validateResource } from '../resources/resource-validation.js';
+import { naturalOrder } from '../../domain/text-order.js';
 
 const MAX_ATTEMPTS = 10;
 
@@ -77,7 +78,7 @@ export class BgpSettings {
     return (await this.peerResources(node))
       .filter((p) => p.spec.peerIP)
       .map((p) => ({ address: p.spec.peerIP!, asNumber: p.spec.asNumber ?? 0, name: p.metadata.name }))
-      .sort((a, b) => a.address.localeCompare(b.address, 'en', { numeric: true }));
+      .sort((a, b) => naturalOrder(a.address, b.address));
   }
 
   private async peerResources(node?: string): Promise<BgpPeer[]> {

@@ -1,14 +1,12 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import nl from 'netlink';
 import { Cidr, cidrsOverlap, familyBits, formatCidr, IpAddr, IpFamily } from '../../../domain/cidr.js';
 import { DataplaneError } from '../../../domain/errors.js';
 import { FORWARDING_SYSCTLS, type Dataplane, type HostInterface, type HostRoute, type LinkInfo, type TunnelApplyResult, type TunnelDataplane } from '../../../ports/dataplane.js';
 import type { TunnelPlan } from '../../../calc/tunnel-routes.js';
-import { AF, addressBytes, bytesToValue, MAIN_TABLE, macText, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, RtSocket, TIMEOUT, toBuffer } from './netlink-codec.js';
+import { AF, addressBytes, bytesToValue, createRtNetlink, ifla, MAIN_TABLE, macText, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, rt, RtSocket, TIMEOUT, toBuffer } from './netlink-codec.js';
 import { NetlinkTunnels } from './netlink-tunnels.js';
 import type { CommandRunner } from '../command.js';
 
-const { createRtNetlink, ifla, rt } = nl;
 
 /** `ip`'s words for a link that is not there (iproute2's, and busybox's where a plugin's PATH finds it first). */
 const NO_SUCH_LINK = /Cannot find device|can't find device|does not exist/;

@@ -1,17 +1,15 @@
-import nl from 'netlink';
 import { TUNNEL_ROUTE_PROTOCOL } from '../../../calc/bird-config.js';
 import { IPIP_DEVICE, TunnelPlan, VXLAN_DEVICE } from '../../../calc/tunnel-routes.js';
 import { formatIp, parseCidr } from '../../../domain/cidr.js';
 import { DataplaneError } from '../../../domain/errors.js';
 import type { TunnelApplyResult } from '../../../ports/dataplane.js';
-import { AF, AF_BRIDGE, bytesToValue, ipv4Bytes, MAIN_TABLE, macBytes, macText, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, RtSocket, TIMEOUT, toBuffer } from './netlink-codec.js';
+import { AF, AF_BRIDGE, bytesToValue, ifla, ipv4Bytes, MAIN_TABLE, macBytes, macText, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, rt, type RouteProtocol, RtSocket, TIMEOUT, toBuffer } from './netlink-codec.js';
 
-const { ifla, rt } = nl;
 
 const AF_INET = AF[4];
 const RTNH_F_ONLINK = 0x4;
 /** The library types the protocol as its enum; the kernel takes any byte. */
-const PROTOCOL = TUNNEL_ROUTE_PROTOCOL as unknown as nl.rt.RouteProtocol;
+const PROTOCOL = TUNNEL_ROUTE_PROTOCOL as unknown as RouteProtocol;
 
 const ipText = (bytes: Buffer | undefined): string => (bytes ? formatIp({ family: 4, value: bytesToValue(bytes) }) : '');
 const port16 = (port: number): Buffer => Buffer.from([port >> 8, port & 0xff]);

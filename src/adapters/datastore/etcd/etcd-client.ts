@@ -43,6 +43,8 @@ const RETRY_BUDGET_MS = 3000;
 const FIRST_RETRY_DELAY_MS = 100;
 /** Calls in flight to one member at most (HTTP/1.1: one connection each); more wait their turn. */
 const MAX_CONNECTIONS_PER_MEMBER = 32;
+/** Idle connections kept open per member after a burst: enough for the steady state, not a burst's worth on etcd. */
+const IDLE_CONNECTIONS_PER_MEMBER = 4;
 /** gRPC's code for "unavailable" and "deadline exceeded", as etcd's gateway reports them. */
 const UNAVAILABLE = 14;
 const DEADLINE_EXCEEDED = 4;
@@ -315,7 +317,7 @@ export class EtcdClient {
     const tls = Boolean(settings.caCertFile || settings.certFile || settings.keyFile) || settings.endpoints.some((e) => e.startsWith('https:'));
     if (!tls) {
       const http = await import('node:http');
-      return { http, calls: new http.Agent({ keepAlive: true, maxSockets: MAX_CONNECTIONS_PER_MEMBER }), streams: new http.Agent() };
+      return { http, calls: new http.Agent({ keepAlive: true, maxSockets: MAX_CONNECTIONS_PER_MEMBER, maxFreeSockets: IDLE_CONNECTIONS_PER_MEMBER }), streams: new http.Agent() };
     }
     const https = await import('node:https');
     const files = {
@@ -325,7 +327,7 @@ export class EtcdClient {
     };
     return {
       http: https as unknown as Http,
-      calls: new https.Agent({ keepAlive: true, maxSockets: MAX_CONNECTIONS_PER_MEMBER, ...files }),
+      calls: new https.Agent({ keepAlive: true, maxSockets: MAX_CONNECTIONS_PER_MEMBER, maxFreeSockets: IDLE_CONNECTIONS_PER_MEMBER, ...files }),
       streams: new https.Agent(files),
     };
   }
