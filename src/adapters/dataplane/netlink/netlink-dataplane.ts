@@ -7,7 +7,6 @@ import { AF, addressBytes, bytesToValue, createRtNetlink, ifla, MAIN_TABLE, macT
 import { NetlinkTunnels } from './netlink-tunnels.js';
 import type { CommandRunner } from '../command.js';
 
-
 /** `ip`'s words for a link that is not there (iproute2's, and busybox's where a plugin's PATH finds it first). */
 const NO_SUCH_LINK = /Cannot find device|can't find device|does not exist/;
 

@@ -5,7 +5,6 @@ import { DataplaneError } from '../../../domain/errors.js';
 import type { TunnelApplyResult } from '../../../ports/dataplane.js';
 import { AF, AF_BRIDGE, bytesToValue, ifla, ipv4Bytes, MAIN_TABLE, macBytes, macText, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, rt, type RouteProtocol, RtSocket, TIMEOUT, toBuffer } from './netlink-codec.js';
 
-
 const AF_INET = AF[4];
 const RTNH_F_ONLINK = 0x4;
 /** The library types the protocol as its enum; the kernel takes any byte. */

@@ -54,7 +54,7 @@ const DEADLINE_EXCEEDED = 4;
  * until the deadline), as opposed to a member that answered with an error (`etcdserver: no leader`,
  * a full quota). `unsent`: the request cannot have reached etcd, so even a write may be sent again.
  */
-export class EtcdCallError extends Error {
+class EtcdCallError extends Error {
   constructor(
     message: string,
     readonly unreachable: boolean,
