@@ -69,7 +69,7 @@ describe('netlink dataplane, in a namespace of its own', () => {
     expect(result).toEqual({ links: ['calibusy1'], routes: ['10.79.0.1 calibusy1'], ok: true });
   });
 
-  it('runs kernel tools through a helper process, so starting them does not stall a large daemon', () => {
+  it('runs kernel tools through a helper process, so starting them does not stall a large daemon; the helper ends when idle', () => {
     const result = scenario('command-helper');
     expect(result.ok, result.error).toBe(true);
     // Started directly, each fork of the 1.2 GB process stops its event loop (the reason for the helper).
@@ -80,6 +80,8 @@ describe('netlink dataplane, in a namespace of its own', () => {
     expect(result.words).toBe("it's|two\nlines|$HOME|\"|`id`|*||");
     expect(result.order).toEqual(['true', 'sleep']);
     expect(result.afterClose).toEqual({ code: 0, stdout: 'again\n', stderr: '' });
+    // Idle for its idle time, the helper is gone; a command outlasting that time was not cut short.
+    expect(result.idleExit).toEqual({ sleepOut: 'slept\n', first: 1, busy: 1, gone: 0, again: 'back\n', second: 1, fresh: true });
   });
 
   it('tunnels: writes only what changed between resyncs, compares with the kernel when asked, and recovers from a device deleted behind it', () => {

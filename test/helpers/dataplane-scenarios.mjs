@@ -1,6 +1,8 @@
 // Runs one scenario of the netlink dataplane adapter inside the current network namespace (the
 // test starts it in a namespace of its own) and prints what the adapter reported, as JSON.
+import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { NetlinkDataplane } from '../../dist/src/adapters/dataplane/netlink/netlink-dataplane.js';
 import { CommandHelper } from '../../dist/src/adapters/dataplane/command-helper.js';
 import { runCommand } from '../../dist/src/adapters/dataplane/command.js';
@@ -108,6 +110,19 @@ try {
     helper.close();
     out.afterClose = await helper.run('echo', ['again']);
     helper.close();
+    // Idle, the helper ends; a command held past the idle time keeps it; the next command starts another.
+    const helpers = () => readFileSync(`/proc/self/task/${process.pid}/children`, 'utf8').split(' ').filter((pid) => pid && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('calico-commands-'));
+    const idle = new CommandHelper({ idleExitMs: 300 });
+    const sleepOut = await idle.run('sh', ['-c', 'sleep 0.6; echo slept']);
+    const first = helpers();
+    await sleep(150);
+    const busy = helpers();
+    await sleep(600);
+    const gone = helpers();
+    const again = await idle.run('echo', ['back']);
+    const second = helpers();
+    idle.close();
+    out.idleExit = { sleepOut: sleepOut.stdout, first: first.length, busy: busy.length, gone: gone.length, again: again.stdout, second: second.length, fresh: second[0] !== first[0] };
     out.ballast = ballast.length;
   } else if (scenario === 'tunnels') {
     // eth0 (10.9.0.1/24) is made by the test. Two remote nodes, then one of them gone.

@@ -31,6 +31,9 @@ interface Helper {
  */
 const LOOP = `NL='\n'\nwhile IFS= read -r line; do eval "$line"; done\nrm -rf -- "$1"`;
 
+/** How long the helper waits for a command before it ends. */
+const IDLE_EXIT_MS = 10_000;
+
 /** `text` as one shell word: single-quoted, newlines spelt "$NL". */
 const quote = (text: string): string => `'${text.replace(/'/g, `'\\''`).replace(/\n/g, `'"$NL"'`)}'`;
 
@@ -49,15 +52,21 @@ function unlinkQuietly(path: string): void {
  * policy agent starts a few tools on every endpoint change, while Docker waits on the daemon.
  *
  * The helper is `sh` (under 2 MB resident, where a Node.js helper was 47 MB): commands run
- * concurrently, with input, output and errors in files of the helper's own directory.
+ * concurrently, with input, output and errors in files of the helper's own directory. It ends after
+ * `idleExitMs` without a command (an idle daemon runs none) and the next command starts another: one
+ * fork per burst of commands, not one per command.
  */
 export class CommandHelper {
   private helper: Helper | undefined;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
+  private idleTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly options: { idleExitMs?: number } = {}) {}
 
   readonly run: CommandRunner = async (command, args, input) => {
     if ([command, ...args].some((word) => word.includes('\0'))) return { code: 1, stdout: '', stderr: `${command}: an argument holds a NUL byte` };
+    clearTimeout(this.idleTimer);
     let helper = this.running();
     // Something (a /tmp cleaner) took its directory away: a new helper, with a new one.
     if (!existsSync(helper.dir)) {
@@ -82,6 +91,7 @@ export class CommandHelper {
 
   /** Ends the helper; what it was running reports a failure. */
   close(): void {
+    clearTimeout(this.idleTimer);
     const helper = this.helper;
     this.helper = undefined;
     helper?.child.stdin?.end();
@@ -138,6 +148,13 @@ export class CommandHelper {
     this.hold(pending.helper, false);
     // A shell remembers every background job until it waits; all of them have answered by now.
     pending.helper.child.stdin!.write('wait\n');
+    if (pending.helper === this.helper) this.closeWhenIdle();
+  }
+
+  private closeWhenIdle(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => this.close(), this.options.idleExitMs ?? IDLE_EXIT_MS);
+    this.idleTimer.unref();
   }
 
   private hold(helper: Helper, held: boolean): void {
