@@ -26,5 +26,7 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 RUN ln -s /app/dist/src/cli/main.js /usr/local/bin/calicoctl && chmod +x /app/dist/src/cli/main.js /app/dist/src/daemon/main.js
-# Node.js flags: DAEMON_NODE_FLAGS in src/adapters/host/installation.ts says why.
+# Node.js flags and environment: DAEMON_NODE_FLAGS and DAEMON_ENVIRONMENT in
+# src/adapters/host/installation.ts say why.
+ENV MALLOC_MMAP_THRESHOLD_=131072
 ENTRYPOINT ["node", "--max-semi-space-size=1", "--no-concurrent-recompilation", "/app/dist/src/daemon/main.js"]

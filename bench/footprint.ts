@@ -4,7 +4,10 @@
  *
  * - CPU (user + system, from /proc/<pid>/stat) of the daemon and every process it runs, from its
  *   start until its plugin socket answers Activate, and until its log says "dataplane reconciled";
- * - resident memory (VmRSS) of the daemon and of each process it runs, BIRD apart, once idle;
+ * - resident memory (VmRSS) of the daemon and of each process it runs, BIRD apart: 5 s after it
+ *   reconciled (start-up's garbage may not be collected yet: V8 shrinks an idle heap ~8 s after its
+ *   last allocations), once idle, IDLE_S after it reconciled (default 30), and IDLE_S after the
+ *   requests below;
  * - the latency of a plugin request (RequestAddress then ReleaseAddress, p50 and p99), so that a
  *   smaller footprint is not bought with slower answers, and the daemon's CPU per request.
  *
@@ -12,7 +15,8 @@
  * socket (its CPU until it answers, its idle RSS, its request latency).
  *
  * Not part of the test run: `npm run bench:footprint`. Knobs: RUNS (default 5), REQUESTS (default
- * 300), NODE_FLAGS (node's flags for the daemon, to try others; default: the shipped ones, DAEMON_NODE_FLAGS),
+ * 300), IDLE_S (default 30), NODE_FLAGS (node's flags for the daemon, to try others; default: the shipped ones, DAEMON_NODE_FLAGS),
+ * DAEMON_ENV (its environment besides its settings, as JSON; default: the shipped one, DAEMON_ENVIRONMENT),
  * COMPARE (another build's daemon entry, e.g. a worktree's dist/src/daemon/main.js: run in the same
  * rounds, interleaved with this one, and reported beside it with the ratio).
  */
@@ -20,7 +24,7 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DAEMON_NODE_FLAGS } from '../src/adapters/host/installation.js';
+import { DAEMON_ENVIRONMENT, DAEMON_NODE_FLAGS } from '../src/adapters/host/installation.js';
 import { DAEMON, post } from '../test/helpers/daemon.js';
 import { TestEtcd } from '../test/helpers/etcd.js';
 import { runInOwnNetns } from './in-netns.js';
@@ -30,10 +34,14 @@ const RUNS = Number(process.env.RUNS ?? 5);
 const REQUESTS = Number(process.env.REQUESTS ?? 300);
 /** The daemon's node flags: the shipped ones, or NODE_FLAGS ('' for none). */
 const NODE_FLAGS = process.env.NODE_FLAGS === undefined ? DAEMON_NODE_FLAGS : process.env.NODE_FLAGS.split(' ').filter(Boolean);
+/** The daemon's environment besides its settings: the shipped one, or DAEMON_ENV (JSON, '{}' for none). */
+const ENVIRONMENT: Record<string, string> = process.env.DAEMON_ENV === undefined ? { ...DAEMON_ENVIRONMENT } : JSON.parse(process.env.DAEMON_ENV);
 /** The daemons measured, one of each per round: this build's, and COMPARE's when given. */
 const ENTRIES = [DAEMON, ...(process.env.COMPARE ? [process.env.COMPARE] : [])];
 /** Long enough for the policy writer's tidy-up (2 s after a change) and a garbage collection to pass. */
 const SETTLE_MS = 5000;
+/** Idle: past V8's idle-time heap shrinking and the command helper's idle exit (10 s). */
+const IDLE_MS = Number(process.env.IDLE_S ?? 30) * 1000;
 
 interface Proc {
   pid: number;
@@ -130,8 +138,13 @@ async function latency(pid: number, request: () => Promise<void>): Promise<Pick<
 interface Run {
   cpuToServingS: number;
   cpuToReconciledS: number;
+  /** SETTLE_MS after start-up. */
+  afterStart: Proc[];
+  /** IDLE_MS after start-up. */
   processes: Proc[];
   totalRssMb: number;
+  /** IDLE_MS after the requests. */
+  afterRequests: Proc[];
   requestMs: { p50: number; p99: number };
   /** The daemon's CPU per RequestAddress + ReleaseAddress pair (the floor's: per round trip). */
   cpuPerRequestMs: number;
@@ -145,14 +158,32 @@ async function floor(dir: string): Promise<Run> {
   try {
     await untilServing(child, socket, 'the floor');
     const cpuToServingS = treeCpuSeconds(child.pid!);
-    await new Promise((r) => setTimeout(r, SETTLE_MS));
-    const processes = processTree(child.pid!);
+    const memory = await memoryWhileIdle(child.pid!);
     const requests = await latency(child.pid!, async () => void (await post(socket, 'Plugin.Activate')));
-    return { cpuToServingS, cpuToReconciledS: cpuToServingS, processes, totalRssMb: round(processes.reduce((s, p) => s + p.rssMb, 0)), ...requests };
+    return { cpuToServingS, cpuToReconciledS: cpuToServingS, ...memory, ...requests, afterRequests: await idleAgain(child.pid!) };
   } finally {
     child.kill('SIGKILL');
     rmSync(socket, { force: true });
   }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const totalRss = (processes: Proc[]): number => round(processes.reduce((s, p) => s + p.rssMb, 0));
+
+/** The process tree's memory SETTLE_MS and IDLE_MS from now. */
+async function memoryWhileIdle(pid: number): Promise<Pick<Run, 'afterStart' | 'processes' | 'totalRssMb'>> {
+  const start = Date.now();
+  await sleep(SETTLE_MS);
+  const afterStart = processTree(pid);
+  await sleep(IDLE_MS - (Date.now() - start));
+  const processes = processTree(pid);
+  return { afterStart, processes, totalRssMb: totalRss(processes) };
+}
+
+/** The process tree IDLE_MS from now. */
+async function idleAgain(pid: number): Promise<Proc[]> {
+  await sleep(IDLE_MS);
+  return processTree(pid);
 }
 
 async function daemon(dir: string, etcd: string, run: number, entry: string): Promise<Run> {
@@ -165,6 +196,7 @@ async function daemon(dir: string, etcd: string, run: number, entry: string): Pr
   const fd = openSync(logFile, 'a');
   const child = spawn(process.execPath, [...NODE_FLAGS, entry], {
     env: {
+      ...ENVIRONMENT,
       PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
       NODENAME: 'footprint',
       ETCD_ENDPOINTS: etcd,
@@ -182,15 +214,14 @@ async function daemon(dir: string, etcd: string, run: number, entry: string): Pr
     const cpuToServingS = treeCpuSeconds(child.pid!);
     await waitFor(() => (readFileSync(logFile, 'utf8').includes('dataplane reconciled') ? true : undefined), 30_000, 'the daemon to reconcile');
     const cpuToReconciledS = treeCpuSeconds(child.pid!);
-    await new Promise((r) => setTimeout(r, SETTLE_MS));
-    const processes = processTree(child.pid!);
+    const memory = await memoryWhileIdle(child.pid!);
     const requests = await latency(child.pid!, async () => {
       const reply = await post(socket, 'IpamDriver.RequestAddress', { PoolID: 'CalicoPoolIPv4', Address: '' });
       if (reply.status !== 200) throw new Error(`RequestAddress: ${reply.text}`);
       const released = await post(socket, 'IpamDriver.ReleaseAddress', { PoolID: 'CalicoPoolIPv4', Address: reply.body.Address.split('/')[0] });
       if (released.status !== 200) throw new Error(`ReleaseAddress: ${released.text}`);
     });
-    return { cpuToServingS, cpuToReconciledS, processes, totalRssMb: round(processes.reduce((s, p) => s + p.rssMb, 0)), ...requests };
+    return { cpuToServingS, cpuToReconciledS, ...memory, ...requests, afterRequests: await idleAgain(child.pid!) };
   } catch (error) {
     process.stderr.write(readFileSync(logFile, 'utf8').slice(-3000));
     throw error;
@@ -208,7 +239,10 @@ function summary(runs: Run[]) {
   return {
     cpuToServingS: median(runs.map((r) => r.cpuToServingS)),
     cpuToReconciledS: median(runs.map((r) => r.cpuToReconciledS)),
+    rssAfterStartMb: median(runs.map((r) => totalRss(r.afterStart))),
+    afterStart: runs[0]!.afterStart.map((p) => p.name).join(' + '),
     idleRssMb: median(runs.map((r) => r.totalRssMb)),
+    idleAfterRequestsMb: median(runs.map((r) => totalRss(r.afterRequests))),
     privateMb: median(runs.map((r) => r.processes.reduce((s, p) => s + p.privateMb, 0))),
     processes: names.map((name, i) => {
       const field = (key: 'rssMb' | 'fileMb' | 'privateMb'): number => median(runs.map((r) => r.processes[i]?.[key] ?? 0));
@@ -233,10 +267,12 @@ async function main(): Promise<void> {
     const bare = summary(floors);
     const measured = daemons.map(summary);
     const ratio = (a: number, b: number): number => round(a / b, 2);
-    console.log(`runs: ${RUNS}, medians, node flags: ${NODE_FLAGS.join(' ') || 'none'}`);
+    console.log(`runs: ${RUNS}, medians, node flags: ${NODE_FLAGS.join(' ') || 'none'}, environment: ${JSON.stringify(ENVIRONMENT)}`);
     for (const [i, ours] of measured.entries()) {
       console.log(`daemon ${ENTRIES[i]}`);
-      console.log(`idle RSS:            daemon ${ours.idleRssMb} MB (${ours.processes.map((p) => `${p.name} ${p.rssMb} of which files ${p.fileMb}`).join(', ')}), bare node ${bare.idleRssMb} MB, x${ratio(ours.idleRssMb, bare.idleRssMb)}`);
+      console.log(`RSS ${SETTLE_MS / 1000} s after start: daemon ${ours.rssAfterStartMb} MB (${ours.afterStart}), bare node ${bare.rssAfterStartMb} MB, x${ratio(ours.rssAfterStartMb, bare.rssAfterStartMb)}`);
+      console.log(`idle RSS (${IDLE_MS / 1000} s):    daemon ${ours.idleRssMb} MB (${ours.processes.map((p) => `${p.name} ${p.rssMb} of which files ${p.fileMb}`).join(', ')}), bare node ${bare.idleRssMb} MB, x${ratio(ours.idleRssMb, bare.idleRssMb)}`);
+      console.log(`idle RSS ${IDLE_MS / 1000} s after the requests: daemon ${ours.idleAfterRequestsMb} MB, bare node ${bare.idleAfterRequestsMb} MB`);
       console.log(`private (not shared): daemon ${ours.privateMb} MB (${ours.processes.map((p) => `${p.name} ${p.privateMb}`).join(', ')}), bare node ${bare.privateMb} MB`);
       console.log(`CPU until serving:   daemon ${ours.cpuToServingS} s, bare node ${bare.cpuToServingS} s, x${ratio(ours.cpuToServingS, bare.cpuToServingS)}`);
       console.log(`CPU until reconciled: daemon ${ours.cpuToReconciledS} s`);
@@ -245,9 +281,9 @@ async function main(): Promise<void> {
     }
     if (measured.length === 2) {
       const [ours, other] = measured as [ReturnType<typeof summary>, ReturnType<typeof summary>];
-      console.log(`this build / COMPARE: idle RSS x${ratio(ours.idleRssMb, other.idleRssMb)}, private x${ratio(ours.privateMb, other.privateMb)}, CPU until serving x${ratio(ours.cpuToServingS, other.cpuToServingS)}, request p50 x${ratio(ours.requestMs.p50, other.requestMs.p50)}`);
+      console.log(`this build / COMPARE: idle RSS x${ratio(ours.idleRssMb, other.idleRssMb)}, after the requests x${ratio(ours.idleAfterRequestsMb, other.idleAfterRequestsMb)}, ${SETTLE_MS / 1000} s after start x${ratio(ours.rssAfterStartMb, other.rssAfterStartMb)}, private x${ratio(ours.privateMb, other.privateMb)}, CPU until serving x${ratio(ours.cpuToServingS, other.cpuToServingS)}, request p50 x${ratio(ours.requestMs.p50, other.requestMs.p50)}`);
     }
-    saveReport('footprint', { runs: RUNS, nodeFlags: NODE_FLAGS, entries: ENTRIES, daemons: measured, floor: bare, perRun: daemons });
+    saveReport('footprint', { runs: RUNS, settleMs: SETTLE_MS, idleMs: IDLE_MS, nodeFlags: NODE_FLAGS, environment: ENVIRONMENT, entries: ENTRIES, daemons: measured, floor: bare, perRun: daemons });
   } finally {
     await etcd.destroy();
     rmSync(dir, { recursive: true, force: true });

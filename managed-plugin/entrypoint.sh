@@ -4,5 +4,7 @@
 if ! mount -o remount,rw,bind /proc/sys /proc/sys 2>/dev/null && ! mount -o remount,rw /proc/sys 2>/dev/null; then
   echo "calico-libnetwork: /proc/sys is read-only and could not be made writable: containers' veths will lack proxy ARP" >&2
 fi
-# Node.js flags: DAEMON_NODE_FLAGS in src/adapters/host/installation.ts says why.
+# Node.js flags and environment: DAEMON_NODE_FLAGS and DAEMON_ENVIRONMENT in
+# src/adapters/host/installation.ts say why.
+export MALLOC_MMAP_THRESHOLD_=131072
 exec /usr/bin/node --max-semi-space-size=1 --no-concurrent-recompilation /app/dist/src/daemon/main.js

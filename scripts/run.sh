@@ -4,5 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-# Node.js flags: DAEMON_NODE_FLAGS in src/adapters/host/installation.ts says why.
+# Node.js flags and environment: DAEMON_NODE_FLAGS and DAEMON_ENVIRONMENT in
+# src/adapters/host/installation.ts say why.
+export MALLOC_MMAP_THRESHOLD_=131072
 exec node --max-semi-space-size=1 --no-concurrent-recompilation dist/src/daemon/main.js

@@ -5,7 +5,7 @@ import { checkLibnetworkEnabled, withCalicoNodeNames } from '../src/config/calic
 import { ConfigError, datastoreFrom, parseConfigFile } from '../src/config/datastore-config.js';
 import { configFrom } from '../src/daemon/config.js';
 import { systemdEnvironmentFile, unitText } from '../src/adapters/host/daemon-supervisor.js';
-import { DAEMON_NODE_FLAGS } from '../src/adapters/host/installation.js';
+import { DAEMON_ENVIRONMENT, DAEMON_NODE_FLAGS } from '../src/adapters/host/installation.js';
 import { nodeRunSettings, nodeShowsSettings } from '../src/services/nodes/node-run.js';
 import type { CalicoNode } from '../src/domain/resources.js';
 
@@ -244,7 +244,7 @@ describe('calicoctl node run: the daemon settings', () => {
     expect(unit).toMatch(/^KillMode=process$/m);
   });
 
-  it('every shipped way of starting the daemon gives Node.js the same flags', () => {
+  it('every shipped way of starting the daemon gives Node.js the same flags and environment', () => {
     const read = (path: string): string => readFileSync(join(import.meta.dirname, '..', path), 'utf8');
     const startLines = {
       unit: /^ExecStart=\S+ (.*) \S+main\.js$/m.exec(read('systemd/calico-libnetwork.service'))?.[1],
@@ -254,5 +254,14 @@ describe('calicoctl node run: the daemon settings', () => {
     };
     const flags = DAEMON_NODE_FLAGS.join(' ');
     expect(startLines).toEqual({ unit: flags, runScript: flags, plugin: flags, image: flags });
+    const settings = (path: string, line: RegExp): string[] => [...read(path).matchAll(line)].map((m) => m[1]!);
+    const environments = {
+      unit: settings('systemd/calico-libnetwork.service', /^Environment=(.*)$/gm),
+      runScript: settings('scripts/run.sh', /^export (.*)$/gm),
+      plugin: settings('managed-plugin/entrypoint.sh', /^export (.*)$/gm),
+      image: settings('Dockerfile', /^ENV (.*)$/gm),
+    };
+    const environment = Object.entries(DAEMON_ENVIRONMENT).map(([name, value]) => `${name}=${value}`);
+    expect(environments).toEqual({ unit: environment, runScript: environment, plugin: environment, image: environment });
   });
 });

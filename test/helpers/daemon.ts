@@ -1,5 +1,5 @@
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { DAEMON_NODE_FLAGS } from '../../src/adapters/host/installation.js';
+import { DAEMON_ENVIRONMENT, DAEMON_NODE_FLAGS } from '../../src/adapters/host/installation.js';
 import { relayEtcdInto } from './relay.js';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
@@ -133,9 +133,9 @@ export class TestDaemon {
     const logFile = join(this.workDir, 'daemon.log');
     writeFileSync(logFile, '');
     const fd = openSync(logFile, 'a');
-    // With the flags it is shipped with.
+    // With the flags and environment it is shipped with.
     const command = [...wrap, process.execPath, ...DAEMON_NODE_FLAGS, DAEMON];
-    const child = spawn(command[0]!, command.slice(1), { env, stdio: ['ignore', fd, fd] });
+    const child = spawn(command[0]!, command.slice(1), { env: { ...DAEMON_ENVIRONMENT, ...env }, stdio: ['ignore', fd, fd] });
     closeSync(fd);
     this.child = child;
     const deadline = Date.now() + 20000;

@@ -2,7 +2,7 @@ import { ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:chi
 import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DAEMON_NODE_FLAGS } from '../../src/adapters/host/installation.js';
+import { DAEMON_ENVIRONMENT, DAEMON_NODE_FLAGS } from '../../src/adapters/host/installation.js';
 import { CALICOCTL, DAEMON } from './daemon.js';
 import { relayEtcdInto } from './relay.js';
 import { TestEtcd } from './etcd.js';
@@ -273,10 +273,11 @@ export class DockerHost {
     const logFile = join(this.dir, 'daemon.log');
     writeFileSync(logFile, '');
     const logFd = openSync(logFile, 'a');
-    // With the flags it is shipped with.
+    // With the flags and environment it is shipped with.
     const [command, ...args] = this.enter([process.execPath, ...DAEMON_NODE_FLAGS, DAEMON]);
     const daemon = spawn(command!, args, {
       env: {
+        ...DAEMON_ENVIRONMENT,
         PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
         TMPDIR: this.tmp,
         ...(this.etcd === 'embedded' ? { CALICO_ETCD_DATA_DIR: join(this.dir, 'etcd') } : { ETCD_ENDPOINTS: this.etcdEndpoint, NO_DEFAULT_POOLS: 'true' }),

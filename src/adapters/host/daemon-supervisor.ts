@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { DAEMON_LOG_FILE, DAEMON_PID_FILE, type HostPaths } from '../../config/paths.js';
 import type { DaemonSettings, DaemonSupervisor, StartedDaemon } from '../../services/nodes/node-run.js';
-import { DAEMON_MAIN, DAEMON_NODE_FLAGS, SYSTEMD_UNIT_TEMPLATE } from './installation.js';
+import { DAEMON_ENVIRONMENT, DAEMON_MAIN, DAEMON_NODE_FLAGS, SYSTEMD_UNIT_TEMPLATE } from './installation.js';
 import { findOnPath } from './path-lookup.js';
 
 const run = promisify(execFile);
@@ -44,7 +44,7 @@ export class BackgroundDaemon implements DaemonSupervisor {
     mkdirSync(this.paths.logDir, { recursive: true, mode: 0o755 });
     const from = existsSync(this.logFile) ? statSync(this.logFile).size : 0;
     const fd = openSync(this.logFile, 'a');
-    const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, DAEMON_MAIN], { detached: true, stdio: ['ignore', fd, fd], env: { ...this.env, ...settings } });
+    const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, DAEMON_MAIN], { detached: true, stdio: ['ignore', fd, fd], env: { ...this.env, ...DAEMON_ENVIRONMENT, ...settings } });
     closeSync(fd);
     await new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve);
