@@ -23,6 +23,7 @@
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createInterface, Interface } from 'node:readline';
 import { EtcdEndpointStore } from '../src/adapters/datastore/etcd/etcd-endpoint-store.js';
 import { DNS_NAMES_ANNOTATION, GATEWAY_ANNOTATION, HANDLES_ANNOTATION, SANDBOX_ANNOTATION, WorkloadEndpoint, workloadEndpointName } from '../src/domain/endpoint-model.js';
@@ -163,7 +164,6 @@ function daemonPid(host: DockerHost): number {
 const rssKb = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
 const begun = performance.now();
 const step = (what: string): void => console.log(`[${round((performance.now() - begun) / 1000, 1)} s] ${what}`);
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** RSS after a settle: the median of 7 readings 300 ms apart, MiB. */
 async function settledRss(pids: Record<string, number>, settleMs = 3000): Promise<Record<string, number>> {

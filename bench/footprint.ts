@@ -24,11 +24,12 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DAEMON_ENVIRONMENT, DAEMON_NODE_FLAGS } from '../src/adapters/host/installation.js';
 import { DAEMON, post } from '../test/helpers/daemon.js';
 import { TestEtcd } from '../test/helpers/etcd.js';
 import { runInOwnNetns } from './in-netns.js';
-import { CLK_TCK, percentile, processTicks, round, saveReport, waitFor } from './measure.js';
+import { CLK_TCK, percentile, processTicks, round, saveReport, sum, waitFor } from './measure.js';
 
 const RUNS = Number(process.env.RUNS ?? 5);
 const REQUESTS = Number(process.env.REQUESTS ?? 300);
@@ -167,8 +168,7 @@ async function floor(dir: string): Promise<Run> {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const totalRss = (processes: Proc[]): number => round(processes.reduce((s, p) => s + p.rssMb, 0));
+const totalRss = (processes: Proc[]): number => round(sum(processes.map((p) => p.rssMb)));
 
 /** The process tree's memory SETTLE_MS and IDLE_MS from now. */
 async function memoryWhileIdle(pid: number): Promise<Pick<Run, 'afterStart' | 'processes' | 'totalRssMb'>> {

@@ -20,6 +20,7 @@
  * IDLE_SECONDS (default 10), BACKEND (`bird`, the default, or `vxlan`: no BIRD, routes over VXLAN).
  */
 import { spawnSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { PoolService } from '../src/services/ipam/pool-service.js';
 import { post } from '../test/helpers/daemon.js';
 import type { DockerHost } from '../test/helpers/docker-host.js';
@@ -152,7 +153,6 @@ async function allocate(hosts: DockerHost[], count: number, inFlight: number): P
 /** How often each text occurs. */
 const countBy = (texts: string[]): Record<string, number> => texts.reduce<Record<string, number>>((counts, text) => ({ ...counts, [text]: (counts[text] ?? 0) + 1 }), {});
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function scale(n: number, etcd: TestEtcd, underlay: Underlay): Promise<object> {
   const ctx = storeOn(etcd.endpoint);

@@ -22,14 +22,13 @@ import { build } from 'esbuild';
 
 const LAZY_MODULES = ['https', 'http2'];
 const ON_DEMAND_PACKAGES = ['@fastify/ajv-compiler', '@fastify/fast-json-stringify-compiler', 'light-my-request'];
-const ON_DEMAND_MODULES = ['./metrics.js'];
 
 /** `import('./metrics.js')` stays a run-time import of tsc's file beside the bundle. */
 const onDemandModules = {
   name: 'on-demand-modules',
   setup(bundle) {
     bundle.onResolve({ filter: /^\.\/metrics\.js$/ }, (args) => {
-      if (!ON_DEMAND_MODULES.includes(args.path) || args.kind !== 'dynamic-import' || !/[\\/]dist[\\/]src[\\/]daemon[\\/]/.test(args.importer)) return undefined;
+      if (args.kind !== 'dynamic-import' || !/[\\/]dist[\\/]src[\\/]daemon[\\/]/.test(args.importer)) return undefined;
       return { path: args.path, external: true };
     });
   },
